@@ -1,0 +1,96 @@
+"""The schema as SQLAlchemy Core tables (the migration creates the same)."""
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger, Column, DateTime, Float, ForeignKey, Integer, MetaData, Table, Text, func, text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata_obj = MetaData()
+
+
+def _id():
+    return Column("id", BigInteger, primary_key=True)
+
+
+def _json(name: str):
+    return Column(name, JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+
+
+def _timestamps():
+    return [
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    ]
+
+
+def _fk(name: str, target: str, nullable: bool = True, ondelete: str | None = None):
+    return Column(name, BigInteger, ForeignKey(f"{target}.id", ondelete=ondelete), nullable=nullable)
+
+
+accounts = Table(
+    "accounts", metadata_obj, _id(), _json("metadata"), _json("settings"),
+    Column("twilio_account_sid", Text), Column("twilio_auth_token", Text),
+    Column("somleng_account_sid", Text), Column("somleng_auth_token", Text),
+    Column("platform_provider_name", Text), Column("somleng_api_host", Text),
+    Column("somleng_api_base_url", Text),
+    Column("permissions", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("calls_per_second", Float), Column("max_calls_in_flight", Integer),
+    *_timestamps(),
+)
+
+access_tokens = Table(
+    "access_tokens", metadata_obj, _id(), _fk("account_id", "accounts", False), _json("metadata"),
+    Column("token_digest", Text, nullable=False, unique=True), *_timestamps(),
+)
+
+contacts = Table(
+    "contacts", metadata_obj, _id(), _fk("account_id", "accounts", False),
+    Column("msisdn", Text, nullable=False), _json("metadata"), *_timestamps(),
+)
+
+callouts = Table(
+    "callouts", metadata_obj, _id(), _fk("account_id", "accounts", False),
+    Column("status", Text, nullable=False, server_default="initialized"),
+    Column("call_flow_logic", Text), _json("metadata"), *_timestamps(),
+)
+
+batch_operations = Table(
+    "batch_operations", metadata_obj, _id(), _fk("account_id", "accounts", False),
+    _fk("callout_id", "callouts"), Column("type", Text, nullable=False), _json("parameters"),
+    Column("status", Text, nullable=False, server_default="preview"), _json("metadata"),
+    Column("error_message", Text), Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)), *_timestamps(),
+)
+
+callout_participations = Table(
+    "callout_participations", metadata_obj, _id(), _fk("account_id", "accounts", False),
+    _fk("callout_id", "callouts", False), _fk("contact_id", "contacts", False),
+    _fk("callout_population_id", "batch_operations"), Column("msisdn", Text, nullable=False),
+    Column("call_flow_logic", Text), _json("metadata"), *_timestamps(),
+)
+
+phone_calls = Table(
+    "phone_calls", metadata_obj, _id(), _fk("account_id", "accounts", False),
+    _fk("callout_participation_id", "callout_participations"), _fk("contact_id", "contacts", False),
+    _fk("create_batch_operation_id", "batch_operations"), _fk("queue_batch_operation_id", "batch_operations"),
+    _fk("queue_remote_fetch_batch_operation_id", "batch_operations"),
+    Column("status", Text, nullable=False, server_default="created"), Column("msisdn", Text, nullable=False),
+    Column("remote_call_id", Text, unique=True), Column("remote_status", Text),
+    Column("remote_direction", Text), Column("remote_error_message", Text),
+    _json("remote_response"), _json("remote_request_params"), _json("remote_queue_response"),
+    Column("call_flow_logic", Text), Column("remotely_queued_at", DateTime(timezone=True)),
+    Column("duration", Integer), _json("metadata"),
+    # dialing bookkeeping: when the call was queued, claimed by a dialer, and last heard of
+    Column("queued_at", DateTime(timezone=True)), Column("dial_claimed_at", DateTime(timezone=True)),
+    Column("dial_attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("remote_status_updated_at", DateTime(timezone=True)),
+    *_timestamps(),
+)
+
+remote_phone_call_events = Table(
+    "remote_phone_call_events", metadata_obj, _id(), _fk("phone_call_id", "phone_calls", False),
+    _json("details"), Column("remote_call_id", Text), Column("remote_direction", Text),
+    Column("call_flow_logic", Text), _json("metadata"), *_timestamps(),
+)

@@ -1,0 +1,38 @@
+"""The unit of work: one transaction, and the repositories that act within it."""
+from __future__ import annotations
+
+from sqlalchemy.engine import Engine
+
+from scfm.adapters.postgres import repositories as repos
+
+
+class SqlUnitOfWork:
+    def __init__(self, engine: Engine, account_id: int | None = None):
+        self.engine = engine
+        self.account_id = account_id
+        self.conn = None
+
+    def __enter__(self) -> "SqlUnitOfWork":
+        self.conn = self.engine.connect()
+        self.conn.begin()
+        a = self.account_id
+        self.accounts = repos.AccountRepository(self.conn, a)
+        self.access_tokens = repos.AccessTokenRepository(self.conn, a)
+        self.contacts = repos.ContactRepository(self.conn, a)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if self.conn.in_transaction():
+                self.conn.rollback()
+        finally:
+            self.conn.close()
+            self.conn = None
+
+    def commit(self) -> None:
+        self.conn.commit()
+        self.conn.begin()
+
+    def rollback(self) -> None:
+        self.conn.rollback()
+        self.conn.begin()

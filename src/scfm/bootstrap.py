@@ -1,0 +1,55 @@
+"""The composition root: builds the real dependencies from the settings."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from redis import Redis
+from rq import Queue
+
+from scfm.adapters.call_flow_plugins import build_registry
+from scfm.adapters.postgres.db import make_engine
+from scfm.adapters.postgres.uow import SqlUnitOfWork
+from scfm.config import Settings
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    _cache: dict = field(default_factory=dict)
+
+    @cached_property
+    def engine(self):
+        if not self.settings.database_url:
+            raise RuntimeError("DATABASE_URL is not set (run `scfm` to start the embedded servers)")
+        return make_engine(self.settings.database_url)
+
+    @cached_property
+    def redis(self) -> Redis:
+        if not self.settings.redis_url:
+            raise RuntimeError("REDIS_URL is not set (run `scfm` to start the embedded servers)")
+        return Redis.from_url(self.settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+
+    @cached_property
+    def queue(self) -> Queue:
+        return Queue(self.settings.queue_name, connection=self.redis, default_timeout=self.settings.job_timeout_seconds)
+
+    @cached_property
+    def call_flows(self):
+        return build_registry(self.settings.registered_call_flow_logic, self.settings.default_call_flow_logic)
+
+    def uow(self, account_id: int | None = None) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.engine, account_id)
+
+
+_deps: Deps | None = None
+
+
+def bootstrap(settings: Settings | None = None) -> Deps:
+    """The process's dependencies, built once (jobs call this; tests pass their own settings)."""
+    global _deps
+    if settings is not None:
+        return Deps(settings)
+    if _deps is None:
+        _deps = Deps(Settings.from_env())
+    return _deps

@@ -1,0 +1,51 @@
+"""Settings, read once from the environment."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: str = ".scfm"
+    host: str = "127.0.0.1"
+    port: int = 3000
+    public_url: str | None = None  # the base URL the provider sees: signatures are checked against it
+    trust_proxy: bool = False
+    queue_name: str = "scfm"
+    registered_call_flow_logic: str | None = None
+    default_call_flow_logic: str | None = None
+    provider: dict = field(default_factory=dict)
+    max_body_bytes: int = 1024 * 1024
+    job_timeout_seconds: int = 600
+    provider_timeout_seconds: float = 15.0
+
+    @classmethod
+    def from_env(cls, env: dict | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        provider_keys = (
+            "PLATFORM_PROVIDER", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "SOMLENG_ACCOUNT_SID",
+            "SOMLENG_AUTH_TOKEN", "SOMLENG_CLIENT_REST_API_HOST", "SOMLENG_CLIENT_REST_API_BASE_URL",
+            "TWILIO_API_BASE_URL",
+        )
+        return cls(
+            database_url=env.get("DATABASE_URL") or None,
+            redis_url=env.get("REDIS_URL") or None,
+            data_dir=env.get("SCFM_DATA_DIR") or ".scfm",
+            host=env.get("HOST") or "127.0.0.1",
+            port=int(env.get("PORT") or 3000),
+            public_url=(env.get("PUBLIC_URL") or "").rstrip("/") or None,
+            trust_proxy=(env.get("TRUST_PROXY") or "").lower() in {"1", "true", "yes"},
+            queue_name=env.get("SCFM_QUEUE") or "scfm",
+            registered_call_flow_logic=env.get("REGISTERED_CALL_FLOW_LOGIC") or None,
+            default_call_flow_logic=env.get("DEFAULT_CALL_FLOW_LOGIC") or None,
+            provider={key: env[key] for key in provider_keys if env.get(key)},
+            provider_timeout_seconds=float(env.get("PROVIDER_TIMEOUT_SECONDS") or 15),
+        )

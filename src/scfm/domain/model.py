@@ -1,0 +1,165 @@
+"""Entities: plain dataclasses that carry the rules of the records the API manages."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from scfm.domain import state_machines as sm
+from scfm.domain.errors import DeleteRefused, ValidationFailed
+from scfm.domain.values import MergeMode, merge_metadata
+
+SUPER_ADMIN = "super_admin"
+
+
+@dataclass
+class Entity:
+    id: int | None = None
+    metadata: dict = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def update_metadata(self, new: Any, mode: MergeMode) -> None:
+        self.metadata = merge_metadata(self.metadata, new, mode)
+
+
+@dataclass
+class Account(Entity):
+    settings: dict = field(default_factory=dict)
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    somleng_account_sid: str | None = None
+    somleng_auth_token: str | None = None
+    platform_provider_name: str | None = None
+    somleng_api_host: str | None = None
+    somleng_api_base_url: str | None = None
+    permissions: list = field(default_factory=list)
+    calls_per_second: float | None = None
+    max_calls_in_flight: int | None = None
+
+    @property
+    def is_super_admin(self) -> bool:
+        return SUPER_ADMIN in self.permissions
+
+
+@dataclass
+class AccessToken(Entity):
+    account_id: int | None = None
+    token_digest: str | None = None
+    token: str | None = None  # the plain token: known only to the request that created it
+
+    @staticmethod
+    def digest(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, account_id: int, metadata: dict | None = None) -> "AccessToken":
+        token = secrets.token_hex(32)
+        return cls(account_id=account_id, token=token, token_digest=cls.digest(token), metadata=metadata or {})
+
+
+@dataclass
+class Contact(Entity):
+    account_id: int | None = None
+    msisdn: str | None = None
+
+
+@dataclass
+class Callout(Entity):
+    account_id: int | None = None
+    status: str = sm.CalloutStatus.INITIALIZED.value
+    call_flow_logic: str | None = None
+
+    def fire(self, event: str) -> None:
+        self.status = sm.transition(sm.CALLOUT_TRANSITIONS, sm.CalloutStatus(self.status), event).value
+
+
+@dataclass
+class CalloutParticipation(Entity):
+    account_id: int | None = None
+    callout_id: int | None = None
+    contact_id: int | None = None
+    callout_population_id: int | None = None
+    msisdn: str | None = None
+    call_flow_logic: str | None = None
+    # the callout's call flow logic, read with the row so the effective value can be shown
+    callout_call_flow_logic: str | None = None
+
+    @property
+    def effective_call_flow_logic(self) -> str | None:
+        return self.call_flow_logic or self.callout_call_flow_logic
+
+
+@dataclass
+class PhoneCall(Entity):
+    account_id: int | None = None
+    callout_participation_id: int | None = None
+    contact_id: int | None = None
+    create_batch_operation_id: int | None = None
+    queue_batch_operation_id: int | None = None
+    queue_remote_fetch_batch_operation_id: int | None = None
+    status: str = sm.PhoneCallStatus.CREATED.value
+    msisdn: str | None = None
+    remote_call_id: str | None = None
+    remote_status: str | None = None
+    remote_direction: str | None = None
+    remote_error_message: str | None = None
+    remote_response: dict = field(default_factory=dict)
+    remote_request_params: dict = field(default_factory=dict)
+    remote_queue_response: dict = field(default_factory=dict)
+    call_flow_logic: str | None = None
+    remotely_queued_at: datetime | None = None
+    duration: int | None = None
+    # call flow logic inherited from the participation, then the callout (read-only)
+    inherited_call_flow_logic: str | None = None
+
+    @property
+    def effective_call_flow_logic(self) -> str | None:
+        return self.call_flow_logic or self.inherited_call_flow_logic
+
+    @property
+    def status_enum(self) -> sm.PhoneCallStatus:
+        return sm.PhoneCallStatus(self.status)
+
+    def fire(self, event: str) -> None:
+        self.status = sm.transition(sm.PHONE_CALL_TRANSITIONS, self.status_enum, event).value
+
+    def ensure_editable(self, changing: set[str]) -> None:
+        locked = changing & {"msisdn", "call_flow_logic", "remote_request_params"}
+        if locked and self.status != sm.PhoneCallStatus.CREATED.value:
+            raise ValidationFailed({name: [f"cannot be changed when status is {self.status}"] for name in sorted(locked)})
+
+    def ensure_deletable(self) -> None:
+        if self.status != sm.PhoneCallStatus.CREATED.value:
+            raise DeleteRefused(f"status is {self.status}")
+
+    def apply_remote_status(self, remote_status: str | None, *, fetched: bool) -> None:
+        if remote_status:
+            self.remote_status = remote_status
+        self.status = sm.apply_remote_status(self.status_enum, remote_status, fetched=fetched).value
+
+
+@dataclass
+class RemotePhoneCallEvent(Entity):
+    phone_call_id: int | None = None
+    details: dict = field(default_factory=dict)
+    remote_call_id: str | None = None
+    remote_direction: str | None = None
+    call_flow_logic: str | None = None
+
+
+@dataclass
+class BatchOperation(Entity):
+    account_id: int | None = None
+    callout_id: int | None = None
+    type: str | None = None
+    parameters: dict = field(default_factory=dict)
+    status: str = sm.BatchOperationStatus.PREVIEW.value
+    error_message: str | None = None
+
+    def fire(self, event: str) -> None:
+        self.status = sm.transition(
+            sm.BATCH_OPERATION_TRANSITIONS, sm.BatchOperationStatus(self.status), event
+        ).value

@@ -1,0 +1,56 @@
+"""/api/contacts."""
+from __future__ import annotations
+
+from flask.views import MethodView
+from marshmallow import fields
+
+from scfm.entrypoints.api.http import (
+    Blueprint, MetadataArgs, PaginationArgs, ResourceSchema, created, paginated, paging, uow,
+)
+from scfm.services import contacts as services
+
+blp = Blueprint("contacts", __name__, url_prefix="/api/contacts", description="Contacts")
+
+
+class ContactSchema(ResourceSchema):
+    msisdn = fields.String()
+    account_id = fields.Integer()
+
+
+class ContactArgs(MetadataArgs):
+    msisdn = fields.Raw(metadata={"description": "Phone number, normalized to E.164"})
+
+
+@blp.route("")
+class Contacts(MethodView):
+    @blp.arguments(PaginationArgs, location="query")
+    @blp.response(200, ContactSchema(many=True))
+    def get(self, args):
+        """List contacts; filter with q[msisdn], q[metadata][...], q[created_at_before] and the like."""
+        return paginated(services.list_contacts(uow(), args.get("q"), paging(args)))
+
+    @blp.arguments(ContactArgs)
+    @blp.response(201, ContactSchema)
+    def post(self, args):
+        """Create a contact."""
+        contact = services.create_contact(uow(), uow().account_id, args)
+        return created(contact, f"/api/contacts/{contact.id}")
+
+
+@blp.route("/<contact_id>")
+class ContactById(MethodView):
+    @blp.response(200, ContactSchema)
+    def get(self, contact_id):
+        """Fetch a contact."""
+        return services.get_contact(uow(), contact_id)
+
+    @blp.arguments(ContactArgs)
+    @blp.response(204)
+    def patch(self, args, contact_id):
+        """Update a contact; metadata_merge_mode is merge (default), deep_merge or replace."""
+        services.update_contact(uow(), contact_id, args)
+
+    @blp.response(204)
+    def delete(self, contact_id):
+        """Delete a contact that has no callout participations or phone calls."""
+        services.delete_contact(uow(), contact_id)

@@ -1,0 +1,241 @@
+"""HTTP conventions shared by every resource: parameters, errors, pagination, auth, serialization."""
+from __future__ import annotations
+
+import json
+import re
+from datetime import timezone
+from urllib.parse import parse_qsl, urlencode
+
+from flask import Request, g, request
+from flask_smorest import Blueprint as SmorestBlueprint
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields
+from webargs.flaskparser import FlaskParser
+
+from scfm.domain.errors import ValidationFailed
+from scfm.services.common import MAX_PER_PAGE, PageRequest
+
+
+class BadRequest(Exception):
+    """Malformed JSON or form: 400 {"errors": {"base": [message]}}."""
+
+
+# ---------------------------------------------------------------- parameters
+
+_KEY = re.compile(r"^([^\[\]]*)((?:\[[^\[\]]*\])*)$")
+
+
+def _key_parts(key: str) -> list[str]:
+    if key.startswith("["):  # `[metadata][name]` means `metadata[name]` (getting-started uses it)
+        key = re.sub(r"^\[([^\[\]]*)\]", r"\1", key, count=1)
+    match = _KEY.match(key)
+    if not match or not match.group(1):
+        raise BadRequest(f"malformed parameter name: {key}")
+    return [match.group(1)] + re.findall(r"\[([^\[\]]*)\]", match.group(2))
+
+
+def nest(pairs) -> dict:
+    """Rails-style nesting: `a[b][c]=1` -> {"a": {"b": {"c": "1"}}}; `a[]=x&a[]=y` -> {"a": ["x", "y"]}."""
+    root: dict = {}
+    for key, value in pairs:
+        parts = _key_parts(key)
+        node = root
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            following = None if last else parts[index + 1]
+            if last:
+                if part == "":
+                    raise BadRequest(f"malformed parameter name: {key}")
+                if isinstance(node.get(part), dict):
+                    raise BadRequest(f"conflicting parameters: {key}")
+                node[part] = value
+            elif following == "" and index + 1 == len(parts) - 1:
+                existing = node.setdefault(part, [])
+                if not isinstance(existing, list):
+                    raise BadRequest(f"conflicting parameters: {key}")
+                existing.append(value)
+                break
+            else:
+                if part == "":
+                    raise BadRequest(f"malformed parameter name: {key}")
+                child = node.setdefault(part, {})
+                if not isinstance(child, dict):
+                    raise BadRequest(f"conflicting parameters: {key}")
+                node = child
+    return root
+
+
+def body_params(req: Request) -> dict:
+    if "scfm_body" in g:
+        return g.scfm_body
+    raw = req.get_data(cache=True)
+    if req.mimetype == "application/json" or (req.mimetype in ("", None) and raw.lstrip()[:1] in (b"{", b"[")):
+        try:
+            data = json.loads(raw or b"{}")
+        except (ValueError, UnicodeDecodeError) as error:
+            raise BadRequest(f"malformed JSON: {error}") from None
+        if not isinstance(data, dict):
+            raise BadRequest("the JSON body must be an object")
+    elif not raw:
+        data = {}
+    elif req.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data", "", None):
+        data = nest(req.form.items(multi=True)) if req.mimetype else nest(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+    else:
+        raise BadRequest(f"unsupported content type: {req.mimetype}")
+    g.scfm_body = data
+    return data
+
+
+def query_params(req: Request) -> dict:
+    return nest(req.args.items(multi=True))
+
+
+RAILS_MESSAGES = [
+    ("Missing data for required field.", "can't be blank"),
+    ("Field may not be null.", "can't be blank"),
+    ("Unknown field.", "is not a known parameter"),
+    ("Must be one of", "is not included in the list"),
+    ("Not a valid", "is invalid"),
+    ("Invalid value.", "is invalid"),
+    ("Must be greater", "must be greater than 0"),
+]
+
+
+def _rails_message(message: str) -> str:
+    for prefix, replacement in RAILS_MESSAGES:
+        if message.startswith(prefix):
+            return replacement
+    return message
+
+
+def flatten_errors(messages, prefix: str = "") -> dict[str, list[str]]:
+    flat: dict[str, list[str]] = {}
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            name = f"{prefix}[{key}]" if prefix else str(key)
+            if isinstance(value, dict):
+                flat.update(flatten_errors(value, name))
+            else:
+                items = value if isinstance(value, list) else [value]
+                flat.setdefault(name, []).extend(_rails_message(str(m)) for m in items)
+    else:
+        flat.setdefault(prefix or "base", []).append(_rails_message(str(messages)))
+    return flat
+
+
+class RailsParser(FlaskParser):
+    """Bodies are JSON or Rails-style forms; query strings nest the same way."""
+
+    DEFAULT_UNKNOWN_BY_LOCATION = {"json": None, "query": None, "querystring": None}
+
+    def load_json(self, req, schema):
+        return body_params(req)
+
+    def load_querystring(self, req, schema):
+        return query_params(req)
+
+    def handle_error(self, error, req, schema, *, error_status_code, error_headers):
+        messages = error.messages
+        if isinstance(messages, dict) and len(messages) == 1 and next(iter(messages)) in ("json", "query", "querystring"):
+            messages = next(iter(messages.values()))
+        raise ValidationFailed(flatten_errors(messages))
+
+
+class Blueprint(SmorestBlueprint):
+    ARGUMENTS_PARSER = RailsParser()
+
+
+# ---------------------------------------------------------------- schemas
+
+class Timestamp(fields.DateTime):
+    """UTC ISO 8601 with milliseconds: 2017-11-23T05:22:07.519Z."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class JsonObject(fields.Raw):
+    """A JSON object (metadata and the like)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, dict):
+            raise ValidationError("is invalid")
+        return value
+
+
+class ArgsSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class ResourceSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    metadata = fields.Dict(dump_only=True)
+    created_at = Timestamp(dump_only=True)
+    updated_at = Timestamp(dump_only=True)
+
+    class Meta:
+        unknown = EXCLUDE
+        ordered = True
+
+
+class MetadataArgs(ArgsSchema):
+    metadata = JsonObject(metadata={"description": "A JSON object"})
+    metadata_merge_mode = fields.String(metadata={"description": "merge (default), deep_merge or replace"})
+
+
+class PaginationArgs(ArgsSchema):
+    page = fields.Integer(load_default=1)
+    per_page = fields.Integer(load_default=25)
+    q = fields.Dict(metadata={"description": "Filters, e.g. q[metadata][gender]=f"})
+    access_token = fields.String(load_only=True)
+
+
+def paging(args: dict) -> PageRequest:
+    page = args.get("page", 1)
+    per_page = args.get("per_page", 25)
+    if page < 1:
+        raise ValidationFailed.on("page", "must be greater than 0")
+    if per_page < 1:
+        raise ValidationFailed.on("per_page", "must be greater than 0")
+    return PageRequest(page=page, per_page=min(per_page, MAX_PER_PAGE))
+
+
+def paginated(page):
+    """(items, 200, headers) with Per-Page, Total and an RFC 8288 Link that keeps the query."""
+    last = max(1, -(-page.total // page.per_page))
+    base = request.base_url
+
+    def link(number: int, rel: str) -> str:
+        args = [(k, v) for k, v in request.args.items(multi=True) if k != "page"]
+        args.append(("page", str(number)))
+        return f'<{base}?{urlencode(args)}>; rel="{rel}"'
+
+    links = [link(1, "first")]
+    if page.page > 1:
+        links.append(link(min(page.page - 1, last), "prev"))
+    if page.page < last:
+        links.append(link(page.page + 1, "next"))
+    links.append(link(last, "last"))
+    headers = {"Per-Page": str(page.per_page), "Total": str(page.total), "Link": ", ".join(links)}
+    return page.items, 200, headers
+
+
+def created(entity, path: str):
+    return entity, 201, {"Location": path}
+
+
+def current_account():
+    return g.account
+
+
+def deps():
+    from flask import current_app
+
+    return current_app.extensions["scfm"]
+
+
+def uow():
+    """A unit of work scoped to the caller's account."""
+    return deps().uow(g.account.id)

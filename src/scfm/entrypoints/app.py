@@ -1,0 +1,105 @@
+"""The Flask app factory: blueprints, auth, and the one mapping of errors to HTTP answers."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, g, jsonify, request
+from flask_smorest import Api
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+from scfm.bootstrap import Deps, bootstrap
+from scfm.domain.errors import NotFound, ValidationFailed
+from scfm.entrypoints.api import access_tokens, accounts, contacts
+from scfm.entrypoints.api.http import BadRequest
+from scfm.services import accounts as account_services
+
+log = logging.getLogger(__name__)
+
+# Routes that authenticate otherwise (the provider webhook signs its requests) or are public.
+PUBLIC_PATHS = ("/api/remote_phone_call_events", "/api/openapi.json", "/api/docs")
+BLUEPRINTS = [accounts.blp, accounts.own_blp, access_tokens.blp, contacts.blp]
+
+
+def _token_from(req) -> str | None:
+    if req.authorization and req.authorization.type == "basic":
+        return req.authorization.username
+    header = req.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return req.args.get("access_token")
+
+
+def _error(status: int, message: str) -> Response:
+    response = jsonify({"status": status, "error": message})
+    response.status_code = status
+    return response
+
+
+def create_app(deps: Deps | None = None) -> Flask:
+    deps = deps or bootstrap()
+    app = Flask(__name__)
+    app.config.update(
+        API_TITLE="scfm", API_VERSION="1", OPENAPI_VERSION="3.0.3", OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json", OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        MAX_CONTENT_LENGTH=deps.settings.max_body_bytes, JSON_SORT_KEYS=False,
+        API_SPEC_OPTIONS={
+            "components": {"securitySchemes": {"accessToken": {"type": "http", "scheme": "basic"}}},
+            "security": [{"accessToken": []}],
+        },
+    )
+    app.json.sort_keys = False
+    app.extensions["scfm"] = deps
+    api = Api(app)
+    for blueprint in BLUEPRINTS:
+        api.register_blueprint(blueprint)
+
+    @app.before_request
+    def authenticate():
+        if not request.path.startswith("/api/") or request.path.startswith(PUBLIC_PATHS):
+            return None
+        account = account_services.authenticate(deps.uow(), _token_from(request))
+        if account is None:
+            return Response(status=401, headers={"WWW-Authenticate": 'Basic realm="scfm"'})
+        g.account = account
+        return None
+
+    @app.errorhandler(NotFound)
+    def not_found(_exc):
+        return _error(404, "Not Found")
+
+    @app.errorhandler(ValidationFailed)
+    def unprocessable(error):
+        return jsonify({"errors": error.errors}), 422
+
+    @app.errorhandler(BadRequest)
+    def bad_request(error):
+        return jsonify({"errors": {"base": [str(error)]}}), 400
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(RedisError)
+    def unavailable(error):
+        log.warning("backing service unavailable: %s", error)
+        return _error(503, "Service Unavailable")
+
+    @app.errorhandler(DBAPIError)
+    def database_error(error):
+        if getattr(error, "connection_invalidated", False):
+            return unavailable(error)
+        log.exception("database error")
+        return _error(500, "Internal Server Error")
+
+    @app.errorhandler(HTTPException)
+    def http_error(error):
+        if error.code == 401:
+            return Response(status=401, headers={"WWW-Authenticate": 'Basic realm="scfm"'})
+        if error.code == 404:
+            return _error(404, "Not Found")
+        if error.code == 422:  # webargs, when our parser did not raise first
+            messages = getattr(error, "data", {}).get("messages", {})
+            return jsonify({"errors": messages or {"base": ["is invalid"]}}), 422
+        return _error(error.code or 500, error.name)
+
+    return app

@@ -1,0 +1,196 @@
+"""The `scfm` command: run everything, or one part of it (serve, worker, db upgrade, tokens)."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from scfm.config import Settings
+
+
+def _deps():
+    from scfm.bootstrap import bootstrap
+
+    return bootstrap()
+
+
+def cmd_db_upgrade(_args) -> int:
+    from scfm.adapters.postgres.db import upgrade
+
+    upgrade(_deps().engine)
+    print("database is up to date")
+    return 0
+
+
+def cmd_create_super_admin(_args) -> int:
+    from scfm.services import accounts
+
+    account, token = accounts.create_super_admin(_deps().uow())
+    print(f"super admin account {account.id} created; its access token (shown once):")
+    print(token.token)
+    return 0
+
+
+def cmd_create_access_token(args) -> int:
+    from scfm.domain.model import Account
+    from scfm.services import accounts
+
+    deps = _deps()
+    caller = accounts.get_account(deps.uow(), args.account_id)
+    token = accounts.create_access_token(deps.uow(caller.id), Account(id=caller.id), {})
+    print(token.token)
+    return 0
+
+
+def cmd_serve(args) -> int:
+    settings = Settings.from_env()
+    bind = f"{args.host or settings.host}:{args.port or settings.port}"
+    os.execvp(sys.executable, [
+        sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(args.workers),
+        "--threads", str(args.threads), "--access-logfile", "-", "scfm.entrypoints.wsgi:app",
+    ])
+    return 0
+
+
+def cmd_worker(args) -> int:
+    from rq import Worker
+
+    deps = _deps()
+    worker = Worker([deps.queue], connection=deps.redis)
+    worker.work(with_scheduler=True, burst=args.burst)
+    return 0
+
+
+def _ensure_super_admin(deps, data_dir: Path | None) -> str | None:
+    """Create the super admin on first start; in embedded mode keep its token in the data folder."""
+    from scfm.services import accounts
+
+    token_file = data_dir / "super_admin_access_token" if data_dir else None
+    if accounts.super_admin_exists(deps.uow()):
+        if token_file and token_file.exists():
+            return token_file.read_text().strip()
+        return None
+    _account, token = accounts.create_super_admin(deps.uow())
+    if token_file:
+        token_file.write_text(token.token + "\n")
+        token_file.chmod(0o600)
+    return token.token
+
+
+def cmd_run(args) -> int:
+    """Everything on one machine: embedded PostgreSQL and Redis unless DATABASE_URL/REDIS_URL are set."""
+    from scfm.adapters import embedded
+    from scfm.adapters.postgres.db import upgrade
+    from scfm.bootstrap import Deps
+
+    settings = Settings.from_env()
+    data_dir = Path(settings.data_dir).resolve()
+    env = dict(os.environ)
+    embedded_redis = None  # the embedded Redis server lives as long as this client object
+    if not settings.database_url:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        env["DATABASE_URL"] = embedded.start_postgres(data_dir)
+        print(f"embedded PostgreSQL in {data_dir / 'postgres'}")
+    if not settings.redis_url:
+        embedded_redis, env["REDIS_URL"] = embedded.start_redis(data_dir)
+        print(f"embedded Redis in {data_dir / 'redis.db'}")
+    settings = Settings.from_env(env)
+    deps = Deps(settings)
+    upgrade(deps.engine)
+    token = _ensure_super_admin(deps, data_dir if not os.environ.get("DATABASE_URL") else None)
+    deps.engine.dispose()
+
+    host, port = args.host or settings.host, args.port or settings.port
+    children = [
+        subprocess.Popen([sys.executable, "-m", "scfm.entrypoints.cli", "serve", "--host", host, "--port", str(port),
+                          "--workers", str(args.web_workers)], env=env),
+    ]
+    children += [
+        subprocess.Popen([sys.executable, "-m", "scfm.entrypoints.cli", "worker"], env=env)
+        for _ in range(args.workers)
+    ]
+    print(f"scfm is running at http://{host}:{port}/api (docs: http://{host}:{port}/api/docs)")
+    if token:
+        print(f"super admin access token: {token}")
+        print(f"try: curl -u {token}: http://{host}:{port}/api/contacts")
+    else:
+        print("super admin exists; `scfm create-access-token --account-id ID` prints a new token")
+    sys.stdout.flush()
+
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    code = 0
+    try:
+        while not stopping:
+            for child in children:
+                if child.poll() is not None:
+                    print(f"a child process exited with {child.returncode}; stopping", file=sys.stderr)
+                    stopping, code = True, 1
+                    break
+            time.sleep(0.5)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for child in children:
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+        print("scfm stopped")
+    return code
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="scfm",
+        description="Simple Call Flow Manager. With no command, runs everything (API, worker) on this machine, "
+        "on embedded PostgreSQL and Redis unless DATABASE_URL and REDIS_URL are set.",
+    )
+    sub = root.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="run the API and workers (the default)")
+    for p in (root, run):
+        p.add_argument("--host", help="address to listen on (default HOST or 127.0.0.1)")
+        p.add_argument("--port", type=int, help="port to listen on (default PORT or 3000)")
+        p.add_argument("--workers", type=int, default=1, help="RQ worker processes (default 1)")
+        p.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes (default 2)")
+    serve = sub.add_parser("serve", help="serve the API with gunicorn (production)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    serve.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    worker = sub.add_parser("worker", help="run an RQ worker (production: as many as you need)")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    db = sub.add_parser("db", help="database commands")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply the migrations")
+    sub.add_parser("create-super-admin", help="create a super admin account and print its token once")
+    token = sub.add_parser("create-access-token", help="print a new access token for an account")
+    token.add_argument("--account-id", type=int, required=True)
+    return root
+
+
+COMMANDS = {
+    None: cmd_run, "run": cmd_run, "serve": cmd_serve, "worker": cmd_worker, "db": cmd_db_upgrade,
+    "create-super-admin": cmd_create_super_admin, "create-access-token": cmd_create_access_token,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return COMMANDS[args.command](args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Use cases of accounts and their access tokens."""
+from __future__ import annotations
+
+from scfm.domain.errors import DeleteRefused, NotFound, ValidationFailed
+from scfm.domain.filters import ACCESS_TOKEN_FILTERS, ACCOUNT_FILTERS
+from scfm.domain.model import SUPER_ADMIN, AccessToken, Account
+from scfm.services.common import Page, PageRequest, apply_metadata, assign, list_page
+
+# What an account's own token may change; a super admin may also set permissions.
+ACCOUNT_FIELDS = {
+    "settings", "twilio_account_sid", "twilio_auth_token", "somleng_account_sid", "somleng_auth_token",
+    "platform_provider_name", "somleng_api_host", "somleng_api_base_url", "calls_per_second",
+    "max_calls_in_flight",
+}
+PERMISSIONS = {SUPER_ADMIN}
+
+
+def _apply(account: Account, params: dict, allow_permissions: bool) -> set[str]:
+    changed = assign(account, params, ACCOUNT_FIELDS)
+    if "permissions" in params:
+        if not allow_permissions:
+            raise ValidationFailed.on("permissions", "cannot be changed by this account")
+        permissions = params["permissions"] or []
+        if any(p not in PERMISSIONS for p in permissions):
+            raise ValidationFailed.on("permissions", "is not included in the list")
+        account.permissions = sorted(set(permissions))
+        changed.add("permissions")
+    return changed | apply_metadata(account, params)
+
+
+def create_account(uow, params: dict) -> Account:
+    with uow:
+        account = Account()
+        _apply(account, params, allow_permissions=True)
+        account = uow.accounts.add(account)
+        uow.commit()
+    return account
+
+
+def update_account(uow, account_id: int, params: dict, allow_permissions: bool) -> Account:
+    with uow:
+        account = uow.accounts.get(account_id, for_update=True)
+        changed = _apply(account, params, allow_permissions)
+        account = uow.accounts.save(account, changed)
+        uow.commit()
+    return account
+
+
+def get_account(uow, account_id) -> Account:
+    with uow:
+        return uow.accounts.get(account_id)
+
+
+def list_accounts(uow, q, paging: PageRequest) -> Page:
+    with uow:
+        return list_page(uow.accounts, ACCOUNT_FILTERS, q, paging)
+
+
+def delete_account(uow, account_id) -> None:
+    with uow:
+        account = uow.accounts.get(account_id, for_update=True)
+        if uow.accounts.has_dependents(account.id):
+            raise DeleteRefused("dependent contacts, callouts or access tokens exist")
+        uow.accounts.remove(account)
+        uow.commit()
+
+
+def create_super_admin(uow, metadata: dict | None = None) -> tuple[Account, AccessToken]:
+    """The first account: a super admin, and its token (the only time the plain token is known)."""
+    with uow:
+        account = uow.accounts.add(Account(permissions=[SUPER_ADMIN], metadata=metadata or {}))
+        token = AccessToken.issue(account.id)
+        saved = uow.access_tokens.add(token)
+        uow.commit()
+    saved.token = token.token
+    return account, saved
+
+
+def super_admin_exists(uow) -> bool:
+    with uow:
+        return uow.accounts.super_admin_exists()
+
+
+def authenticate(uow, token: str) -> Account | None:
+    if not token:
+        return None
+    with uow:
+        return uow.access_tokens.account_for_digest(AccessToken.digest(token))
+
+
+def create_access_token(uow, caller: Account, params: dict) -> AccessToken:
+    target = params.get("account_id", params.get("account_sid"))
+    with uow:
+        if target is not None and str(target) != str(caller.id):
+            if not caller.is_super_admin:
+                raise ValidationFailed.on("account_id", "cannot be another account's")
+            account = uow.accounts.find(target)
+            if account is None:
+                raise ValidationFailed.on("account_id", "does not exist")
+            account_id = account.id
+        else:
+            account_id = caller.id
+        token = AccessToken.issue(account_id, metadata={})
+        apply_metadata(token, params)
+        saved = uow.access_tokens.add(token)
+        uow.commit()
+    saved.token = token.token
+    return saved
+
+
+def get_access_token(uow, token_id) -> AccessToken:
+    with uow:
+        return uow.access_tokens.get(token_id)
+
+
+def list_access_tokens(uow, q, paging: PageRequest) -> Page:
+    with uow:
+        return list_page(uow.access_tokens, ACCESS_TOKEN_FILTERS, q, paging)
+
+
+def delete_access_token(uow, token_id) -> None:
+    with uow:
+        token = uow.access_tokens.get(token_id)
+        uow.access_tokens.remove(token)
+        uow.commit()
+
+
+__all__ = ["NotFound"]

@@ -1,0 +1,361 @@
+"""Tests of the fake Twilio server, driven through the real twilio client."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+from twilio.base.exceptions import TwilioRestException
+from twilio.request_validator import RequestValidator
+
+from tests.support.fake_provider import FakeProvider, FormParams, parse_form, twilio_client_for
+
+SID = "AC" + "1" * 32
+TOKEN = "secret-token"
+OTHER_SID = "AC" + "2" * 32
+OTHER_TOKEN = "other-token"
+TO, FROM = "+15005550006", "+15005550001"
+ANSWER_URL = "https://example.test/answer"
+
+
+@pytest.fixture
+def provider():
+    with FakeProvider({SID: TOKEN, OTHER_SID: OTHER_TOKEN}, seed=1) as server:
+        yield server
+
+
+@pytest.fixture
+def client(provider):
+    return twilio_client_for(provider, SID)
+
+
+class Receiver:
+    """Captures webhooks on 127.0.0.1; answers 200 with empty TwiML."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.received = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            timeout = 5
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                payload = b"<Response/>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/xml")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                receiver.received.set()
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def create(client, **kwargs):
+    kwargs.setdefault("url", ANSWER_URL)
+    return client.calls.create(to=kwargs.pop("to", TO), from_=kwargs.pop("from_", FROM), **kwargs)
+
+
+def test_url_and_context_manager_lifecycle():
+    server = FakeProvider({SID: TOKEN})
+    with server:
+        assert server.url.startswith("http://127.0.0.1:")
+        port = int(server.url.rsplit(":", 1)[1])
+        assert port > 0
+    with pytest.raises(RuntimeError):
+        server.url
+    server.stop()  # idempotent
+
+
+def test_create_call_returns_201_with_queued_resource(provider, client):
+    call = create(
+        client,
+        status_callback="https://example.test/status",
+        status_callback_event=["initiated", "ringing", "answered", "completed"],
+        status_callback_method="POST",
+        timeout=30,
+        machine_detection="Enable",
+    )
+
+    assert client.http_client._test_only_last_response.status_code == 201
+    assert call.sid.startswith("CA") and len(call.sid) == 34
+    int(call.sid[2:], 16)
+    assert call.status == "queued"
+    assert call.to == TO and call._from == FROM
+    assert call.account_sid == SID
+    assert call.direction == "outbound-api"
+    assert call.api_version == "2010-04-01"
+    assert call.date_created is not None and call.start_time is None and call.duration is None
+    assert call.uri == f"/2010-04-01/Accounts/{SID}/Calls/{call.sid}.json"
+    assert call.subresource_uris["recordings"].endswith(f"/Calls/{call.sid}/Recordings.json")
+
+    [record] = provider.created_calls
+    assert record["sid"] == call.sid and record["account_sid"] == SID and record["status_code"] == 201
+    params = record["params"]
+    assert params["To"] == TO and params["From"] == FROM and params["Url"] == ANSWER_URL
+    assert params["StatusCallbackEvent"] == ["initiated", "ringing", "answered", "completed"]
+    assert params["Timeout"] == "30" and params["MachineDetection"] == "Enable"
+    assert provider.create_timestamps() == [record["at"]]
+
+
+def test_create_with_twiml_instead_of_url(client):
+    call = client.calls.create(to=TO, from_=FROM, twiml="<Response><Say>hi</Say></Response>")
+    assert call.status == "queued"
+
+
+def test_fetch_reflects_set_status(provider, client):
+    sid = create(client).sid
+    assert client.calls(sid).fetch().status == "queued"
+
+    provider.set_status(sid, "in-progress")
+    fetched = client.calls(sid).fetch()
+    assert fetched.status == "in-progress" and fetched.start_time is not None
+
+    provider.set_status(sid, "completed", duration=42)
+    fetched = client.calls(sid).fetch()
+    assert fetched.status == "completed"
+    assert fetched.duration == "42"
+    assert fetched.end_time is not None
+    assert [f["status_code"] for f in provider.fetches] == [200, 200, 200]
+    assert provider.call(sid)["status"] == "completed"
+
+    with pytest.raises(ValueError):
+        provider.set_status(sid, "exploded")
+
+
+def test_fetch_unknown_sid_is_404(client):
+    with pytest.raises(TwilioRestException) as exc:
+        client.calls("CA" + "0" * 32).fetch()
+    assert exc.value.status == 404 and exc.value.code == 20404
+
+
+def test_fetch_other_accounts_call_is_404(provider, client):
+    sid = create(client).sid
+    other = twilio_client_for(provider, OTHER_SID)
+    with pytest.raises(TwilioRestException) as exc:
+        other.calls(sid).fetch()
+    assert exc.value.status == 404
+
+
+@pytest.mark.parametrize(
+    "sid, token",
+    [(SID, "wrong-token"), ("AC" + "9" * 32, TOKEN), (SID, OTHER_TOKEN)],
+)
+def test_wrong_credentials_are_401(provider, sid, token):
+    client = twilio_client_for(provider, sid, token)
+    with pytest.raises(TwilioRestException) as exc:
+        create(client)
+    assert exc.value.status == 401
+    assert exc.value.code == 20003
+    assert "Authenticate" in exc.value.msg
+    assert provider.calls() == []
+
+
+def test_raw_401_body_has_twilio_error_shape(provider):
+    response = requests.post(
+        f"{provider.url}/2010-04-01/Accounts/{SID}/Calls.json",
+        data={"To": TO, "From": FROM, "Url": ANSWER_URL},
+        auth=(SID, "nope"),
+        timeout=5,
+    )
+    assert response.status_code == 401
+    assert response.json() == {
+        "code": 20003,
+        "message": "Authenticate",
+        "more_info": "https://www.twilio.com/docs/errors/20003",
+        "status": 401,
+    }
+
+
+@pytest.mark.parametrize(
+    "kwargs, code",
+    [
+        ({"to": ""}, 21201),
+        ({"from_": ""}, 21213),
+        ({"url": None}, 21205),
+        ({"url": "not-a-url"}, 21205),
+    ],
+)
+def test_bad_params_are_400_with_code(provider, client, kwargs, code):
+    with pytest.raises(TwilioRestException) as exc:
+        create(client, **kwargs)
+    assert exc.value.status == 400
+    assert exc.value.code == code
+    assert provider.calls() == []
+    assert provider.created_calls[0]["status_code"] == 400
+
+
+def test_refused_number_is_400_21215():
+    with FakeProvider({SID: TOKEN}, refused_numbers=["+2250700000000"]) as server:
+        client = twilio_client_for(server, SID)
+        with pytest.raises(TwilioRestException) as exc:
+            create(client, to="+2250700000000")
+        assert exc.value.status == 400 and exc.value.code == 21215
+        assert "+2250700000000" in exc.value.msg
+        assert create(client).status == "queued"
+
+
+def test_rate_limit_answers_429_above_the_rate():
+    with FakeProvider({SID: TOKEN}, rate_limit_per_second=2) as server:
+        client = twilio_client_for(server, SID)
+        outcomes = []
+        for _ in range(8):
+            try:
+                create(client)
+                outcomes.append(201)
+            except TwilioRestException as exc:
+                assert exc.code == 20429
+                outcomes.append(exc.status)
+        assert outcomes[:2] == [201, 201]
+        assert 429 in outcomes
+        assert len(server.calls()) == outcomes.count(201)
+        assert len(server.create_timestamps()) == 8
+
+        time.sleep(0.6)  # refill at 2/s gives one token
+        assert create(client).status == "queued"
+
+
+def test_fail_ratio_one_always_500_and_creates_nothing():
+    with FakeProvider({SID: TOKEN}, fail_ratio=1.0, seed=3) as server:
+        with pytest.raises(TwilioRestException) as exc:
+            create(twilio_client_for(server, SID))
+        assert exc.value.status == 500
+        assert server.calls() == []
+
+
+def test_fail_ratio_is_reproducible_with_seed():
+    def run():
+        with FakeProvider({SID: TOKEN}, fail_ratio=0.5, seed=42) as server:
+            client = twilio_client_for(server, SID)
+            out = []
+            for _ in range(12):
+                try:
+                    create(client)
+                    out.append(201)
+                except TwilioRestException as exc:
+                    out.append(exc.status)
+            return out
+
+    first = run()
+    assert first == run()
+    assert set(first) == {201, 500}
+
+
+def test_fail_after_create_records_call_but_answers_500():
+    with FakeProvider({SID: TOKEN}, fail_after_create=True) as server:
+        with pytest.raises(TwilioRestException) as exc:
+            create(twilio_client_for(server, SID))
+        assert exc.value.status == 500
+        [record] = server.created_calls
+        assert record["sid"] is not None and record["status_code"] == 500
+        assert server.call(record["sid"])["status"] == "queued"
+
+
+def test_delay_makes_client_time_out_but_call_exists():
+    with FakeProvider({SID: TOKEN}, delay_seconds=5) as server:
+        client = twilio_client_for(server, SID, timeout=0.3)
+        started = time.monotonic()
+        with pytest.raises(requests.exceptions.Timeout):
+            create(client)
+        assert time.monotonic() - started < 3
+        [record] = server.created_calls
+        assert server.call(record["sid"])["status"] == "queued"
+    # stop() woke the sleeping handler instead of waiting the full delay
+    assert time.monotonic() - started < 3
+
+
+def _validate(token, url, request):
+    return RequestValidator(token).validate(url, parse_form(request["body"]), request["headers"]["X-Twilio-Signature"])
+
+
+def test_status_callback_is_signed_and_shaped_like_twilio(provider, client, receiver):
+    callback_url = receiver.url + "/twilio/status?attempt=1"
+    sid = create(client, status_callback=callback_url).sid
+    provider.set_status(sid, "completed", duration=17)
+
+    status, body = provider.send_status_callback(sid, extra={"AnsweredBy": "human"})
+
+    assert (status, body) == (200, "<Response/>")
+    [request] = receiver.requests
+    assert request["path"] == "/twilio/status?attempt=1"
+    assert request["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
+    params = parse_form(request["body"])
+    assert params["CallSid"] == sid and params["AccountSid"] == SID
+    assert params["To"] == TO and params["From"] == FROM
+    assert params["CallStatus"] == "completed" and params["CallDuration"] == "17"
+    assert params["Direction"] == "outbound-api" and params["ApiVersion"] == "2010-04-01"
+    assert params["AnsweredBy"] == "human"
+    assert _validate(TOKEN, callback_url, request)
+    assert not _validate(OTHER_TOKEN, callback_url, request)
+    assert not _validate(TOKEN, receiver.url + "/twilio/other", request)
+    assert provider.callbacks[0]["response_status"] == 200
+
+
+def test_status_callback_to_explicit_url_with_explicit_status(provider, client, receiver):
+    sid = create(client).sid
+    status, _ = provider.send_status_callback(sid, status="ringing", url=receiver.url + "/cb")
+    assert status == 200
+    params = parse_form(receiver.requests[0]["body"])
+    assert params["CallStatus"] == "ringing" and "CallDuration" not in params
+    assert _validate(TOKEN, receiver.url + "/cb", receiver.requests[0])
+
+
+def test_status_callback_without_any_url_raises(provider, client):
+    sid = create(client).sid
+    with pytest.raises(ValueError):
+        provider.send_status_callback(sid)
+
+
+def test_dropped_callbacks_are_not_sent(receiver):
+    with FakeProvider({SID: TOKEN}, drop_callbacks=True) as server:
+        sid = create(twilio_client_for(server, SID), status_callback=receiver.url + "/cb").sid
+        assert server.send_status_callback(sid, status="completed") == (None, None)
+        assert server.callbacks[0]["dropped"] is True
+    assert not receiver.received.wait(0.2)
+    assert receiver.requests == []
+
+
+def test_send_signed_inbound_webhook_and_forged_signature(provider, receiver):
+    url = receiver.url + "/twilio/voice"
+    params = {"CallSid": "CA" + "3" * 32, "AccountSid": SID, "From": FROM, "To": TO, "CallStatus": "ringing",
+              "Direction": "inbound", "Digits": ["1", "2"]}
+
+    assert provider.send_signed(url, params, SID)[0] == 200
+    assert provider.send_signed(url, params, SID, signature="forged")[0] == 200
+
+    good, forged = receiver.requests
+    assert parse_form(good["body"])["Digits"] == ["1", "2"]
+    assert _validate(TOKEN, url, good)
+    assert forged["headers"]["X-Twilio-Signature"] == "forged"
+    assert not _validate(TOKEN, url, forged)
+
+
+def test_form_params_getlist():
+    form = FormParams({"a": "1", "b": ["2", "3"]})
+    assert form.getlist("a") == ["1"] and form.getlist("b") == ["2", "3"]

@@ -1,0 +1,421 @@
+"""A small in-process Twilio-compatible Calls API and webhook sender for integration tests."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import random
+import re
+import secrets
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import datetime, timezone
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from twilio.http.http_client import TwilioHttpClient
+from twilio.request_validator import RequestValidator
+from twilio.rest import Client
+
+API_VERSION = "2010-04-01"
+STATUSES = ("queued", "ringing", "in-progress", "completed", "busy", "failed", "no-answer", "canceled")
+TERMINAL_STATUSES = ("completed", "busy", "failed", "no-answer", "canceled")
+
+_CALLS = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Calls\.json$")
+_CALL = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Calls/(?P<sid>[^/]+)\.json$")
+_SUBRESOURCES = (
+    "feedback", "notifications", "recordings", "streams", "payments", "siprec",
+    "events", "feedback_summaries", "transcriptions", "user_defined_message_subscriptions",
+    "user_defined_messages",
+)
+# A direct opener: environment proxies must never capture traffic to 127.0.0.1.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class FormParams(dict):
+    """Form params (name -> str, or list of str when repeated); `getlist` lets RequestValidator sign lists."""
+
+    def getlist(self, name):
+        value = self[name]
+        return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def parse_form(body: str) -> FormParams:
+    parsed = urllib.parse.parse_qs(body, keep_blank_values=True)
+    return FormParams({k: v[0] if len(v) == 1 else v for k, v in parsed.items()})
+
+
+def twilio_error(code: int, message: str, status: int) -> dict:
+    return {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}
+
+
+def _now_rfc2822() -> str:
+    return format_datetime(datetime.now(timezone.utc))
+
+
+class FakeProvider:
+    def __init__(
+        self,
+        accounts: dict[str, str],
+        rate_limit_per_second: float | None = None,
+        fail_ratio: float = 0.0,
+        seed: int | None = None,
+        refused_numbers: tuple[str, ...] | list[str] = (),
+        drop_callbacks: bool | float = False,
+        delay_seconds: float = 0.0,
+        fail_after_create: bool | float = False,
+        callback_timeout: float = 5.0,
+    ):
+        self.accounts = dict(accounts)
+        self.rate_limit_per_second = rate_limit_per_second
+        self.fail_ratio = fail_ratio
+        self.refused_numbers = set(refused_numbers)
+        # Fault options are plain attributes so a test can flip them between requests.
+        self.drop_callbacks = drop_callbacks
+        self.delay_seconds = delay_seconds
+        self.fail_after_create = fail_after_create
+        self.callback_timeout = callback_timeout
+        self.created_calls: list[dict] = []
+        self.fetches: list[dict] = []
+        self.callbacks: list[dict] = []
+        self._calls: dict[str, dict] = {}
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._tokens = float(max(1.0, rate_limit_per_second or 0.0))
+        self._refilled_at = time.monotonic()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> "FakeProvider":
+        provider = self
+
+        class Handler(_Handler):
+            pass
+
+        Handler.provider = provider
+        self._stopping.clear()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-provider", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is None:
+            return
+        self._stopping.set()  # wakes handlers sleeping in delay_seconds
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+        self._httpd = self._thread = None
+
+    def __enter__(self) -> "FakeProvider":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._httpd is None:
+            raise RuntimeError("FakeProvider is not started")
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # -- inspection ---------------------------------------------------------
+
+    def create_timestamps(self) -> list[float]:
+        """time.monotonic() of every create request that reached the server, rejected ones included."""
+        with self._lock:
+            return [c["at"] for c in self.created_calls]
+
+    def call(self, sid: str) -> dict:
+        with self._lock:
+            return json.loads(json.dumps(self._calls[sid]["resource"]))
+
+    def calls(self) -> list[dict]:
+        with self._lock:
+            return [json.loads(json.dumps(c["resource"])) for c in self._calls.values()]
+
+    # -- call progression -----------------------------------------------------
+
+    def set_status(self, sid: str, status: str, duration: int | None = None) -> dict:
+        if status not in STATUSES:
+            raise ValueError(f"unknown call status {status!r}")
+        with self._lock:
+            res = self._calls[sid]["resource"]
+            now = _now_rfc2822()
+            res["status"] = status
+            res["date_updated"] = now
+            if status == "in-progress" and res["start_time"] is None:
+                res["start_time"] = now
+            if status in TERMINAL_STATUSES:
+                res["end_time"] = res["end_time"] or now
+                res["duration"] = str(duration if duration is not None else 0)
+            elif duration is not None:
+                res["duration"] = str(duration)
+            return dict(res)
+
+    def send_status_callback(
+        self,
+        sid: str,
+        status: str | None = None,
+        url: str | None = None,
+        extra: dict | None = None,
+        signature: str | None = None,
+    ) -> tuple[int | None, str | None]:
+        """POST a call-progress webhook like Twilio's; (None, None) when the callback was dropped."""
+        with self._lock:
+            call = self._calls[sid]
+            res, params = call["resource"], call["params"]
+            status = status or res["status"]
+            url = url or params.get("StatusCallback")
+            method = str(params.get("StatusCallbackMethod") or "POST").upper()
+            call["sequence"] += 1
+            form = {
+                "CallSid": sid,
+                "AccountSid": res["account_sid"],
+                "From": res["from"],
+                "To": res["to"],
+                "Called": res["to"],
+                "Caller": res["from"],
+                "CallStatus": status,
+                "Direction": "outbound-api",
+                "ApiVersion": API_VERSION,
+                "Timestamp": _now_rfc2822(),
+                "CallbackSource": "call-progress-events",
+                "SequenceNumber": str(call["sequence"]),
+            }
+            if status == "completed":
+                form["CallDuration"] = res["duration"] or "0"
+            form.update(extra or {})
+            dropped = self._chance(self.drop_callbacks)
+        if not url:
+            raise ValueError(f"call {sid} has no StatusCallback and no url was given")
+        return self._deliver(url, form, res["account_sid"], method, signature, dropped, sid)
+
+    def send_signed(
+        self,
+        url: str,
+        params: dict,
+        account_sid: str,
+        method: str = "POST",
+        signature: str | None = None,
+    ) -> tuple[int, str]:
+        """Send any webhook (e.g. an inbound call) signed with the account's token; pass `signature` to forge one."""
+        return self._deliver(url, dict(params), account_sid, method.upper(), signature, False, None)
+
+    def _deliver(self, url, form, account_sid, method, signature, dropped, sid):
+        record = {"sid": sid, "url": url, "method": method, "params": form, "at": time.monotonic(), "dropped": dropped}
+        with self._lock:
+            self.callbacks.append(record)
+        if dropped:
+            return None, None
+        form = FormParams(form)
+        validator = RequestValidator(self.accounts[account_sid])
+        if method == "GET":
+            # Twilio signs GET webhooks over the full URL, query string included, with no body params.
+            sep = "&" if urllib.parse.urlsplit(url).query else "?"
+            url = url + sep + urllib.parse.urlencode(form, doseq=True)
+            data, sign_params = None, {}
+        else:
+            data, sign_params = urllib.parse.urlencode(form, doseq=True).encode(), form
+        headers = {
+            "X-Twilio-Signature": signature if signature is not None else validator.compute_signature(url, sign_params),
+            "User-Agent": "TwilioProxy/1.1",
+        }
+        if data is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        request = urllib.request.Request(url, data=data, headers=headers, method=method)
+        try:
+            with _OPENER.open(request, timeout=self.callback_timeout) as response:
+                status, body = response.status, response.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as err:
+            status, body = err.code, err.read().decode("utf-8", "replace")
+        record["response_status"] = status
+        return status, body
+
+    # -- request handling (called from handler threads) -----------------------
+
+    def _chance(self, ratio: bool | float) -> bool:
+        # Caller holds the lock: the seeded Random is shared state.
+        ratio = float(ratio)
+        return ratio >= 1.0 or (ratio > 0.0 and self._rng.random() < ratio)
+
+    def _authenticate(self, header: str | None, path_account: str) -> bool:
+        if not header or not header.startswith("Basic "):
+            return False
+        try:
+            user, _, token = base64.b64decode(header[6:]).decode("utf-8").partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        expected = self.accounts.get(user)
+        return expected is not None and hmac.compare_digest(token, expected) and user == path_account
+
+    def _take_rate_token(self) -> bool:
+        # Token bucket: bursts up to max(1, rate) and refills at `rate` per second.
+        if self.rate_limit_per_second is None:
+            return True
+        now = time.monotonic()
+        capacity = max(1.0, self.rate_limit_per_second)
+        self._tokens = min(capacity, self._tokens + (now - self._refilled_at) * self.rate_limit_per_second)
+        self._refilled_at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    def _create(self, account: str, auth: str | None, params: FormParams, at: float) -> tuple[int, dict, float]:
+        """Returns (status, json body, seconds to wait before answering)."""
+        record = {"account_sid": account, "params": params, "at": at, "sid": None}
+        with self._lock:
+            self.created_calls.append(record)
+            status, body, delay = self._create_locked(account, auth, params, record)
+            record["status_code"] = status
+        return status, body, delay
+
+    def _create_locked(self, account, auth, params, record):
+        if not self._authenticate(auth, account):
+            return 401, twilio_error(20003, "Authenticate", 401), 0.0
+        if not self._take_rate_token():
+            return 429, twilio_error(20429, "Too Many Requests", 429), 0.0
+        to, from_ = params.get("To") or "", params.get("From") or ""
+        url, twiml = params.get("Url") or "", params.get("Twiml") or ""
+        if not to:
+            return 400, twilio_error(21201, "No 'To' number is specified", 400), 0.0
+        if not from_:
+            return 400, twilio_error(21213, "No 'From' number is specified", 400), 0.0
+        if not twiml and not params.get("ApplicationSid") and not re.match(r"^https?://", url):
+            return 400, twilio_error(21205, f"Url is not a valid URL: {url}", 400), 0.0
+        if to in self.refused_numbers:
+            return 400, twilio_error(21215, f"Account not authorized to call {to}", 400), 0.0
+        if self._chance(self.fail_ratio):
+            return 500, twilio_error(20500, "Internal Server Error", 500), 0.0
+        sid = "CA" + secrets.token_hex(16)
+        now = _now_rfc2822()
+        uri = f"/{API_VERSION}/Accounts/{account}/Calls/{sid}.json"
+        resource = {
+            "sid": sid,
+            "date_created": now,
+            "date_updated": now,
+            "parent_call_sid": None,
+            "account_sid": account,
+            "to": to,
+            "to_formatted": to,
+            "from": from_,
+            "from_formatted": from_,
+            "phone_number_sid": None,
+            "status": "queued",
+            "start_time": None,
+            "end_time": None,
+            "duration": None,
+            "price": None,
+            "price_unit": "USD",
+            "direction": "outbound-api",
+            "answered_by": None,
+            "annotation": None,
+            "api_version": API_VERSION,
+            "forwarded_from": None,
+            "group_sid": None,
+            "caller_name": None,
+            "queue_time": "0",
+            "trunk_sid": None,
+            "uri": uri,
+            "subresource_uris": {name: uri[: -len(".json")] + f"/{_camel(name)}.json" for name in _SUBRESOURCES},
+        }
+        self._calls[sid] = {"resource": resource, "params": params, "sequence": 0}
+        record["sid"] = sid
+        # The call now exists even if the client never sees the answer (timeout or 500).
+        if self._chance(self.fail_after_create):
+            return 500, twilio_error(20500, "Internal Server Error", 500), self.delay_seconds
+        return 201, dict(resource), self.delay_seconds
+
+    def _fetch(self, account: str, sid: str, auth: str | None, path: str, at: float) -> tuple[int, dict]:
+        with self._lock:
+            record = {"account_sid": account, "sid": sid, "at": at}
+            self.fetches.append(record)
+            if not self._authenticate(auth, account):
+                status, body = 401, twilio_error(20003, "Authenticate", 401)
+            elif sid not in self._calls or self._calls[sid]["resource"]["account_sid"] != account:
+                status, body = 404, twilio_error(20404, f"The requested resource {path} was not found", 404)
+            else:
+                status, body = 200, dict(self._calls[sid]["resource"])
+            record["status_code"] = status
+        return status, body
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head[0].upper() + head[1:] + "".join(p.capitalize() for p in rest)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    provider: FakeProvider
+    timeout = 10  # socket timeout so a stalled client cannot pin a handler thread
+
+    def log_message(self, format, *args):
+        pass
+
+    def _send_json(self, status: int, body: dict) -> None:
+        payload = json.dumps(body).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(payload)))
+            if status == 401:
+                self.send_header("WWW-Authenticate", 'Basic realm="Twilio API"')
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (e.g. timed out during delay_seconds); that is the scenario under test
+
+    def _not_found(self, path: str) -> None:
+        self._send_json(404, twilio_error(20404, f"The requested resource {path} was not found", 404))
+
+    def do_POST(self):
+        at = time.monotonic()
+        path = urllib.parse.urlsplit(self.path).path
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode("utf-8") if length else ""
+        match = _CALLS.match(path)
+        if not match:
+            return self._not_found(path)
+        status, payload, delay = self.provider._create(
+            match["account"], self.headers.get("Authorization"), parse_form(body), at
+        )
+        if delay:
+            self.provider._stopping.wait(delay)
+        self._send_json(status, payload)
+
+    def do_GET(self):
+        at = time.monotonic()
+        path = urllib.parse.urlsplit(self.path).path
+        match = _CALL.match(path)
+        if not match:
+            return self._not_found(path)
+        status, payload = self.provider._fetch(match["account"], match["sid"], self.headers.get("Authorization"), path, at)
+        self._send_json(status, payload)
+
+
+def twilio_client_for(
+    server: FakeProvider, account_sid: str, auth_token: str | None = None, timeout: float = 5.0
+) -> Client:
+    """A real twilio Client whose api.twilio.com requests go to `server`."""
+    token = auth_token if auth_token is not None else server.accounts[account_sid]
+    http_client = TwilioHttpClient(timeout=timeout)
+    # Environment proxies must not intercept 127.0.0.1.
+    http_client.session.trust_env = False
+    client = Client(account_sid, token, http_client=http_client)
+    # TWILIO_EDGE / TWILIO_REGION in the environment would rewrite the host in get_hostname().
+    client.edge = client.region = None
+    client.api.base_url = server.url
+    return client
