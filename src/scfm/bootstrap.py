@@ -10,6 +10,8 @@ from rq import Queue
 from scfm.adapters.call_flow_plugins import build_registry
 from scfm.adapters.postgres.db import make_engine
 from scfm.adapters.postgres.uow import SqlUnitOfWork
+from scfm.adapters.provider import TwilioProvider
+from scfm.adapters.rq_jobs import RqJobQueue
 from scfm.config import Settings
 
 
@@ -37,6 +39,14 @@ class Deps:
     @cached_property
     def call_flows(self):
         return build_registry(self.settings.registered_call_flow_logic, self.settings.default_call_flow_logic)
+
+    @cached_property
+    def jobs(self):
+        return RqJobQueue(self.queue, timeout=self.settings.job_timeout_seconds)
+
+    @cached_property
+    def provider(self):
+        return TwilioProvider(timeout=self.settings.provider_timeout_seconds)
 
     def uow(self, account_id: int | None = None) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine, account_id)

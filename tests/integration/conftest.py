@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from scfm.adapters.postgres import db
-from scfm.bootstrap import Deps
+from scfm import bootstrap as bootstrap_module
 from scfm.config import Settings
 from scfm.entrypoints.app import create_app
 from scfm.services import accounts
@@ -42,24 +42,35 @@ def server_urls():
     yield database_url, redis_url
 
 
+PUBLIC_URL = "http://scfm.test"
+REGISTERED = "CallFlowLogic::HelloWorld,CallFlowLogic::PlayMessage,CallFlowLogic::AvfCapom::CapomShort"
+
+
 @pytest.fixture(scope="session")
 def settings(server_urls):
+    """The environment of this run, set where jobs (in this process or a worker process) read it."""
     server_url, redis_url = server_urls
     name = f"scfm_test_{RUN_ID}"
     database_url = db.create_database(server_url, name)
-    settings = Settings(
-        database_url=database_url, redis_url=redis_url, queue_name=f"scfm_test_{RUN_ID}",
-        public_url="http://scfm.test", registered_call_flow_logic=(
-            "CallFlowLogic::HelloWorld,CallFlowLogic::PlayMessage,CallFlowLogic::AvfCapom::CapomShort"
-        ),
+    saved = dict(os.environ)
+    for key in list(os.environ):
+        if key.startswith(("TWILIO_", "SOMLENG_", "PLATFORM_PROVIDER")):
+            del os.environ[key]
+    os.environ.update(
+        DATABASE_URL=database_url, REDIS_URL=redis_url, SCFM_QUEUE=f"scfm_test_{RUN_ID}", PUBLIC_URL=PUBLIC_URL,
+        REGISTERED_CALL_FLOW_LOGIC=REGISTERED, PROVIDER_TIMEOUT_SECONDS="3",
     )
-    yield settings
+    bootstrap_module._deps = None
+    yield Settings.from_env()
+    os.environ.clear()
+    os.environ.update(saved)
+    bootstrap_module._deps = None
     db.drop_database(server_url, name)
 
 
 @pytest.fixture(scope="session")
 def deps(settings):
-    deps = Deps(settings)
+    deps = bootstrap_module.bootstrap()
     db.upgrade(deps.engine)
     yield deps
     keys = list(deps.redis.scan_iter(f"*{settings.queue_name}*"))
@@ -75,6 +86,10 @@ def clean_database(request):
         deps = request.getfixturevalue("deps")
         with deps.engine.begin() as conn:
             conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
+        deps.queue.empty()
+        for registry in (deps.queue.scheduled_job_registry, deps.queue.failed_job_registry):
+            for job_id in registry.get_job_ids():
+                registry.remove(job_id, delete_job=True)
 
 
 @pytest.fixture
@@ -134,3 +149,45 @@ def api(app, admin):
 @pytest.fixture
 def other_api(app, admin):
     return new_account_api(app, admin)
+
+
+# ---------------------------------------------------------------- calling
+
+PROVIDER_SID = "AC" + "1" * 32
+PROVIDER_TOKEN = "provider-auth-token"
+
+
+@pytest.fixture
+def provider():
+    from tests.support.fake_provider import FakeProvider
+
+    with FakeProvider({PROVIDER_SID: PROVIDER_TOKEN}, seed=7) as server:
+        yield server
+
+
+@pytest.fixture
+def calling_api(app, admin, provider):
+    """An account whose calls go to the fake provider, as Somleng at its own base URL."""
+    return new_account_api(app, admin, platform_provider_name="somleng", somleng_account_sid=PROVIDER_SID,
+                           somleng_auth_token=PROVIDER_TOKEN, somleng_api_base_url=provider.url)
+
+
+@pytest.fixture
+def run_jobs(deps):
+    """Run every job waiting in the queue with a real (burst) RQ worker in this process."""
+    from rq import SimpleWorker
+
+    def run():
+        SimpleWorker([deps.queue], connection=deps.redis).work(burst=True)
+
+    return run
+
+
+def signed_webhook(client, params: dict, token: str = PROVIDER_TOKEN, query: str = "", signature: str | None = None):
+    """POST a provider webhook signed as the provider signs it: the public URL plus the sorted form."""
+    from twilio.request_validator import RequestValidator
+
+    path = "/api/remote_phone_call_events" + (f"?{query}" if query else "")
+    if signature is None:
+        signature = RequestValidator(token).compute_signature(PUBLIC_URL + path, params)
+    return client.post(path, data=params, headers={"X-Twilio-Signature": signature})

@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from scfm.domain import state_machines as sm
@@ -112,6 +112,11 @@ class PhoneCall(Entity):
     call_flow_logic: str | None = None
     remotely_queued_at: datetime | None = None
     duration: int | None = None
+    queued_at: datetime | None = None
+    dial_claimed_at: datetime | None = None
+    dial_attempts: int = 0
+    next_attempt_at: datetime | None = None
+    remote_status_updated_at: datetime | None = None
     # call flow logic inherited from the participation, then the callout (read-only)
     inherited_call_flow_logic: str | None = None
 
@@ -125,6 +130,10 @@ class PhoneCall(Entity):
 
     def fire(self, event: str) -> None:
         self.status = sm.transition(sm.PHONE_CALL_TRANSITIONS, self.status_enum, event).value
+
+    def mark_queued(self, now: datetime | None = None) -> None:
+        self.queued_at = self.next_attempt_at = now or datetime.now(timezone.utc)
+        self.dial_claimed_at = None
 
     def ensure_editable(self, changing: set[str]) -> None:
         locked = changing & {"msisdn", "call_flow_logic", "remote_request_params"}
@@ -143,6 +152,7 @@ class PhoneCall(Entity):
 
 @dataclass
 class RemotePhoneCallEvent(Entity):
+    account_id: int | None = None
     phone_call_id: int | None = None
     details: dict = field(default_factory=dict)
     remote_call_id: str | None = None

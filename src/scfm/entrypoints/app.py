@@ -11,15 +11,22 @@ from werkzeug.exceptions import HTTPException
 
 from scfm.bootstrap import Deps, bootstrap
 from scfm.domain.errors import NotFound, ValidationFailed
-from scfm.entrypoints.api import access_tokens, accounts, contacts
+from scfm.entrypoints.api import (
+    access_tokens, accounts, callout_participations, callouts, contacts, phone_calls, remote_phone_call_events,
+)
 from scfm.entrypoints.api.http import BadRequest
 from scfm.services import accounts as account_services
+from scfm.services.remote_events import Forbidden
 
 log = logging.getLogger(__name__)
 
-# Routes that authenticate otherwise (the provider webhook signs its requests) or are public.
-PUBLIC_PATHS = ("/api/remote_phone_call_events", "/api/openapi.json", "/api/docs")
-BLUEPRINTS = [accounts.blp, accounts.own_blp, access_tokens.blp, contacts.blp]
+# Public routes; the provider webhook (POST /api/remote_phone_call_events) authenticates by signature.
+PUBLIC_PATHS = ("/api/openapi.json", "/api/docs")
+BLUEPRINTS = [
+    accounts.blp, accounts.own_blp, access_tokens.blp, contacts.blp, callouts.blp, callout_participations.blp,
+    phone_calls.blp, remote_phone_call_events.blp,
+]
+WEBHOOK_PATH = "/api/remote_phone_call_events"
 
 
 def _token_from(req) -> str | None:
@@ -60,6 +67,8 @@ def create_app(deps: Deps | None = None) -> Flask:
     def authenticate():
         if not request.path.startswith("/api/") or request.path.startswith(PUBLIC_PATHS):
             return None
+        if request.method == "POST" and request.path.rstrip("/") == WEBHOOK_PATH:
+            return None
         account = account_services.authenticate(deps.uow(), _token_from(request))
         if account is None:
             return Response(status=401, headers={"WWW-Authenticate": 'Basic realm="scfm"'})
@@ -73,6 +82,10 @@ def create_app(deps: Deps | None = None) -> Flask:
     @app.errorhandler(ValidationFailed)
     def unprocessable(error):
         return jsonify({"errors": error.errors}), 422
+
+    @app.errorhandler(Forbidden)
+    def forbidden(_exc):
+        return _error(403, "Forbidden")
 
     @app.errorhandler(BadRequest)
     def bad_request(error):

@@ -5,6 +5,7 @@ import dataclasses
 from typing import Any, Iterable
 
 from sqlalchemy import and_, delete, exists, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -97,6 +98,10 @@ class Repository:
         query = self.base_select().where(where).order_by(self.table.c.id).limit(per_page).offset((page - 1) * per_page)
         return [self.to_entity(row) for row in self.conn.execute(query)], total
 
+    def equals(self, column: str, value) -> list:
+        """A parent scope for nested routes: `/api/callouts/1/callout_participations` is callout_id = 1."""
+        return [self.table.c[column] == value]
+
     def exists(self, *clauses) -> bool:
         return bool(self.conn.execute(select(exists().where(and_(*clauses)))).scalar())
 
@@ -181,8 +186,147 @@ class ContactRepository(Repository):
             t.phone_calls.c.contact_id == contact_id
         )
 
+    def add_if_missing(self, contact: model.Contact) -> model.Contact:
+        """Insert unless the account already has the number (a concurrent request may have added it)."""
+        self.conn.execute(
+            pg_insert(t.contacts).values(account_id=contact.account_id, msisdn=contact.msisdn, metadata=contact.metadata)
+            .on_conflict_do_nothing(constraint="index_contacts_on_account_id_and_msisdn")
+        )
+        return self.by_msisdn(contact.msisdn)
+
     def by_msisdn(self, msisdn: str) -> model.Contact | None:
         row = self.conn.execute(
             select(t.contacts).where(t.contacts.c.account_id == self.account_id, t.contacts.c.msisdn == msisdn)
         ).first()
         return self.to_entity(row) if row else None
+
+
+def _latest_call_status(participation_id_column):
+    return (
+        select(t.phone_calls.c.status)
+        .where(t.phone_calls.c.callout_participation_id == participation_id_column)
+        .order_by(t.phone_calls.c.created_at.desc(), t.phone_calls.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+class CalloutRepository(Repository):
+    table = t.callouts
+    entity = model.Callout
+    resource = "callout"
+
+    def has_dependents(self, callout_id: int) -> bool:
+        return self.exists(t.callout_participations.c.callout_id == callout_id) or self.exists(
+            t.batch_operations.c.callout_id == callout_id
+        )
+
+    def for_contact(self, contact_id: int):
+        return [t.callouts.c.id.in_(
+            select(t.callout_participations.c.callout_id).where(t.callout_participations.c.contact_id == contact_id)
+        )]
+
+
+class CalloutParticipationRepository(Repository):
+    table = t.callout_participations
+    entity = model.CalloutParticipation
+    resource = "callout participation"
+
+    def base_select(self):
+        return select(self.table, t.callouts.c.call_flow_logic.label("callout_call_flow_logic")).join(
+            t.callouts, t.callouts.c.id == self.table.c.callout_id
+        )
+
+    def custom_compilers(self) -> dict:
+        p = self.table
+        has_calls = exists().where(t.phone_calls.c.callout_participation_id == p.c.id)
+        return {
+            "has_phone_calls": lambda value: has_calls if value else ~has_calls,
+            "last_phone_call_attempt": lambda statuses: _latest_call_status(p.c.id).in_(statuses),
+            "no_phone_calls_or_last_attempt": lambda statuses: (~has_calls) | _latest_call_status(p.c.id).in_(statuses),
+        }
+
+    def has_dependents(self, participation_id: int) -> bool:
+        return self.exists(t.phone_calls.c.callout_participation_id == participation_id)
+
+    def contacts_of_callout(self, callout_id: int):
+        return [t.contacts.c.id.in_(
+            select(self.table.c.contact_id).where(self.table.c.callout_id == callout_id)
+        )]
+
+
+class PhoneCallRepository(Repository):
+    table = t.phone_calls
+    entity = model.PhoneCall
+    resource = "phone call"
+
+    def base_select(self):
+        p, c = t.callout_participations, t.callouts
+        inherited = func.coalesce(p.c.call_flow_logic, c.c.call_flow_logic).label("inherited_call_flow_logic")
+        return select(self.table, inherited).select_from(
+            self.table.outerjoin(p, p.c.id == self.table.c.callout_participation_id).outerjoin(
+                c, c.c.id == p.c.callout_id)
+        )
+
+    def of_callout(self, callout_id: int):
+        return [self.table.c.callout_participation_id.in_(
+            select(t.callout_participations.c.id).where(t.callout_participations.c.callout_id == callout_id)
+        )]
+
+    def by_remote_call_id(self, remote_call_id: str, for_update: bool = False) -> model.PhoneCall | None:
+        row = self.conn.execute(
+            select(self.table.c.id).where(self.where(extra=[self.table.c.remote_call_id == remote_call_id]))
+        ).first()
+        return self.get(row.id, for_update=for_update) if row else None
+
+    def has_dependents(self, phone_call_id: int) -> bool:
+        return self.exists(t.remote_phone_call_events.c.phone_call_id == phone_call_id)
+
+    def claim_for_dialing(self, phone_call_id: int) -> model.PhoneCall | None:
+        """Mark a queued, unclaimed call as being dialed; committed before the provider is asked."""
+        row = self.conn.execute(
+            update(self.table)
+            .where(self.table.c.id == phone_call_id, self.table.c.status == "queued",
+                   self.table.c.dial_claimed_at.is_(None))
+            .values(dial_claimed_at=func.now(), dial_attempts=self.table.c.dial_attempts + 1, updated_at=func.now())
+            .returning(self.table.c.id)
+        ).first()
+        return self._fetch(row.id) if row else None
+
+    def release_claim(self, phone_call_id: int, retry_in_seconds: float, count_attempt: bool = True) -> None:
+        """Give a claimed call back to the dialer: nothing reached the provider."""
+        values = dict(
+            dial_claimed_at=None, updated_at=func.now(),
+            next_attempt_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, retry_in_seconds),
+        )
+        if not count_attempt:
+            values["dial_attempts"] = self.table.c.dial_attempts - 1
+        self.conn.execute(
+            update(self.table).where(self.table.c.id == phone_call_id, self.table.c.status == "queued").values(**values)
+        )
+
+
+class RemotePhoneCallEventRepository(Repository):
+    table = t.remote_phone_call_events
+    entity = model.RemotePhoneCallEvent
+    resource = "remote phone call event"
+
+    def _calls_where(self, *clauses):
+        return [self.table.c.phone_call_id.in_(select(t.phone_calls.c.id).where(*clauses))]
+
+    def of_contact(self, contact_id: int):
+        return self._calls_where(t.phone_calls.c.contact_id == contact_id)
+
+    def of_participation(self, participation_id: int):
+        return self._calls_where(t.phone_calls.c.callout_participation_id == participation_id)
+
+    def of_callout(self, callout_id: int):
+        return self._calls_where(t.phone_calls.c.callout_participation_id.in_(
+            select(t.callout_participations.c.id).where(t.callout_participations.c.callout_id == callout_id)
+        ))
+
+
+class BatchOperationRepository(Repository):
+    table = t.batch_operations
+    entity = model.BatchOperation
+    resource = "batch operation"

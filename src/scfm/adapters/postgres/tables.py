@@ -90,7 +90,8 @@ phone_calls = Table(
 )
 
 remote_phone_call_events = Table(
-    "remote_phone_call_events", metadata_obj, _id(), _fk("phone_call_id", "phone_calls", False),
+    "remote_phone_call_events", metadata_obj, _id(), _fk("account_id", "accounts", False),
+    _fk("phone_call_id", "phone_calls", False),
     _json("details"), Column("remote_call_id", Text), Column("remote_direction", Text),
     Column("call_flow_logic", Text), _json("metadata"), *_timestamps(),
 )

@@ -19,6 +19,11 @@ class SqlUnitOfWork:
         self.accounts = repos.AccountRepository(self.conn, a)
         self.access_tokens = repos.AccessTokenRepository(self.conn, a)
         self.contacts = repos.ContactRepository(self.conn, a)
+        self.callouts = repos.CalloutRepository(self.conn, a)
+        self.callout_participations = repos.CalloutParticipationRepository(self.conn, a)
+        self.phone_calls = repos.PhoneCallRepository(self.conn, a)
+        self.remote_phone_call_events = repos.RemotePhoneCallEventRepository(self.conn, a)
+        self.batch_operations = repos.BatchOperationRepository(self.conn, a)
         return self
 
     def __exit__(self, *exc) -> None:

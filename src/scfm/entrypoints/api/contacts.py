@@ -1,4 +1,4 @@
-"""/api/contacts."""
+"""/api/contacts, and the contacts of a callout."""
 from __future__ import annotations
 
 from flask.views import MethodView
@@ -7,9 +7,10 @@ from marshmallow import fields
 from scfm.entrypoints.api.http import (
     Blueprint, MetadataArgs, PaginationArgs, ResourceSchema, created, paginated, paging, uow,
 )
+from scfm.services import callouts as callout_services
 from scfm.services import contacts as services
 
-blp = Blueprint("contacts", __name__, url_prefix="/api/contacts", description="Contacts")
+blp = Blueprint("contacts", __name__, url_prefix="/api", description="Contacts")
 
 
 class ContactSchema(ResourceSchema):
@@ -21,7 +22,7 @@ class ContactArgs(MetadataArgs):
     msisdn = fields.Raw(metadata={"description": "Phone number, normalized to E.164"})
 
 
-@blp.route("")
+@blp.route("/contacts")
 class Contacts(MethodView):
     @blp.arguments(PaginationArgs, location="query")
     @blp.response(200, ContactSchema(many=True))
@@ -37,7 +38,7 @@ class Contacts(MethodView):
         return created(contact, f"/api/contacts/{contact.id}")
 
 
-@blp.route("/<contact_id>")
+@blp.route("/contacts/<contact_id>")
 class ContactById(MethodView):
     @blp.response(200, ContactSchema)
     def get(self, contact_id):
@@ -54,3 +55,11 @@ class ContactById(MethodView):
     def delete(self, contact_id):
         """Delete a contact that has no callout participations or phone calls."""
         services.delete_contact(uow(), contact_id)
+
+
+@blp.route("/callouts/<callout_id>/contacts", methods=["GET"])
+@blp.arguments(PaginationArgs, location="query")
+@blp.response(200, ContactSchema(many=True))
+def callout_contacts(args, callout_id):
+    """List the contacts who participate in a callout."""
+    return paginated(callout_services.list_callout_contacts(uow(), callout_id, args.get("q"), paging(args)))

@@ -239,3 +239,7 @@ def deps():
 def uow():
     """A unit of work scoped to the caller's account."""
     return deps().uow(g.account.id)
+
+
+def call_flows():
+    return deps().call_flows

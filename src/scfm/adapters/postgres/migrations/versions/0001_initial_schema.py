@@ -150,6 +150,7 @@ CREATE INDEX index_phone_calls_on_metadata ON phone_calls USING gin (metadata js
 
 CREATE TABLE remote_phone_call_events (
     id bigserial PRIMARY KEY,
+    account_id bigint NOT NULL REFERENCES accounts (id),
     phone_call_id bigint NOT NULL REFERENCES phone_calls (id),
     details jsonb NOT NULL DEFAULT '{{}}',
     remote_call_id text,
@@ -159,6 +160,7 @@ CREATE TABLE remote_phone_call_events (
     {TIMESTAMPS}
 );
 CREATE INDEX index_remote_phone_call_events_on_phone_call_id ON remote_phone_call_events (phone_call_id);
+CREATE INDEX index_remote_phone_call_events_on_account_id ON remote_phone_call_events (account_id);
 """
 
 

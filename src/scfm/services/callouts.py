@@ -1,0 +1,143 @@
+"""Use cases of callouts and their participations."""
+from __future__ import annotations
+
+from scfm.domain.errors import DeleteRefused, ValidationFailed
+from scfm.domain.filters import CALLOUT_FILTERS, CALLOUT_PARTICIPATION_FILTERS, CONTACT_FILTERS
+from scfm.domain.model import Callout, CalloutParticipation
+from scfm.domain.values import normalize_msisdn
+from scfm.services.common import Page, PageRequest, apply_metadata, list_page
+
+
+def check_call_flow_logic(call_flows, params: dict) -> set[str]:
+    if "call_flow_logic" not in params:
+        return set()
+    name = params["call_flow_logic"]
+    if name in (None, ""):
+        params["call_flow_logic"] = None
+    elif not call_flows.is_registered(name):
+        raise ValidationFailed.on("call_flow_logic", "is not included in the list")
+    return {"call_flow_logic"}
+
+
+def create_callout(uow, call_flows, account_id: int, params: dict) -> Callout:
+    callout = Callout(account_id=account_id)
+    if check_call_flow_logic(call_flows, params):
+        callout.call_flow_logic = params["call_flow_logic"]
+    apply_metadata(callout, params)
+    with uow:
+        callout = uow.callouts.add(callout)
+        uow.commit()
+    return callout
+
+
+def update_callout(uow, call_flows, callout_id, params: dict) -> Callout:
+    with uow:
+        callout = uow.callouts.get(callout_id, for_update=True)
+        changed = apply_metadata(callout, params)
+        if check_call_flow_logic(call_flows, params):
+            callout.call_flow_logic = params["call_flow_logic"]
+            changed.add("call_flow_logic")
+        callout = uow.callouts.save(callout, changed)
+        uow.commit()
+    return callout
+
+
+def fire_callout_event(uow, callout_id, event: str) -> Callout:
+    with uow:
+        callout = uow.callouts.get(callout_id, for_update=True)
+        callout.fire(event)
+        callout = uow.callouts.save(callout, {"status"})
+        uow.commit()
+    return callout
+
+
+def get_callout(uow, callout_id) -> Callout:
+    with uow:
+        return uow.callouts.get(callout_id)
+
+
+def list_callouts(uow, q, paging: PageRequest, contact_id=None) -> Page:
+    with uow:
+        extra = []
+        if contact_id is not None:
+            extra = uow.callouts.for_contact(uow.contacts.get(contact_id).id)
+        return list_page(uow.callouts, CALLOUT_FILTERS, q, paging, extra)
+
+
+def delete_callout(uow, callout_id) -> None:
+    with uow:
+        callout = uow.callouts.get(callout_id, for_update=True)
+        if uow.callouts.has_dependents(callout.id):
+            raise DeleteRefused("dependent callout participations or batch operations exist")
+        uow.callouts.remove(callout)
+        uow.commit()
+
+
+# ---------------------------------------------------------------- participations
+
+def create_participation(uow, call_flows, callout_id, params: dict) -> CalloutParticipation:
+    with uow:
+        callout = uow.callouts.get(callout_id)
+        contact_id = params.get("contact_id")
+        if contact_id in (None, ""):
+            raise ValidationFailed.on("contact_id", "can't be blank")
+        contact = uow.contacts.find(contact_id)
+        if contact is None:
+            raise ValidationFailed.on("contact", "must exist")
+        participation = CalloutParticipation(
+            account_id=callout.account_id, callout_id=callout.id, contact_id=contact.id,
+            msisdn=normalize_msisdn(params["msisdn"]) if params.get("msisdn") else contact.msisdn,
+        )
+        if check_call_flow_logic(call_flows, params):
+            participation.call_flow_logic = params["call_flow_logic"]
+        apply_metadata(participation, params)
+        participation = uow.callout_participations.add(participation)
+        uow.commit()
+    return participation
+
+
+def update_participation(uow, call_flows, participation_id, params: dict) -> CalloutParticipation:
+    with uow:
+        participation = uow.callout_participations.get(participation_id, for_update=True)
+        changed = apply_metadata(participation, params)
+        if check_call_flow_logic(call_flows, params):
+            participation.call_flow_logic = params["call_flow_logic"]
+            changed.add("call_flow_logic")
+        if "msisdn" in params:
+            participation.msisdn = normalize_msisdn(params["msisdn"])
+            changed.add("msisdn")
+        participation = uow.callout_participations.save(participation, changed)
+        uow.commit()
+    return participation
+
+
+def get_participation(uow, participation_id) -> CalloutParticipation:
+    with uow:
+        return uow.callout_participations.get(participation_id)
+
+
+def list_participations(uow, q, paging: PageRequest, callout_id=None, contact_id=None) -> Page:
+    with uow:
+        repo = uow.callout_participations
+        extra = []
+        if callout_id is not None:
+            extra += repo.equals("callout_id", uow.callouts.get(callout_id).id)
+        if contact_id is not None:
+            extra += repo.equals("contact_id", uow.contacts.get(contact_id).id)
+        return list_page(repo, CALLOUT_PARTICIPATION_FILTERS, q, paging, extra)
+
+
+def list_callout_contacts(uow, callout_id, q, paging: PageRequest) -> Page:
+    with uow:
+        callout = uow.callouts.get(callout_id)
+        extra = uow.callout_participations.contacts_of_callout(callout.id)
+        return list_page(uow.contacts, CONTACT_FILTERS, q, paging, extra)
+
+
+def delete_participation(uow, participation_id) -> None:
+    with uow:
+        participation = uow.callout_participations.get(participation_id, for_update=True)
+        if uow.callout_participations.has_dependents(participation.id):
+            raise DeleteRefused("dependent phone calls exist")
+        uow.callout_participations.remove(participation)
+        uow.commit()

@@ -1,0 +1,93 @@
+"""Use cases of phone calls: create, update, list, delete, and the queue / queue_remote_fetch events."""
+from __future__ import annotations
+
+from scfm.domain.errors import ValidationFailed
+from scfm.domain.filters import PHONE_CALL_FILTERS
+from scfm.domain.model import PhoneCall
+from scfm.domain.provider import validate_remote_request_params
+from scfm.domain.state_machines import PHONE_CALL_USER_EVENTS
+from scfm.domain.values import normalize_msisdn
+from scfm.services.callouts import check_call_flow_logic
+from scfm.services.common import Page, PageRequest, apply_metadata, list_page
+
+
+def create_phone_call(uow, call_flows, participation_id, params: dict) -> PhoneCall:
+    with uow:
+        participation = uow.callout_participations.get(participation_id)
+        call = PhoneCall(
+            account_id=participation.account_id, callout_participation_id=participation.id,
+            contact_id=participation.contact_id,
+            msisdn=normalize_msisdn(params["msisdn"]) if params.get("msisdn") else participation.msisdn,
+            remote_request_params=validate_remote_request_params(params.get("remote_request_params")),
+        )
+        if check_call_flow_logic(call_flows, params):
+            call.call_flow_logic = params["call_flow_logic"]
+        apply_metadata(call, params)
+        call = uow.phone_calls.add(call)
+        uow.commit()
+    return call
+
+
+def update_phone_call(uow, call_flows, phone_call_id, params: dict) -> PhoneCall:
+    with uow:
+        call = uow.phone_calls.get(phone_call_id, for_update=True)
+        call.ensure_editable(set(params) & {"msisdn", "call_flow_logic", "remote_request_params"})
+        changed = apply_metadata(call, params)
+        if check_call_flow_logic(call_flows, params):
+            call.call_flow_logic = params["call_flow_logic"]
+            changed.add("call_flow_logic")
+        if "msisdn" in params:
+            call.msisdn = normalize_msisdn(params["msisdn"])
+            changed.add("msisdn")
+        if "remote_request_params" in params:
+            call.remote_request_params = validate_remote_request_params(params["remote_request_params"])
+            changed.add("remote_request_params")
+        call = uow.phone_calls.save(call, changed)
+        uow.commit()
+    return call
+
+
+def get_phone_call(uow, phone_call_id) -> PhoneCall:
+    with uow:
+        return uow.phone_calls.get(phone_call_id)
+
+
+def list_phone_calls(uow, q, paging: PageRequest, participation_id=None, contact_id=None, callout_id=None) -> Page:
+    with uow:
+        repo = uow.phone_calls
+        extra = []
+        if participation_id is not None:
+            extra += repo.equals("callout_participation_id", uow.callout_participations.get(participation_id).id)
+        if contact_id is not None:
+            extra += repo.equals("contact_id", uow.contacts.get(contact_id).id)
+        if callout_id is not None:
+            extra += repo.of_callout(uow.callouts.get(callout_id).id)
+        return list_page(repo, PHONE_CALL_FILTERS, q, paging, extra)
+
+
+def delete_phone_call(uow, phone_call_id) -> None:
+    with uow:
+        call = uow.phone_calls.get(phone_call_id, for_update=True)
+        call.ensure_deletable()
+        uow.phone_calls.remove(call)
+        uow.commit()
+
+
+def fire_phone_call_event(uow, jobs, phone_call_id, event: str) -> PhoneCall:
+    """`queue` hands the call to the dialer, `queue_remote_fetch` asks for its status; both after commit."""
+    if event not in PHONE_CALL_USER_EVENTS:
+        raise ValidationFailed.on("event", "is not included in the list")
+    with uow:
+        call = uow.phone_calls.get(phone_call_id, for_update=True)
+        call.fire(event)
+        changed = {"status"}
+        if event == "queue":
+            call.mark_queued()
+            changed |= {"queued_at", "next_attempt_at", "dial_claimed_at"}
+        call = uow.phone_calls.save(call, changed)
+        uow.commit()
+    if event == "queue":
+        jobs.dial(call.id)
+    else:
+        jobs.fetch_remote_call(call.id)
+    return call

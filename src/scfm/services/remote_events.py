@@ -1,0 +1,177 @@
+"""The provider webhook, and the remote phone call events it records."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from scfm.domain import state_machines as sm
+from scfm.domain.call_flow_logic import CallFlowRequest
+from scfm.domain.errors import DomainError, NotFound, ValidationFailed
+from scfm.domain.filters import REMOTE_PHONE_CALL_EVENT_FILTERS
+from scfm.domain.model import Contact, PhoneCall, RemotePhoneCallEvent
+from scfm.domain.provider import webhook_auth_token
+from scfm.domain.values import MergeMode, merge_metadata, msisdn_or_as_given
+from scfm.services.common import Page, PageRequest, apply_metadata, list_page
+
+
+class Forbidden(DomainError):
+    """A webhook that is not signed by the account it names."""
+
+
+@dataclass
+class WebhookResult:
+    event: RemotePhoneCallEvent
+    call_flow_response: object
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def handle_webhook(uow_for, call_flows, provider_defaults: dict, validate_signature, url: str, params,
+                   signature: str, our_phone_call_id=None) -> WebhookResult:
+    """Record one provider request, move the call forward, and answer with its call flow logic.
+
+    `params` is the form as posted (validate_signature needs every value); `our_phone_call_id` comes from
+    the status callback URL we gave the provider, and finds a call whose create response was lost.
+    """
+    account_sid = params.get("AccountSid")
+    if not account_sid:
+        raise Forbidden("AccountSid is missing")
+    with uow_for(None) as uow:
+        account = uow.accounts.by_provider_account_sid(account_sid)
+    token = webhook_auth_token(account, account_sid, provider_defaults) if account else None
+    if not token or not validate_signature(token, url, params, signature or ""):
+        raise Forbidden("bad signature")
+    details = {key: (values if len(values) > 1 else values[0]) for key, values in _lists(params).items()}
+    call_sid = details.get("CallSid")
+    if not call_sid:
+        raise ValidationFailed.on("CallSid", "can't be blank")
+    remote_status = (details.get("CallStatus") or "").lower() or None
+    direction = details.get("Direction")
+
+    with uow_for(account.id) as uow:
+        call = uow.phone_calls.by_remote_call_id(call_sid, for_update=True)
+        if call is None and our_phone_call_id is not None:
+            call = _adopt(uow, _int(our_phone_call_id), call_sid)
+        if call is None:
+            if (direction or "").lower() != "inbound":
+                raise NotFound("phone call")
+            call = _inbound_call(uow, account.id, details, call_sid)
+        fields = _apply_report(call, details, remote_status, direction)
+        name = call.effective_call_flow_logic
+        if name and not call_flows.is_registered(name):
+            name = None  # unregistered since it was set: answer with the default rather than fail the call
+        flow = call_flows.get(name)
+        response = flow.respond(CallFlowRequest(
+            phone_call_id=call.id, msisdn=call.msisdn, direction=call.remote_direction,
+            remote_status=call.remote_status, digits=details.get("Digits"), webhook_url=url,
+            metadata=dict(call.metadata), context_metadata=_context_metadata(uow, call), details=details,
+        ))
+        if response.metadata_updates:
+            call.metadata = merge_metadata(call.metadata, response.metadata_updates, MergeMode.DEEP_MERGE)
+            fields.add("metadata")
+        uow.phone_calls.save(call, fields)
+        event = uow.remote_phone_call_events.add(RemotePhoneCallEvent(
+            account_id=account.id, phone_call_id=call.id, details=details, remote_call_id=call_sid,
+            remote_direction=direction, call_flow_logic=name or call_flows.default_name,
+        ))
+        uow.commit()
+    return WebhookResult(event, response)
+
+
+def _lists(params) -> dict:
+    if hasattr(params, "lists"):
+        return dict(params.lists())
+    return {key: value if isinstance(value, list) else [value] for key, value in params.items()}
+
+
+def _adopt(uow, phone_call_id, call_sid: str) -> PhoneCall | None:
+    """The callback of a call whose create response we never saw: it is ours by the URL we gave."""
+    if phone_call_id is None:
+        return None
+    call = uow.phone_calls.find(phone_call_id)
+    if call is None or call.remote_call_id:
+        return None
+    call = uow.phone_calls.get(call.id, for_update=True)
+    call.remote_call_id = call_sid
+    if call.status == sm.PhoneCallStatus.QUEUED.value:
+        call.fire("remotely_queue")
+        call.remotely_queued_at = call.remotely_queued_at or datetime.now(timezone.utc)
+    uow.phone_calls.save(call, {"remote_call_id", "status", "remotely_queued_at"})
+    return uow.phone_calls.get(call.id)
+
+
+def _inbound_call(uow, account_id: int, details: dict, call_sid: str) -> PhoneCall:
+    msisdn = msisdn_or_as_given(str(details.get("From") or "").strip())
+    if not msisdn:
+        raise ValidationFailed.on("From", "can't be blank")
+    contact = uow.contacts.by_msisdn(msisdn) or uow.contacts.add_if_missing(Contact(account_id=account_id, msisdn=msisdn))
+    call = PhoneCall(
+        account_id=account_id, contact_id=contact.id, msisdn=msisdn, remote_call_id=call_sid,
+        remote_direction=details.get("Direction"), status=sm.PhoneCallStatus.REMOTELY_QUEUED.value,
+        remotely_queued_at=datetime.now(timezone.utc),
+    )
+    call = uow.phone_calls.add(call)
+    return uow.phone_calls.get(call.id, for_update=True)
+
+
+def _apply_report(call: PhoneCall, details: dict, remote_status: str | None, direction: str | None) -> set[str]:
+    call.apply_remote_status(remote_status, fetched=False)
+    fields = {"status", "remote_status", "remote_status_updated_at"}
+    call.remote_status_updated_at = datetime.now(timezone.utc)
+    if direction and not call.remote_direction:
+        call.remote_direction = direction
+        fields.add("remote_direction")
+    duration = _int(details.get("CallDuration"))
+    if duration is not None:
+        call.duration = duration
+        fields.add("duration")
+    return fields
+
+
+def _context_metadata(uow, call: PhoneCall) -> dict:
+    """Callout, then participation, then call metadata: the nearer one wins."""
+    merged: dict = {}
+    if call.callout_participation_id:
+        participation = uow.callout_participations.find(call.callout_participation_id)
+        if participation:
+            callout = uow.callouts.find(participation.callout_id)
+            merged.update(callout.metadata if callout else {})
+            merged.update(participation.metadata)
+    merged.update(call.metadata)
+    return merged
+
+
+# ---------------------------------------------------------------- the events API
+
+def get_event(uow, event_id) -> RemotePhoneCallEvent:
+    with uow:
+        return uow.remote_phone_call_events.get(event_id)
+
+
+def update_event(uow, event_id, params: dict) -> RemotePhoneCallEvent:
+    with uow:
+        event = uow.remote_phone_call_events.get(event_id, for_update=True)
+        event = uow.remote_phone_call_events.save(event, apply_metadata(event, params))
+        uow.commit()
+    return event
+
+
+def list_events(uow, q, paging: PageRequest, phone_call_id=None, contact_id=None, callout_id=None,
+                participation_id=None) -> Page:
+    with uow:
+        repo = uow.remote_phone_call_events
+        extra = []
+        if phone_call_id is not None:
+            extra += repo.equals("phone_call_id", uow.phone_calls.get(phone_call_id).id)
+        if contact_id is not None:
+            extra += repo.of_contact(uow.contacts.get(contact_id).id)
+        if callout_id is not None:
+            extra += repo.of_callout(uow.callouts.get(callout_id).id)
+        if participation_id is not None:
+            extra += repo.of_participation(uow.callout_participations.get(participation_id).id)
+        return list_page(repo, REMOTE_PHONE_CALL_EVENT_FILTERS, q, paging, extra)

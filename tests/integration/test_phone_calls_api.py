@@ -1,0 +1,200 @@
+"""Phone calls: create, update, delete, queue to the provider through a real worker, and fetch."""
+import pytest
+
+from tests.integration.conftest import PROVIDER_SID, Api
+
+DEMO = {"remote_request_params[from]": "1234", "remote_request_params[url]": "https://demo.twilio.com/docs/voice.xml",
+        "remote_request_params[method]": "GET"}
+
+
+@pytest.fixture
+def participation(calling_api):
+    contact = calling_api.post("/api/contacts", data={"msisdn": "+252662345678"}).get_json()
+    callout = calling_api.post("/api/callouts").get_json()
+    return calling_api.post(f"/api/callouts/{callout['id']}/callout_participations",
+                            data={"contact_id": contact["id"]}).get_json()
+
+
+def _create(api, participation, data=DEMO):
+    return api.post(f"/api/callout_participations/{participation['id']}/phone_calls", data=data)
+
+
+def test_creating_a_phone_call_needs_valid_remote_request_params(calling_api, participation):
+    blank = _create(calling_api, participation, data={})
+    assert blank.status_code == 422
+    assert blank.get_json() == {"errors": {"remote_request_params": ["can't be blank"]}}
+    unknown = _create(calling_api, participation, data={"remote_request_params[frm]": "1234"})
+    assert unknown.get_json() == {"errors": {"remote_request_params": ["is not included in the list"]}}
+    created = _create(calling_api, participation)
+    assert created.status_code == 201
+    call = created.get_json()
+    assert call["status"] == "created" and call["msisdn"] == "+252662345678"
+    assert call["remote_request_params"] == {"from": "1234", "url": "https://demo.twilio.com/docs/voice.xml",
+                                             "method": "GET"}
+    assert call["remote_response"] == {} and call["remote_queue_response"] == {} and call["remotely_queued_at"] is None
+    assert call["contact_id"] == participation["contact_id"]
+    assert call["callout_participation_id"] == participation["id"]
+
+
+def test_queueing_dials_once_and_records_what_the_provider_answered(calling_api, participation, provider, run_jobs):
+    call = _create(calling_api, participation).get_json()
+    queued = calling_api.post(f"/api/phone_calls/{call['id']}/phone_call_events", data={"event": "queue"})
+    assert queued.status_code == 201 and queued.get_json()["status"] == "queued"
+    run_jobs()
+    fetched = calling_api.get(f"/api/phone_calls/{call['id']}").get_json()
+    assert fetched["status"] == "remotely_queued"
+    assert fetched["remote_call_id"].startswith("CA") and fetched["remote_status"] == "queued"
+    assert fetched["remote_direction"] == "outbound-api" and fetched["remotely_queued_at"]
+    assert fetched["remote_queue_response"]["sid"] == fetched["remote_call_id"]
+    [request] = provider.created_calls
+    assert request["params"]["To"] == "+252662345678" and request["params"]["From"] == "1234"
+    assert request["params"]["Url"] == "https://demo.twilio.com/docs/voice.xml" and request["params"]["Method"] == "GET"
+    assert request["params"]["StatusCallback"] == f"http://scfm.test/api/remote_phone_call_events?phone_call_id={call['id']}"
+    # a second delivery of the same job, or a second queue event, dials nothing
+    from scfm.entrypoints import jobs
+    assert jobs.dial(call["id"]) == "skipped"
+    again = calling_api.post(f"/api/phone_calls/{call['id']}/phone_call_events", data={"event": "queue"})
+    assert again.status_code == 422
+    assert len(provider.created_calls) == 1
+    # only a created call can be deleted or change what is dialed
+    assert calling_api.delete(f"/api/phone_calls/{call['id']}").get_json() == {
+        "errors": {"base": ["Cannot delete record because status is remotely_queued"]}}
+    assert calling_api.patch(f"/api/phone_calls/{call['id']}", data={"msisdn": "+252662345679"}).status_code == 422
+    assert calling_api.patch(f"/api/phone_calls/{call['id']}", data={"metadata[a]": "b"}).status_code == 204
+
+
+def test_a_refusal_by_the_provider_errors_the_call_with_its_message(calling_api, participation, provider, run_jobs):
+    provider.refused_numbers = {"+252662345678"}
+    call = _create(calling_api, participation).get_json()
+    calling_api.post(f"/api/phone_calls/{call['id']}/phone_call_events", data={"event": "queue"})
+    run_jobs()
+    fetched = calling_api.get(f"/api/phone_calls/{call['id']}").get_json()
+    assert fetched["status"] == "errored"
+    assert fetched["remote_error_message"].startswith("Unable to create record: ")
+    assert fetched["remotely_queued_at"] is not None
+    assert calling_api.get("/api/phone_calls?q[remote_error_message]=nothing").headers["Total"] == "0"
+    assert calling_api.get("/api/phone_calls?q[status]=errored").headers["Total"] == "1"
+
+
+def test_an_account_without_credentials_errors_with_a_clear_message(app, admin, run_jobs):
+    from tests.integration.conftest import new_account_api
+
+    api = new_account_api(app, admin)
+    contact = api.post("/api/contacts", data={"msisdn": "+252662345678"}).get_json()
+    callout = api.post("/api/callouts").get_json()
+    participation = api.post(f"/api/callouts/{callout['id']}/callout_participations",
+                             data={"contact_id": contact["id"]}).get_json()
+    call = _create(api, participation).get_json()
+    api.post(f"/api/phone_calls/{call['id']}/phone_call_events", data={"event": "queue"})
+    run_jobs()
+    fetched = api.get(f"/api/phone_calls/{call['id']}").get_json()
+    assert fetched["status"] == "errored"
+    assert "no provider credentials" in fetched["remote_error_message"]
+
+
+def test_an_unreachable_provider_leaves_the_call_queued_for_a_retry(calling_api, participation, provider, run_jobs, deps):
+    provider.stop()
+    call = _create(calling_api, participation).get_json()
+    calling_api.post(f"/api/phone_calls/{call['id']}/phone_call_events", data={"event": "queue"})
+    run_jobs()
+    fetched = calling_api.get(f"/api/phone_calls/{call['id']}").get_json()
+    assert fetched["status"] == "queued" and fetched["remote_error_message"] is None
+    assert deps.queue.scheduled_job_registry.count == 1
+
+
+def test_a_timeout_is_not_a_refusal_and_is_never_redialed(calling_api, participation, provider, run_jobs, deps):
+    provider.delay_seconds = 5  # longer than PROVIDER_TIMEOUT_SECONDS
+    call = _create(calling_api, participation).get_json()
+    calling_api.post(f"/api/phone_calls/{call['id']}/phone_call_events", data={"event": "queue"})
+    run_jobs()
+    fetched = calling_api.get(f"/api/phone_calls/{call['id']}").get_json()
+    assert fetched["status"] == "queued" and fetched["remote_error_message"] is None
+    from scfm.entrypoints import jobs
+    assert jobs.dial(call["id"]) == "skipped"
+    assert len(provider.created_calls) == 1
+    # the status callback that names our call settles it
+    sid = provider.calls()[0]["sid"]
+    from tests.integration.conftest import signed_webhook
+    response = signed_webhook(calling_api.client, {"CallSid": sid, "AccountSid": PROVIDER_SID, "CallStatus": "ringing",
+                                                   "Direction": "outbound-api"}, query=f"phone_call_id={call['id']}")
+    assert response.status_code == 201
+    fetched = calling_api.get(f"/api/phone_calls/{call['id']}").get_json()
+    assert fetched["status"] == "in_progress" and fetched["remote_call_id"] == sid
+
+
+def test_an_unknown_outcome_with_no_news_ends_errored_saying_so(calling_api, participation, provider, run_jobs):
+    provider.fail_after_create = True
+    call = _create(calling_api, participation).get_json()
+    calling_api.post(f"/api/phone_calls/{call['id']}/phone_call_events", data={"event": "queue"})
+    run_jobs()
+    assert calling_api.get(f"/api/phone_calls/{call['id']}").get_json()["status"] == "queued"
+    from scfm.entrypoints import jobs
+    assert jobs.give_up_unknown_outcome(call["id"]) is True
+    fetched = calling_api.get(f"/api/phone_calls/{call['id']}").get_json()
+    assert fetched["status"] == "errored" and "unknown" in fetched["remote_error_message"]
+
+
+def test_a_calls_life_driven_by_fetches_alone(calling_api, participation, provider, run_jobs):
+    call = _create(calling_api, participation).get_json()
+    path = f"/api/phone_calls/{call['id']}"
+    refused = calling_api.post(f"{path}/phone_call_events", data={"event": "queue_remote_fetch"})
+    assert refused.status_code == 422
+    calling_api.post(f"{path}/phone_call_events", data={"event": "queue"})
+    run_jobs()
+    sid = calling_api.get(path).get_json()["remote_call_id"]
+    for remote, local in [("queued", "remotely_queued"), ("in-progress", "in_progress"), ("completed", "completed")]:
+        provider.set_status(sid, remote, duration=42 if remote == "completed" else None)
+        response = calling_api.post(f"{path}/phone_call_events", data={"event": "queue_remote_fetch"})
+        assert response.status_code == 201 and response.get_json()["status"] == "remote_fetch_queued"
+        run_jobs()
+        fetched = calling_api.get(path).get_json()
+        assert fetched["status"] == local and fetched["remote_status"] == remote
+        assert fetched["remote_response"]["status"] == remote
+    assert fetched["duration"] == 42
+    assert calling_api.post(f"{path}/phone_call_events", data={"event": "queue_remote_fetch"}).status_code == 422
+    assert calling_api.post(f"{path}/phone_call_events", data={"event": "remotely_queue"}).status_code == 422
+
+
+def test_phone_call_index_routes_and_filters(calling_api, participation, other_api):
+    call = _create(calling_api, participation).get_json()
+    for path in ["/api/phone_calls", f"/api/callout_participations/{participation['id']}/phone_calls",
+                 f"/api/contacts/{participation['contact_id']}/phone_calls",
+                 f"/api/callouts/{participation['callout_id']}/phone_calls",
+                 "/api/phone_calls?q[status]=created", "/api/phone_calls?q[msisdn]=252662345678",
+                 "/api/phone_calls?q[remote_request_params][from]=1234",
+                 "/api/phone_calls?q[remote_request_params][url]=https://demo.twilio.com/docs/voice.xml",
+                 "/api/phone_calls?q[created_at_or_after]=2017-11-29", "/api/phone_calls?q[remotely_queued_at_before]=2030-01-01"]:
+        response = calling_api.get(path)
+        assert response.status_code == 200, (path, response.get_json())
+        expected = 0 if "remotely_queued_at" in path else 1
+        assert response.headers["Total"] == str(expected), path
+    assert calling_api.get("/api/phone_calls?q[remote_status]=queued").headers["Total"] == "0"
+    assert other_api.get(f"/api/phone_calls/{call['id']}").status_code == 404
+    assert other_api.get(f"/api/callout_participations/{participation['id']}/phone_calls").status_code == 404
+    assert calling_api.delete(f"/api/phone_calls/{call['id']}").status_code == 204
+
+
+def test_call_flow_logic_is_inherited_and_validated(calling_api, participation):
+    call = _create(calling_api, participation).get_json()
+    assert call["call_flow_logic"] is None
+    calling_api.patch(f"/api/callouts/{participation['callout_id']}", data={"call_flow_logic": "CallFlowLogic::HelloWorld"})
+    assert calling_api.get(f"/api/phone_calls/{call['id']}").get_json()["call_flow_logic"] == "CallFlowLogic::HelloWorld"
+    refused = calling_api.patch(f"/api/phone_calls/{call['id']}", data={"call_flow_logic": "CallFlowLogic::Nope"})
+    assert refused.get_json() == {"errors": {"call_flow_logic": ["is not included in the list"]}}
+    assert calling_api.patch(f"/api/phone_calls/{call['id']}",
+                             data={"call_flow_logic": "CallFlowLogic::AvfCapom::CapomShort"}).status_code == 204
+    assert calling_api.get(f"/api/phone_calls/{call['id']}").get_json()["call_flow_logic"] == (
+        "CallFlowLogic::AvfCapom::CapomShort")
+
+
+def test_one_call_in_flight_per_participation(calling_api, participation, run_jobs):
+    first = _create(calling_api, participation).get_json()
+    second = _create(calling_api, participation).get_json()
+    assert calling_api.post(f"/api/phone_calls/{first['id']}/phone_call_events", data={"event": "queue"}).status_code == 201
+    refused = calling_api.post(f"/api/phone_calls/{second['id']}/phone_call_events", data={"event": "queue"})
+    assert refused.status_code == 422
+    assert "already in progress" in refused.get_json()["errors"]["base"][0]
+    assert calling_api.get(f"/api/phone_calls/{second['id']}").get_json()["status"] == "created"
+
+
+__all__ = ["Api"]

@@ -1,0 +1,136 @@
+"""The provider webhook: signed status callbacks and voice requests, and the events API."""
+import xml.etree.ElementTree as ET
+
+import pytest
+from sqlalchemy import text
+
+from tests.integration.conftest import PROVIDER_SID, PROVIDER_TOKEN, signed_webhook
+from tests.integration.test_phone_calls_api import DEMO
+
+
+@pytest.fixture
+def remote_call(calling_api, run_jobs):
+    contact = calling_api.post("/api/contacts", data={"msisdn": "+252662345678"}).get_json()
+    callout = calling_api.post("/api/callouts").get_json()
+    participation = calling_api.post(f"/api/callouts/{callout['id']}/callout_participations",
+                                     data={"contact_id": contact["id"]}).get_json()
+    call = calling_api.post(f"/api/callout_participations/{participation['id']}/phone_calls", data=DEMO).get_json()
+    calling_api.post(f"/api/phone_calls/{call['id']}/phone_call_events", data={"event": "queue"})
+    run_jobs()
+    return calling_api.get(f"/api/phone_calls/{call['id']}").get_json()
+
+
+def _params(call, status, **extra):
+    return {"CallSid": call["remote_call_id"], "AccountSid": PROVIDER_SID, "From": "1234", "To": call["msisdn"],
+            "CallStatus": status, "Direction": "outbound-api", "ApiVersion": "2010-04-01", **extra}
+
+
+def _event_count(deps):
+    with deps.engine.connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM remote_phone_call_events")).scalar()
+
+
+def test_signed_callbacks_drive_a_call_to_completion_and_late_ones_change_nothing(calling_api, remote_call, deps):
+    client, path = calling_api.client, f"/api/phone_calls/{remote_call['id']}"
+    for remote, local in [("ringing", "in_progress"), ("in-progress", "in_progress"), ("completed", "completed")]:
+        extra = {"CallDuration": "17"} if remote == "completed" else {}
+        response = signed_webhook(client, _params(remote_call, remote, **extra))
+        assert response.status_code == 201
+        assert response.mimetype == "application/xml"
+        assert ET.fromstring(response.data).tag == "Response"
+        call = calling_api.get(path).get_json()
+        assert (call["status"], call["remote_status"]) == (local, remote)
+    assert call["duration"] == 17
+    # a replayed or late webhook is recorded, but the call stays completed
+    signed_webhook(client, _params(remote_call, "ringing"))
+    signed_webhook(client, _params(remote_call, "completed", CallDuration="17"))
+    assert calling_api.get(path).get_json()["status"] == "completed"
+    events = calling_api.get(f"{path}/remote_phone_call_events")
+    assert events.headers["Total"] == "5"
+    first = events.get_json()[0]
+    assert first["details"]["CallStatus"] == "ringing" and first["remote_call_id"] == remote_call["remote_call_id"]
+    assert first["call_flow_logic"] == "CallFlowLogic::Application" and first["phone_call_id"] == remote_call["id"]
+
+
+def test_the_default_call_flow_logic_answers_with_its_twiml(calling_api, remote_call):
+    response = signed_webhook(calling_api.client, _params(remote_call, "in-progress"))
+    root = ET.fromstring(response.data)
+    assert root.find("Say").text == "Thanks for trying our documentation. Enjoy!"
+    assert root.find("Play").text.endswith(".mp3")
+
+
+def test_capom_short_gathers_answers_into_the_calls_metadata(calling_api, remote_call, deps):
+    path = f"/api/phone_calls/{remote_call['id']}"
+    with deps.engine.begin() as conn:  # a call already dialed keeps its call flow logic: set it as an operator would
+        conn.execute(text("UPDATE phone_calls SET call_flow_logic = 'CallFlowLogic::AvfCapom::CapomShort'"))
+    first = ET.fromstring(signed_webhook(calling_api.client, _params(remote_call, "in-progress")).data)
+    assert first.find("Gather") is not None
+    signed_webhook(calling_api.client, _params(remote_call, "in-progress", Digits="1"))
+    assert calling_api.get(path).get_json()["metadata"]["capom"] == {"q1": "1"}
+
+
+def test_bad_signatures_unknown_accounts_and_missing_fields_leave_no_row(calling_api, remote_call, deps):
+    client = calling_api.client
+    before = _event_count(deps)
+    assert signed_webhook(client, _params(remote_call, "completed"), signature="forged").status_code == 403
+    assert signed_webhook(client, _params(remote_call, "completed"), token="wrong").status_code == 403
+    altered = _params(remote_call, "completed")
+    from twilio.request_validator import RequestValidator
+    signature = RequestValidator(PROVIDER_TOKEN).compute_signature(
+        "http://scfm.test/api/remote_phone_call_events", _params(remote_call, "busy"))
+    assert signed_webhook(client, altered, signature=signature).status_code == 403
+    unknown_account = {**_params(remote_call, "completed"), "AccountSid": "AC" + "9" * 32}
+    assert signed_webhook(client, unknown_account).status_code == 403
+    assert client.post("/api/remote_phone_call_events", data={}).status_code == 403
+    missing_sid = {k: v for k, v in _params(remote_call, "completed").items() if k != "CallSid"}
+    assert signed_webhook(client, missing_sid).status_code == 422
+    unknown_call = {**_params(remote_call, "completed"), "CallSid": "CA" + "0" * 32}
+    assert signed_webhook(client, unknown_call).status_code == 404
+    assert _event_count(deps) == before
+    assert calling_api.get(f"/api/phone_calls/{remote_call['id']}").get_json()["status"] == "remotely_queued"
+
+
+def test_an_inbound_call_creates_the_contact_and_the_call_in_the_account(calling_api):
+    params = {"CallSid": "CA" + "5" * 32, "AccountSid": PROVIDER_SID, "From": "+85510202103", "To": "1294",
+              "CallStatus": "ringing", "Direction": "inbound", "ApiVersion": "2010-04-01"}
+    response = signed_webhook(calling_api.client, params)
+    assert response.status_code == 201
+    assert signed_webhook(calling_api.client, {**params, "CallStatus": "in-progress"}).status_code == 201
+    [call] = calling_api.get("/api/phone_calls?q[remote_direction]=inbound").get_json()
+    assert call["status"] == "in_progress" and call["msisdn"] == "+85510202103"
+    assert call["callout_participation_id"] is None
+    [contact] = calling_api.get("/api/contacts?q[msisdn]=85510202103").get_json()
+    assert call["contact_id"] == contact["id"]
+    assert calling_api.get(f"/api/contacts/{contact['id']}/remote_phone_call_events").headers["Total"] == "2"
+
+
+def test_events_api_filters_and_updates_metadata(calling_api, remote_call, other_api):
+    signed_webhook(calling_api.client, _params(remote_call, "ringing"))
+    [event] = calling_api.get("/api/remote_phone_call_events").get_json()
+    path = f"/api/remote_phone_call_events/{event['id']}"
+    assert calling_api.patch(path, data={"metadata[foo]": "bar"}).status_code == 204
+    assert calling_api.get(path).get_json()["metadata"] == {"foo": "bar"}
+    for query in ["q[details][CallStatus]=ringing", f"q[phone_call_id]={remote_call['id']}",
+                  f"q[remote_call_id]={remote_call['remote_call_id']}", "q[remote_direction]=outbound-api",
+                  "q[call_flow_logic]=CallFlowLogic::Application", "q[metadata][foo]=bar"]:
+        assert calling_api.get(f"/api/remote_phone_call_events?{query}").headers["Total"] == "1", query
+    participation_id = remote_call["callout_participation_id"]
+    callout_id = calling_api.get(f"/api/callout_participations/{participation_id}").get_json()["callout_id"]
+    for nested in [f"/api/callouts/{callout_id}", f"/api/callout_participations/{participation_id}",
+                   f"/api/contacts/{remote_call['contact_id']}", f"/api/phone_calls/{remote_call['id']}"]:
+        assert calling_api.get(f"{nested}/remote_phone_call_events").headers["Total"] == "1", nested
+    assert other_api.get(path).status_code == 404
+    assert other_api.get("/api/remote_phone_call_events").headers["Total"] == "0"
+    assert calling_api.get("/api/remote_phone_call_events?q[foo]=bar").status_code == 422
+
+
+def test_behind_a_trusted_proxy_the_forwarded_url_is_the_signed_one(app, calling_api, remote_call, deps, monkeypatch):
+    from dataclasses import replace
+    monkeypatch.setattr(deps, "settings", replace(deps.settings, public_url=None, trust_proxy=True))
+    from twilio.request_validator import RequestValidator
+    params = _params(remote_call, "ringing")
+    url = "https://calls.example.org/api/remote_phone_call_events"
+    signature = RequestValidator(PROVIDER_TOKEN).compute_signature(url, params)
+    response = calling_api.client.post("/api/remote_phone_call_events", data=params, headers={
+        "X-Twilio-Signature": signature, "X-Forwarded-Proto": "https", "X-Forwarded-Host": "calls.example.org"})
+    assert response.status_code == 201
