@@ -13,11 +13,13 @@ class RqJobQueue:
         self.queue = queue
         self.timeout = timeout
 
-    def _enqueue(self, function: str, *args, delay: float | None = None, job_id: str | None = None) -> None:
-        options = dict(job_timeout=self.timeout, result_ttl=3600, failure_ttl=7 * 24 * 3600,
-                       retry=Retry(max=3, interval=[5, 30, 120]))
-        if job_id:
-            options["job_id"] = f"{self.queue.name}:{job_id}"
+    def _options(self) -> dict:
+        return dict(timeout=self.timeout, result_ttl=3600, failure_ttl=7 * 24 * 3600,
+                    retry=Retry(max=3, interval=[5, 30, 120]))
+
+    def _enqueue(self, function: str, *args, delay: float | None = None) -> None:
+        options = self._options()
+        options["job_timeout"] = options.pop("timeout")
         if delay:
             self.queue.enqueue_in(timedelta(seconds=delay), f"{JOBS}.{function}", *args, **options)
         else:
@@ -25,6 +27,20 @@ class RqJobQueue:
 
     def dial(self, phone_call_id: int, delay: float | None = None) -> None:
         self._enqueue("dial", phone_call_id, delay=delay)
+
+    def _enqueue_many(self, function: str, ids, chunk: int = 1000) -> None:
+        ids = list(ids)
+        for start in range(0, len(ids), chunk):
+            self.queue.enqueue_many([
+                Queue.prepare_data(f"{JOBS}.{function}", (phone_call_id,), **self._options())
+                for phone_call_id in ids[start:start + chunk]
+            ])
+
+    def dial_many(self, phone_call_ids) -> None:
+        self._enqueue_many("dial", phone_call_ids)
+
+    def fetch_remote_calls(self, phone_call_ids) -> None:
+        self._enqueue_many("fetch_remote_call", phone_call_ids)
 
     def fetch_remote_call(self, phone_call_id: int, delay: float | None = None) -> None:
         self._enqueue("fetch_remote_call", phone_call_id, delay=delay)

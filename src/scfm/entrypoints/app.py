@@ -12,7 +12,8 @@ from werkzeug.exceptions import HTTPException
 from scfm.bootstrap import Deps, bootstrap
 from scfm.domain.errors import NotFound, ValidationFailed
 from scfm.entrypoints.api import (
-    access_tokens, accounts, callout_participations, callouts, contacts, phone_calls, remote_phone_call_events,
+    access_tokens, accounts, batch_operations, callout_participations, callouts, contacts, phone_calls,
+    remote_phone_call_events,
 )
 from scfm.entrypoints.api.http import BadRequest
 from scfm.services import accounts as account_services
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 PUBLIC_PATHS = ("/api/openapi.json", "/api/docs")
 BLUEPRINTS = [
     accounts.blp, accounts.own_blp, access_tokens.blp, contacts.blp, callouts.blp, callout_participations.blp,
-    phone_calls.blp, remote_phone_call_events.blp,
+    phone_calls.blp, remote_phone_call_events.blp, batch_operations.blp,
 ]
 WEBHOOK_PATH = "/api/remote_phone_call_events"
 

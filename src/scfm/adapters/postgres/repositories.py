@@ -330,3 +330,20 @@ class BatchOperationRepository(Repository):
     table = t.batch_operations
     entity = model.BatchOperation
     resource = "batch operation"
+
+    def has_dependents(self, operation_id: int) -> bool:
+        pc = t.phone_calls
+        return self.exists(t.callout_participations.c.callout_population_id == operation_id) or self.exists(
+            (pc.c.create_batch_operation_id == operation_id) | (pc.c.queue_batch_operation_id == operation_id)
+            | (pc.c.queue_remote_fetch_batch_operation_id == operation_id)
+        )
+
+    def mark_started(self, operation_id: int) -> None:
+        self.conn.execute(update(self.table).where(self.table.c.id == operation_id).values(started_at=func.now()))
+
+    def mark_finished(self, operation_id: int) -> None:
+        self.conn.execute(update(self.table).where(self.table.c.id == operation_id).values(finished_at=func.now()))
+
+    def record_error(self, operation_id: int, message: str) -> None:
+        self.conn.execute(update(self.table).where(self.table.c.id == operation_id).values(
+            error_message=message[:2000], updated_at=func.now()))

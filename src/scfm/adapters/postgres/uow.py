@@ -4,6 +4,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 
 from scfm.adapters.postgres import repositories as repos
+from scfm.adapters.postgres.batch_operations import BatchOperationQueries
 
 
 class SqlUnitOfWork:
@@ -24,6 +25,7 @@ class SqlUnitOfWork:
         self.phone_calls = repos.PhoneCallRepository(self.conn, a)
         self.remote_phone_call_events = repos.RemotePhoneCallEventRepository(self.conn, a)
         self.batch_operations = repos.BatchOperationRepository(self.conn, a)
+        self.batches = BatchOperationQueries(self)
         return self
 
     def __exit__(self, *exc) -> None:

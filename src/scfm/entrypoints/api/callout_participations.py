@@ -26,7 +26,7 @@ class CalloutParticipationArgs(MetadataArgs):
     call_flow_logic = fields.String(allow_none=True)
 
 
-class UpdateArgs(MetadataArgs):
+class CalloutParticipationUpdateArgs(MetadataArgs):
     msisdn = fields.Raw()
     call_flow_logic = fields.String(allow_none=True)
 
@@ -74,7 +74,7 @@ class CalloutParticipationById(MethodView):
         """Fetch a callout participation."""
         return services.get_participation(uow(), participation_id)
 
-    @blp.arguments(UpdateArgs)
+    @blp.arguments(CalloutParticipationUpdateArgs)
     @blp.response(204)
     def patch(self, args, participation_id):
         """Update a participation's msisdn, call flow logic or metadata."""

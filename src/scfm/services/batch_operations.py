@@ -1,0 +1,153 @@
+"""Use cases of batch operations: manage them, preview them, and run them in a worker."""
+from __future__ import annotations
+
+import logging
+
+from scfm.domain import batch_operation as bo
+from scfm.domain.errors import DeleteRefused, NotFound, ValidationFailed
+from scfm.domain.filters import BATCH_OPERATION_FILTERS
+from scfm.domain.model import BatchOperation
+from scfm.domain.state_machines import BATCH_OPERATION_USER_EVENTS, BatchOperationStatus
+from scfm.services.common import Page, PageRequest, apply_metadata, list_page
+
+log = logging.getLogger(__name__)
+
+
+def _check_preview(uow, operation: BatchOperation, plan: bo.Plan) -> None:
+    if operation.type in bo.PHONE_CALL_TYPES and not plan.skip_validate_preview_presence:
+        if uow.batches.preview_count(operation, plan) == 0:
+            raise ValidationFailed.on("preview", "can't be blank")
+
+
+def create_batch_operation(uow, account_id: int, params: dict, callout_id=None) -> BatchOperation:
+    type_ = bo.validate_type(params.get("type"))
+    parameters = params.get("parameters") or {}
+    plan = bo.plan(type_, parameters)
+    with uow:
+        if callout_id is None and params.get("callout_id") not in (None, ""):
+            callout = uow.callouts.find(params["callout_id"])
+            if callout is None:
+                raise ValidationFailed.on("callout", "must exist")
+            callout_id = callout.id
+        elif callout_id is not None:
+            callout_id = uow.callouts.get(callout_id).id
+        if type_ == bo.CALLOUT_POPULATION and callout_id is None:
+            raise ValidationFailed.on("callout", "must exist")
+        operation = BatchOperation(account_id=account_id, callout_id=callout_id, type=type_, parameters=parameters)
+        apply_metadata(operation, params)
+        _check_preview(uow, operation, plan)
+        operation = uow.batch_operations.add(operation)
+        uow.commit()
+    return operation
+
+
+def update_batch_operation(uow, operation_id, params: dict) -> BatchOperation:
+    with uow:
+        operation = uow.batch_operations.get(operation_id, for_update=True)
+        if "type" in params and params["type"] != operation.type:
+            raise ValidationFailed.on("type", "cannot be changed")
+        changed = apply_metadata(operation, params)
+        if "parameters" in params:
+            if operation.status in (BatchOperationStatus.QUEUED.value, BatchOperationStatus.RUNNING.value):
+                raise ValidationFailed.on("parameters", f"cannot be changed when status is {operation.status}")
+            operation.parameters = params["parameters"] or {}
+            _check_preview(uow, operation, bo.plan(operation.type, operation.parameters))
+            changed.add("parameters")
+        operation = uow.batch_operations.save(operation, changed)
+        uow.commit()
+    return operation
+
+
+def get_batch_operation(uow, operation_id) -> BatchOperation:
+    with uow:
+        return uow.batch_operations.get(operation_id)
+
+
+def list_batch_operations(uow, q, paging: PageRequest, callout_id=None) -> Page:
+    with uow:
+        repo = uow.batch_operations
+        extra = repo.equals("callout_id", uow.callouts.get(callout_id).id) if callout_id is not None else []
+        return list_page(repo, BATCH_OPERATION_FILTERS, q, paging, extra)
+
+
+def delete_batch_operation(uow, operation_id) -> None:
+    with uow:
+        operation = uow.batch_operations.get(operation_id, for_update=True)
+        if operation.status in (BatchOperationStatus.QUEUED.value, BatchOperationStatus.RUNNING.value):
+            raise DeleteRefused(f"status is {operation.status}")
+        if uow.batch_operations.has_dependents(operation.id):
+            raise DeleteRefused("dependent callout participations or phone calls exist")
+        uow.batch_operations.remove(operation)
+        uow.commit()
+
+
+def fire_batch_operation_event(uow, jobs, operation_id, event: str) -> BatchOperation:
+    if event not in BATCH_OPERATION_USER_EVENTS:
+        raise ValidationFailed.on("event", "is not included in the list")
+    with uow:
+        operation = uow.batch_operations.get(operation_id, for_update=True)
+        operation.fire(event)
+        operation.error_message = None
+        operation = uow.batch_operations.save(operation, {"status", "error_message"})
+        uow.commit()
+    jobs.run_batch_operation(operation.id)
+    return operation
+
+
+def preview(uow, operation_id, kind: str, paging: PageRequest) -> Page:
+    with uow:
+        operation = uow.batch_operations.get(operation_id)
+        if kind not in bo.PREVIEWS[operation.type]:
+            raise NotFound("preview")
+        plan = bo.plan(operation.type, operation.parameters)
+        items, total = uow.batches.preview(operation, plan, kind, paging.page, paging.per_page)
+    return Page(items, total, paging.page, paging.per_page)
+
+
+def results(uow, operation_id, kind: str, paging: PageRequest) -> Page:
+    with uow:
+        operation = uow.batch_operations.get(operation_id)
+        if kind not in bo.RESULTS[operation.type]:
+            raise NotFound("results")
+        items, total = uow.batches.results(operation, kind, paging.page, paging.per_page)
+    return Page(items, total, paging.page, paging.per_page)
+
+
+def run(uow, jobs, operation_id: int) -> str:
+    """Run a queued operation once: a second delivery, or a concurrent one, finds it finished and stops."""
+    with uow:
+        operation = uow.batch_operations.find(operation_id)
+        if operation is None:
+            return "missing"
+        uow.batch_operations.get(operation.id, for_update=True)  # one run at a time
+        operation = uow.batch_operations.get(operation.id)
+        if operation.status == BatchOperationStatus.QUEUED.value:
+            operation.fire("start")
+        elif operation.status != BatchOperationStatus.RUNNING.value:
+            return "skipped"  # finished already, or back in preview
+        uow.batch_operations.save(operation, {"status"})
+        uow.batch_operations.mark_started(operation.id)
+        uow.commit()
+    try:
+        with uow:
+            operation = uow.batch_operations.get(operation_id, for_update=True)
+            if operation.status != BatchOperationStatus.RUNNING.value:
+                return "skipped"
+            plan = bo.plan(operation.type, operation.parameters)
+            follow_up = uow.batches.run(operation, plan)
+            operation.fire("finish")
+            operation.error_message = None
+            uow.batch_operations.save(operation, {"status", "error_message"})
+            uow.batch_operations.mark_finished(operation.id)
+            uow.commit()
+    except Exception as error:
+        log.exception("batch operation %s failed", operation_id)
+        with uow:
+            uow.batch_operations.record_error(operation_id, f"{type(error).__name__}: {error}")
+            uow.commit()
+        raise
+    if follow_up and operation.type == bo.PHONE_CALL_QUEUE:
+        jobs.dial_many(follow_up)
+    elif follow_up:
+        jobs.fetch_remote_calls(follow_up)
+    return "finished"
