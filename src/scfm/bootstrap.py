@@ -11,6 +11,7 @@ from scfm.adapters.call_flow_plugins import build_registry
 from scfm.adapters.postgres.db import make_engine
 from scfm.adapters.postgres.uow import SqlUnitOfWork
 from scfm.adapters.provider import TwilioProvider
+from scfm.adapters.redis_limiter import RedisLocks, RedisRateLimiter
 from scfm.adapters.rq_jobs import RqJobQueue
 from scfm.config import Settings
 
@@ -42,7 +43,16 @@ class Deps:
 
     @cached_property
     def jobs(self):
-        return RqJobQueue(self.queue, timeout=self.settings.job_timeout_seconds)
+        return RqJobQueue(self.queue, timeout=self.settings.job_timeout_seconds,
+                          dispatcher_timeout=self.settings.timings.dispatcher_budget + 60)
+
+    @cached_property
+    def limiter(self):
+        return RedisRateLimiter(self.redis, prefix=self.settings.queue_name)
+
+    @cached_property
+    def locks(self):
+        return RedisLocks(self.redis, prefix=self.settings.queue_name)
 
     @cached_property
     def provider(self):

@@ -2,12 +2,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
-
-def _float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value not in (None, "") else default
+from scfm.domain.dialing import Timings
 
 
 @dataclass(frozen=True)
@@ -26,6 +23,8 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     job_timeout_seconds: int = 600
     provider_timeout_seconds: float = 15.0
+    timings: Timings = field(default_factory=Timings)
+    sweep_interval_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -48,4 +47,9 @@ class Settings:
             default_call_flow_logic=env.get("DEFAULT_CALL_FLOW_LOGIC") or None,
             provider={key: env[key] for key in provider_keys if env.get(key)},
             provider_timeout_seconds=float(env.get("PROVIDER_TIMEOUT_SECONDS") or 15),
+            timings=Timings(**{
+                f.name: float(env[f"SCFM_{f.name.upper()}"]) for f in fields(Timings)
+                if env.get(f"SCFM_{f.name.upper()}")
+            }),
+            sweep_interval_seconds=float(env.get("SCFM_SWEEP_INTERVAL") or 10),
         )

@@ -169,7 +169,8 @@ def provider():
 def calling_api(app, admin, provider):
     """An account whose calls go to the fake provider, as Somleng at its own base URL."""
     return new_account_api(app, admin, platform_provider_name="somleng", somleng_account_sid=PROVIDER_SID,
-                           somleng_auth_token=PROVIDER_TOKEN, somleng_api_base_url=provider.url)
+                           somleng_auth_token=PROVIDER_TOKEN, somleng_api_base_url=provider.url,
+                           calls_per_second=50)
 
 
 @pytest.fixture

@@ -50,9 +50,9 @@ def test_queueing_dials_once_and_records_what_the_provider_answered(calling_api,
     assert request["params"]["To"] == "+252662345678" and request["params"]["From"] == "1234"
     assert request["params"]["Url"] == "https://demo.twilio.com/docs/voice.xml" and request["params"]["Method"] == "GET"
     assert request["params"]["StatusCallback"] == f"http://scfm.test/api/remote_phone_call_events?phone_call_id={call['id']}"
-    # a second delivery of the same job, or a second queue event, dials nothing
+    # a second dispatcher, or a second queue event, dials nothing
     from scfm.entrypoints import jobs
-    assert jobs.dial(call["id"]) == "skipped"
+    assert jobs.dial_due(call["account_id"]) == {"dialed": 0}
     again = calling_api.post(f"/api/phone_calls/{call['id']}/phone_call_events", data={"event": "queue"})
     assert again.status_code == 422
     assert len(provider.created_calls) == 1
@@ -92,14 +92,25 @@ def test_an_account_without_credentials_errors_with_a_clear_message(app, admin, 
     assert "no provider credentials" in fetched["remote_error_message"]
 
 
-def test_an_unreachable_provider_leaves_the_call_queued_for_a_retry(calling_api, participation, provider, run_jobs, deps):
-    provider.stop()
+def test_an_unreachable_provider_leaves_the_call_queued_and_the_sweeper_dials_it_later(
+        calling_api, participation, provider, run_jobs, deps):
+    from sqlalchemy import text
+
+    from scfm.services import sweeper
+
+    calling_api.patch("/api/account", data={"somleng_api_base_url": "http://127.0.0.1:9"})  # nothing listens
     call = _create(calling_api, participation).get_json()
     calling_api.post(f"/api/phone_calls/{call['id']}/phone_call_events", data={"event": "queue"})
     run_jobs()
     fetched = calling_api.get(f"/api/phone_calls/{call['id']}").get_json()
     assert fetched["status"] == "queued" and fetched["remote_error_message"] is None
-    assert deps.queue.scheduled_job_registry.count == 1
+    calling_api.patch("/api/account", data={"somleng_api_base_url": provider.url})
+    with deps.engine.begin() as conn:  # the retry is due
+        conn.execute(text("UPDATE phone_calls SET next_attempt_at = now() - interval '1 second'"))
+    assert sweeper.sweep(deps.uow, deps.jobs, deps.settings.timings)["dispatched_accounts"] == 1
+    run_jobs()
+    assert calling_api.get(f"/api/phone_calls/{call['id']}").get_json()["status"] == "remotely_queued"
+    assert len(provider.created_calls) == 1
 
 
 def test_a_timeout_is_not_a_refusal_and_is_never_redialed(calling_api, participation, provider, run_jobs, deps):
@@ -110,7 +121,7 @@ def test_a_timeout_is_not_a_refusal_and_is_never_redialed(calling_api, participa
     fetched = calling_api.get(f"/api/phone_calls/{call['id']}").get_json()
     assert fetched["status"] == "queued" and fetched["remote_error_message"] is None
     from scfm.entrypoints import jobs
-    assert jobs.dial(call["id"]) == "skipped"
+    assert jobs.dial_due(call["account_id"]) == {"dialed": 0}
     assert len(provider.created_calls) == 1
     # the status callback that names our call settles it
     sid = provider.calls()[0]["sid"]
@@ -122,14 +133,14 @@ def test_a_timeout_is_not_a_refusal_and_is_never_redialed(calling_api, participa
     assert fetched["status"] == "in_progress" and fetched["remote_call_id"] == sid
 
 
-def test_an_unknown_outcome_with_no_news_ends_errored_saying_so(calling_api, participation, provider, run_jobs):
+def test_an_unknown_outcome_with_no_news_ends_errored_saying_so(calling_api, participation, provider, run_jobs, deps):
     provider.fail_after_create = True
     call = _create(calling_api, participation).get_json()
     calling_api.post(f"/api/phone_calls/{call['id']}/phone_call_events", data={"event": "queue"})
     run_jobs()
     assert calling_api.get(f"/api/phone_calls/{call['id']}").get_json()["status"] == "queued"
-    from scfm.entrypoints import jobs
-    assert jobs.give_up_unknown_outcome(call["id"]) is True
+    from scfm.services import dialing
+    assert dialing.give_up_unknown_outcome(deps.uow(), call["id"]) is True
     fetched = calling_api.get(f"/api/phone_calls/{call['id']}").get_json()
     assert fetched["status"] == "errored" and "unknown" in fetched["remote_error_message"]
 

@@ -1,52 +1,61 @@
-"""The job queue on RQ: jobs are plain functions of ids, and safe to deliver twice."""
+"""The job queue on RQ: jobs are plain functions of ids, and safe to deliver twice.
+
+Jobs are enqueued after the database commit. If Redis cannot take one, the work is still recorded in the
+database and the sweeper delivers it later, so an enqueue failure is logged, not raised.
+"""
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
+from redis.exceptions import RedisError
 from rq import Queue, Retry
 
+log = logging.getLogger(__name__)
 JOBS = "scfm.entrypoints.jobs"
 
 
 class RqJobQueue:
-    def __init__(self, queue: Queue, timeout: int = 600):
+    def __init__(self, queue: Queue, timeout: int = 600, dispatcher_timeout: float = 90):
         self.queue = queue
         self.timeout = timeout
+        self.dispatcher_timeout = dispatcher_timeout
 
-    def _options(self) -> dict:
-        return dict(timeout=self.timeout, result_ttl=3600, failure_ttl=7 * 24 * 3600,
+    def _options(self, timeout: int | None = None) -> dict:
+        return dict(timeout=timeout or self.timeout, result_ttl=3600, failure_ttl=7 * 24 * 3600,
                     retry=Retry(max=3, interval=[5, 30, 120]))
 
-    def _enqueue(self, function: str, *args, delay: float | None = None) -> None:
-        options = self._options()
+    def _enqueue(self, function: str, *args, delay: float | None = None, timeout: int | None = None) -> None:
+        options = self._options(timeout)
         options["job_timeout"] = options.pop("timeout")
-        if delay:
-            self.queue.enqueue_in(timedelta(seconds=delay), f"{JOBS}.{function}", *args, **options)
-        else:
-            self.queue.enqueue(f"{JOBS}.{function}", *args, **options)
-
-    def dial(self, phone_call_id: int, delay: float | None = None) -> None:
-        self._enqueue("dial", phone_call_id, delay=delay)
+        try:
+            if delay:
+                self.queue.enqueue_in(timedelta(seconds=delay), f"{JOBS}.{function}", *args, **options)
+            else:
+                self.queue.enqueue(f"{JOBS}.{function}", *args, **options)
+        except RedisError as error:
+            log.warning("could not enqueue %s%s (the sweeper will): %s", function, args, error)
 
     def _enqueue_many(self, function: str, ids, chunk: int = 1000) -> None:
         ids = list(ids)
-        for start in range(0, len(ids), chunk):
-            self.queue.enqueue_many([
-                Queue.prepare_data(f"{JOBS}.{function}", (phone_call_id,), **self._options())
-                for phone_call_id in ids[start:start + chunk]
-            ])
+        try:
+            for start in range(0, len(ids), chunk):
+                self.queue.enqueue_many([
+                    Queue.prepare_data(f"{JOBS}.{function}", (id_,), **self._options())
+                    for id_ in ids[start:start + chunk]
+                ])
+        except RedisError as error:
+            log.warning("could not enqueue %s for %d records (the sweeper will): %s", function, len(ids), error)
 
-    def dial_many(self, phone_call_ids) -> None:
-        self._enqueue_many("dial", phone_call_ids)
+    def dial_due(self, account_id: int, delay: float | None = None) -> None:
+        """Kick the account's dispatcher (a second one finds the lease taken and returns at once)."""
+        self._enqueue("dial_due", account_id, delay=delay, timeout=int(self.dispatcher_timeout))
+
+    def fetch_remote_call(self, phone_call_id: int) -> None:
+        self._enqueue("fetch_remote_call", phone_call_id)
 
     def fetch_remote_calls(self, phone_call_ids) -> None:
         self._enqueue_many("fetch_remote_call", phone_call_ids)
-
-    def fetch_remote_call(self, phone_call_id: int, delay: float | None = None) -> None:
-        self._enqueue("fetch_remote_call", phone_call_id, delay=delay)
-
-    def give_up_unknown_outcome(self, phone_call_id: int, delay: float) -> None:
-        self._enqueue("give_up_unknown_outcome", phone_call_id, delay=delay)
 
     def run_batch_operation(self, batch_operation_id: int) -> None:
         self._enqueue("run_batch_operation", batch_operation_id)

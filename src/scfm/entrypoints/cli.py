@@ -65,6 +65,39 @@ def cmd_worker(args) -> int:
     return 0
 
 
+def cmd_scheduler(args) -> int:
+    """Sweep every few seconds: re-deliver what the database says is due (one sweeper at a time)."""
+    import logging
+    import uuid
+
+    from scfm.services import sweeper
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s scheduler %(message)s")
+    deps = _deps()
+    interval = args.interval or deps.settings.sweep_interval_seconds
+    token, lease = uuid.uuid4().hex, f"{deps.settings.queue_name}:sweeper"
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopping:
+        try:
+            if deps.locks.acquire(lease, token, interval * 3):
+                sweeper.sweep(deps.uow, deps.jobs, deps.settings.timings)
+        except Exception as error:  # a database or Redis outage: try again at the next tick
+            logging.warning("sweep failed: %s", error)
+        if args.once:
+            break
+        deadline = time.monotonic() + interval
+        while not stopping and time.monotonic() < deadline:
+            time.sleep(0.2)
+    return 0
+
+
 def _ensure_super_admin(deps, data_dir: Path | None) -> str | None:
     """Create the super admin on first start; in embedded mode keep its token in the data folder."""
     from scfm.services import accounts
@@ -113,6 +146,7 @@ def cmd_run(args) -> int:
         subprocess.Popen([sys.executable, "-m", "scfm.entrypoints.cli", "worker"], env=env)
         for _ in range(args.workers)
     ]
+    children.append(subprocess.Popen([sys.executable, "-m", "scfm.entrypoints.cli", "scheduler"], env=env))
     print(f"scfm is running at http://{host}:{port}/api (docs: http://{host}:{port}/api/docs)")
     if token:
         print(f"super admin access token: {token}")
@@ -155,15 +189,16 @@ def cmd_run(args) -> int:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="scfm",
-        description="Simple Call Flow Manager. With no command, runs everything (API, worker) on this machine, "
+        description="Simple Call Flow Manager. With no command, runs everything (API, workers, scheduler) on this "
+        "machine, "
         "on embedded PostgreSQL and Redis unless DATABASE_URL and REDIS_URL are set.",
     )
     sub = root.add_subparsers(dest="command")
-    run = sub.add_parser("run", help="run the API and workers (the default)")
+    run = sub.add_parser("run", help="run the API, workers and scheduler (the default)")
     for p in (root, run):
         p.add_argument("--host", help="address to listen on (default HOST or 127.0.0.1)")
         p.add_argument("--port", type=int, help="port to listen on (default PORT or 3000)")
-        p.add_argument("--workers", type=int, default=1, help="RQ worker processes (default 1)")
+        p.add_argument("--workers", type=int, default=2, help="RQ worker processes (default 2)")
         p.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes (default 2)")
     serve = sub.add_parser("serve", help="serve the API with gunicorn (production)")
     serve.add_argument("--host")
@@ -172,6 +207,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
     worker = sub.add_parser("worker", help="run an RQ worker (production: as many as you need)")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    scheduler = sub.add_parser("scheduler", help="run the sweeper that re-delivers due work (run one or more)")
+    scheduler.add_argument("--interval", type=float, help="seconds between sweeps (default SCFM_SWEEP_INTERVAL or 10)")
+    scheduler.add_argument("--once", action="store_true", help="sweep once and exit")
     db = sub.add_parser("db", help="database commands")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply the migrations")
@@ -182,7 +220,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {
-    None: cmd_run, "run": cmd_run, "serve": cmd_serve, "worker": cmd_worker, "db": cmd_db_upgrade,
+    None: cmd_run, "run": cmd_run, "serve": cmd_serve, "worker": cmd_worker, "scheduler": cmd_scheduler,
+    "db": cmd_db_upgrade,
     "create-super-admin": cmd_create_super_admin, "create-access-token": cmd_create_access_token,
 }
 

@@ -1,21 +1,39 @@
-"""RQ job functions: thin, ids in, the same services as the API."""
+"""RQ job functions: thin, ids in, the same services as the API; every one is safe to run twice."""
 from __future__ import annotations
 
+import threading
+import uuid
+
 from scfm.bootstrap import bootstrap
-from scfm.services import dialing
+from scfm.services import batch_operations, dialing
 
-# How long a dial whose outcome is unknown waits for a status callback before it is given up.
-UNKNOWN_OUTCOME_GRACE_SECONDS = 15 * 60
+LEASE_SECONDS = 20
 
 
-def dial(phone_call_id: int) -> str:
+def dial_due(account_id: int) -> dict | str:
+    """The account's dispatcher: one at a time per account (a lease in Redis), dialing at its rate."""
     deps = bootstrap()
-    outcome = dialing.dial(deps.uow(), deps.provider, deps.settings.provider, deps.settings.public_url, phone_call_id)
-    if outcome.result == "retry":
-        deps.jobs.dial(phone_call_id, delay=outcome.retry_in)
-    elif outcome.result == "unknown":
-        deps.jobs.give_up_unknown_outcome(phone_call_id, delay=UNKNOWN_OUTCOME_GRACE_SECONDS)
-    return outcome.result
+    name, token = f"{deps.settings.queue_name}:dispatcher:{account_id}", uuid.uuid4().hex
+    if not deps.locks.acquire(name, token, LEASE_SECONDS):
+        return "busy"
+    stop = threading.Event()
+
+    def renew():
+        while not stop.wait(LEASE_SECONDS / 4):
+            if not deps.locks.acquire(name, token, LEASE_SECONDS):
+                stop.set()
+
+    renewer = threading.Thread(target=renew, daemon=True)
+    renewer.start()
+    try:
+        report = dialing.dispatch(deps.uow, deps.provider, deps.limiter, deps.settings.provider,
+                                  deps.settings.public_url, account_id, deps.settings.timings, stop)
+    finally:
+        stop.set()
+        deps.locks.release(name, token)
+    if report.more_due:
+        deps.jobs.dial_due(account_id, delay=1.0 if report.dialed == 0 else None)
+    return {"dialed": report.dialed, **(report.results or {})}
 
 
 def fetch_remote_call(phone_call_id: int) -> str:
@@ -23,13 +41,6 @@ def fetch_remote_call(phone_call_id: int) -> str:
     return dialing.fetch_remote_call(deps.uow(), deps.provider, deps.settings.provider, phone_call_id)
 
 
-def give_up_unknown_outcome(phone_call_id: int) -> bool:
-    deps = bootstrap()
-    return dialing.give_up_unknown_outcome(deps.uow(), phone_call_id)
-
-
 def run_batch_operation(batch_operation_id: int) -> str:
-    from scfm.services import batch_operations
-
     deps = bootstrap()
     return batch_operations.run(deps.uow(), deps.jobs, batch_operation_id)

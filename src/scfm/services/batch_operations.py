@@ -147,7 +147,7 @@ def run(uow, jobs, operation_id: int) -> str:
             uow.commit()
         raise
     if follow_up and operation.type == bo.PHONE_CALL_QUEUE:
-        jobs.dial_many(follow_up)
+        jobs.dial_due(operation.account_id)
     elif follow_up:
         jobs.fetch_remote_calls(follow_up)
     return "finished"

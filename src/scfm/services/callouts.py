@@ -42,12 +42,15 @@ def update_callout(uow, call_flows, callout_id, params: dict) -> Callout:
     return callout
 
 
-def fire_callout_event(uow, callout_id, event: str) -> Callout:
+def fire_callout_event(uow, jobs, callout_id, event: str) -> Callout:
+    """Pausing or stopping a callout holds its queued calls; resuming hands them back to the dialer."""
     with uow:
         callout = uow.callouts.get(callout_id, for_update=True)
         callout.fire(event)
         callout = uow.callouts.save(callout, {"status"})
         uow.commit()
+    if callout.status == "running":
+        jobs.dial_due(callout.account_id)
     return callout
 
 

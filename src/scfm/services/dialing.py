@@ -1,16 +1,20 @@
 """Dialing and remote fetches: what the workers do with queued calls.
 
-A claim is committed before the provider is asked, so a call is dialed at most once: a second delivery of
-the same job finds the claim and does nothing. An outcome that is unknown (timeout, reset, 5xx) is never
-re-dialed; the status callback (which names our call) or the sweeper settles it.
+Queued calls wait in PostgreSQL. A dispatcher per account claims them in order (FOR UPDATE SKIP LOCKED) as
+the shared rate limiter allows; the claim is committed before the provider is asked, so a call is dialed at
+most once. An outcome that is unknown (killed worker, timeout, reset, 5xx) is never re-dialed: the status
+callback (which names our call) settles it, or the sweeper ends it as errored after a grace period.
 """
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from scfm.domain import state_machines as sm
+from scfm.domain.dialing import DialingPolicy, Timings
 from scfm.domain.ports import (
     CallProvider, OutcomeUnknown, ProviderRateLimited, ProviderRefused, ProviderUnreachable, RemoteCall,
 )
@@ -24,12 +28,24 @@ NO_CREDENTIALS = (
     "Unable to create record: no provider credentials are configured for this account "
     "(set its twilio_account_sid/twilio_auth_token or somleng_* fields, or the server's defaults)"
 )
+UNKNOWN_OUTCOME = "The outcome of the request to the provider is unknown (no answer, and no status callback came)"
 
 
 @dataclass(frozen=True)
 class DialOutcome:
-    result: str  # skipped, remotely_queued, errored, retry, unknown
+    result: str  # remotely_queued, errored, retry, unknown
     retry_in: float | None = None
+
+
+@dataclass
+class DispatchReport:
+    dialed: int = 0
+    results: dict = None
+    more_due: bool = False
+
+    def count(self, result: str) -> None:
+        self.results = self.results or {}
+        self.results[result] = self.results.get(result, 0) + 1
 
 
 def outgoing_params(call, public_url: str | None) -> dict:
@@ -41,34 +57,79 @@ def outgoing_params(call, public_url: str | None) -> dict:
     return params
 
 
-def dial(uow, provider: CallProvider, provider_defaults: dict, public_url: str | None, phone_call_id: int,
-         retry_in: float = 5.0) -> DialOutcome:
-    with uow:
-        call = uow.phone_calls.claim_for_dialing(phone_call_id)
-        if call is None:
-            return DialOutcome("skipped")
-        account = uow.accounts.get(call.account_id)
-        uow.commit()
+def dispatch(uow_for, provider: CallProvider, limiter, provider_defaults: dict, public_url: str | None,
+             account_id: int, timings: Timings = Timings(), stop: threading.Event | None = None) -> DispatchReport:
+    """Dial this account's due calls at its rate until none is due or the budget is spent.
 
+    Runs `policy.concurrency` threads, each taking the next slot of the shared limiter, then the next due
+    call; several dispatchers (on several workers) share the same limiter and never exceed the rate.
+    """
+    with uow_for(None) as uow:
+        account = uow.accounts.get(account_id)
+    policy = DialingPolicy.for_account(account)
     credentials = credentials_for(account, provider_defaults)
+    deadline = time.monotonic() + timings.dispatcher_budget
+    report = DispatchReport()
+    lock = threading.Lock()
+    stop = stop or threading.Event()
+
+    def dial_loop():
+        while not stop.is_set() and time.monotonic() < deadline:
+            with uow_for(None) as uow:
+                if not uow.phone_calls.due_for_dialing_exists(account_id):
+                    return
+                if policy.max_calls_in_flight and uow.phone_calls.in_flight_count(account_id) >= policy.max_calls_in_flight:
+                    with lock:
+                        report.more_due = True
+                    return
+            if credentials is not None:
+                wait = limiter.reserve(credentials.account_sid, policy.calls_per_second)
+                if wait > 0:
+                    time.sleep(wait)
+            with uow_for(None) as uow:
+                call = uow.phone_calls.claim_next_due(account_id)
+                uow.commit()
+            if call is None:
+                return
+            outcome = dial_claimed(uow_for(None), provider, credentials, public_url, call, timings)
+            if outcome.result == "retry" and credentials is not None and outcome.retry_in:
+                limiter.penalize(credentials.account_sid, outcome.retry_in)
+            with lock:
+                report.dialed += 1
+                report.count(outcome.result)
+
+    threads = [threading.Thread(target=dial_loop, daemon=True) for _ in range(policy.concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with uow_for(None) as uow:
+        report.more_due = report.more_due or uow.phone_calls.due_for_dialing_exists(account_id)
+    return report
+
+
+def dial_claimed(uow, provider: CallProvider, credentials, public_url: str | None, call,
+                 timings: Timings = Timings()) -> DialOutcome:
+    """Ask the provider for a call this worker has claimed, and record the answer."""
     if credentials is None:
-        _record_refusal(uow, phone_call_id, NO_CREDENTIALS)
+        _record_refusal(uow, call.id, NO_CREDENTIALS)
         return DialOutcome("errored")
     try:
         remote = provider.create_call(credentials, call.msisdn, outgoing_params(call, public_url))
     except ProviderRefused as refusal:
-        _record_refusal(uow, phone_call_id, refusal.message)
+        _record_refusal(uow, call.id, refusal.message)
         return DialOutcome("errored")
     except (ProviderRateLimited, ProviderUnreachable) as error:
-        log.info("phone call %s not dialed (%s); retrying in %ss", phone_call_id, type(error).__name__, retry_in)
+        retry_in = timings.retry_after_rate_limit if isinstance(error, ProviderRateLimited) else timings.retry_after_unreachable
+        log.info("phone call %s not dialed (%s); retrying in %ss", call.id, type(error).__name__, retry_in)
         with uow:
-            uow.phone_calls.release_claim(phone_call_id, retry_in, count_attempt=False)
+            uow.phone_calls.release_claim(call.id, retry_in, count_attempt=False)
             uow.commit()
         return DialOutcome("retry", retry_in)
     except OutcomeUnknown as error:
-        log.warning("phone call %s: outcome of the dial is unknown: %s", phone_call_id, error)
+        log.warning("phone call %s: outcome of the dial is unknown: %s", call.id, error)
         return DialOutcome("unknown")
-    _record_remotely_queued(uow, phone_call_id, remote)
+    _record_remotely_queued(uow, call.id, remote)
     return DialOutcome("remotely_queued")
 
 
@@ -108,9 +169,7 @@ def give_up_unknown_outcome(uow, phone_call_id: int) -> bool:
         if call.status != sm.PhoneCallStatus.QUEUED.value or call.dial_claimed_at is None or call.remote_call_id:
             return False
         call.fire("error")
-        call.remote_error_message = (
-            "The outcome of the request to the provider is unknown (no answer, and no status callback came)"
-        )
+        call.remote_error_message = UNKNOWN_OUTCOME
         call.remotely_queued_at = call.remotely_queued_at or _now()
         uow.phone_calls.save(call, {"status", "remote_error_message", "remotely_queued_at"})
         uow.commit()
@@ -128,6 +187,8 @@ def fetch_remote_call(uow, provider: CallProvider, provider_defaults: dict, phon
         return "skipped"
     try:
         remote = provider.fetch_call(credentials, call.remote_call_id)
+    except (ProviderRateLimited, ProviderUnreachable):
+        raise  # the job is retried; the sweeper re-enqueues it if the retries run out
     except ProviderRefused as refusal:
         with uow:
             call = uow.phone_calls.get(phone_call_id, for_update=True)

@@ -87,7 +87,7 @@ def fire_phone_call_event(uow, jobs, phone_call_id, event: str) -> PhoneCall:
         call = uow.phone_calls.save(call, changed)
         uow.commit()
     if event == "queue":
-        jobs.dial(call.id)
+        jobs.dial_due(call.account_id)
     else:
         jobs.fetch_remote_call(call.id)
     return call

@@ -282,16 +282,68 @@ class PhoneCallRepository(Repository):
     def has_dependents(self, phone_call_id: int) -> bool:
         return self.exists(t.remote_phone_call_events.c.phone_call_id == phone_call_id)
 
-    def claim_for_dialing(self, phone_call_id: int) -> model.PhoneCall | None:
-        """Mark a queued, unclaimed call as being dialed; committed before the provider is asked."""
+    def _due(self, account_id: int):
+        pc, p, c = self.table, t.callout_participations, t.callouts
+        held = (select(p.c.id).join(c, c.c.id == p.c.callout_id)
+                .where(p.c.id == pc.c.callout_participation_id, c.c.status.in_(["paused", "stopped"])))
+        return [pc.c.account_id == account_id, pc.c.status == "queued", pc.c.dial_claimed_at.is_(None),
+                pc.c.next_attempt_at <= func.now(), ~exists(held)]
+
+    def due_for_dialing_exists(self, account_id: int) -> bool:
+        return self.exists(*self._due(account_id))
+
+    def accounts_with_due_calls(self) -> list[int]:
+        pc = self.table
+        due = select(pc.c.account_id).where(pc.c.status == "queued", pc.c.dial_claimed_at.is_(None),
+                                            pc.c.next_attempt_at <= func.now()).distinct()
+        return [row.account_id for row in self.conn.execute(due)]
+
+    def in_flight_count(self, account_id: int) -> int:
+        pc = self.table
+        in_flight = (pc.c.status.in_(["remotely_queued", "in_progress", "remote_fetch_queued"])
+                     | ((pc.c.status == "queued") & pc.c.dial_claimed_at.is_not(None)))
+        return self.conn.execute(
+            select(func.count()).select_from(pc).where(pc.c.account_id == account_id, in_flight)).scalar_one()
+
+    def claim_next_due(self, account_id: int) -> model.PhoneCall | None:
+        """Claim the next due call of the account, in order; concurrent dialers skip each other's rows."""
+        pc = self.table
+        next_due = (select(pc.c.id).where(*self._due(account_id)).order_by(pc.c.next_attempt_at, pc.c.id)
+                    .limit(1).with_for_update(skip_locked=True).scalar_subquery())
         row = self.conn.execute(
-            update(self.table)
-            .where(self.table.c.id == phone_call_id, self.table.c.status == "queued",
-                   self.table.c.dial_claimed_at.is_(None))
-            .values(dial_claimed_at=func.now(), dial_attempts=self.table.c.dial_attempts + 1, updated_at=func.now())
-            .returning(self.table.c.id)
+            update(pc).where(pc.c.id == next_due)
+            .values(dial_claimed_at=func.now(), dial_attempts=pc.c.dial_attempts + 1, updated_at=func.now())
+            .returning(pc.c.id)
         ).first()
         return self._fetch(row.id) if row else None
+
+    def stale_claims(self, older_than_seconds: float) -> list[int]:
+        """Calls claimed for dialing that never heard back: their outcome is unknown."""
+        pc = self.table
+        return [row.id for row in self.conn.execute(select(pc.c.id).where(
+            pc.c.status == "queued", pc.c.dial_claimed_at.is_not(None), pc.c.remote_call_id.is_(None),
+            pc.c.dial_claimed_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds)))]
+
+    def silent_calls(self, statuses: list[str], older_than_seconds: float, limit: int = 10000) -> list[int]:
+        """Calls in `statuses` with no news from the provider for a while."""
+        pc = self.table
+        last_news = func.coalesce(pc.c.remote_status_updated_at, pc.c.remotely_queued_at, pc.c.updated_at)
+        return [row.id for row in self.conn.execute(
+            select(pc.c.id).where(pc.c.status.in_(statuses),
+                                  last_news < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds))
+            .order_by(pc.c.id).limit(limit))]
+
+    def queue_remote_fetches(self, ids: list[int]) -> list[int]:
+        pc = self.table
+        return [row.id for row in self.conn.execute(
+            update(pc).where(pc.c.id.in_(ids), pc.c.status.in_(["remotely_queued", "in_progress"]))
+            .values(status="remote_fetch_queued", updated_at=func.now()).returning(pc.c.id))]
+
+    def expire(self, ids: list[int], message: str) -> int:
+        pc = self.table
+        return self.conn.execute(
+            update(pc).where(pc.c.id.in_(ids), pc.c.status.in_(["remotely_queued", "in_progress", "remote_fetch_queued"]))
+            .values(status="errored", remote_error_message=message, updated_at=func.now())).rowcount
 
     def release_claim(self, phone_call_id: int, retry_in_seconds: float, count_attempt: bool = True) -> None:
         """Give a claimed call back to the dialer: nothing reached the provider."""
@@ -330,6 +382,14 @@ class BatchOperationRepository(Repository):
     table = t.batch_operations
     entity = model.BatchOperation
     resource = "batch operation"
+
+    def stalled(self, older_than_seconds: float) -> list[int]:
+        """Queued but never started, or running with no worker on them, for a while."""
+        bo = self.table
+        cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds)
+        return [row.id for row in self.conn.execute(select(bo.c.id).where(
+            ((bo.c.status == "queued") & (bo.c.updated_at < cutoff))
+            | ((bo.c.status == "running") & (func.coalesce(bo.c.started_at, bo.c.updated_at) < cutoff))))]
 
     def has_dependents(self, operation_id: int) -> bool:
         pc = t.phone_calls

@@ -5,7 +5,8 @@ from flask.views import MethodView
 from marshmallow import fields
 
 from scfm.entrypoints.api.http import (
-    ArgsSchema, Blueprint, MetadataArgs, PaginationArgs, ResourceSchema, call_flows, created, paginated, paging, uow,
+    ArgsSchema, Blueprint, MetadataArgs, PaginationArgs, ResourceSchema, call_flows, created, deps, paginated, paging,
+    uow,
 )
 from scfm.services import callouts as services
 
@@ -66,7 +67,7 @@ class CalloutById(MethodView):
 @blp.response(201, CalloutSchema)
 def callout_events(args, callout_id):
     """Fire start, pause, resume or stop on a callout."""
-    callout = services.fire_callout_event(uow(), callout_id, args["event"])
+    callout = services.fire_callout_event(uow(), deps().jobs, callout_id, args["event"])
     return created(callout, f"/api/callouts/{callout.id}")
 
 

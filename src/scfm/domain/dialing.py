@@ -1,0 +1,40 @@
+"""The rules of dialing: how fast, how many at once, how long to wait for news."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+DEFAULT_CALLS_PER_SECOND = 1.0  # Twilio's and Somleng's default per account
+
+
+@dataclass(frozen=True)
+class DialingPolicy:
+    calls_per_second: float
+    max_calls_in_flight: int | None
+
+    @classmethod
+    def for_account(cls, account) -> "DialingPolicy":
+        return cls(account.calls_per_second or DEFAULT_CALLS_PER_SECOND, account.max_calls_in_flight)
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two dials: calls are spaced evenly, never in bursts."""
+        return 1.0 / self.calls_per_second
+
+    @property
+    def concurrency(self) -> int:
+        """Dials at once needed to keep up with the rate when one takes up to ~50 ms."""
+        return max(1, min(16, math.ceil(self.calls_per_second / 20)))
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Bounds the sweeper works with (seconds)."""
+
+    retry_after_rate_limit: float = 2.0
+    retry_after_unreachable: float = 10.0
+    unknown_outcome_grace: float = 15 * 60.0  # a claimed call with no answer: wait for a callback this long
+    fetch_after_silence: float = 10 * 60.0  # no news of a remotely queued or ringing call: ask the provider
+    expire_after_silence: float = 6 * 3600.0  # still no end: give up on it
+    stalled_batch_operation: float = 120.0  # queued but not started, or running with no worker, for this long
+    dispatcher_budget: float = 30.0  # one dispatcher job dials for at most this long, then yields the worker
