@@ -193,6 +193,7 @@ class Bench:
         self.figures: list[Figure] = []
         self.api: Api | None = None
         self.account_id: int | None = None
+        self.worker_keys: list[str] = []  # what the burst workers leave in Redis (it would expire in a minute)
 
     # -- helpers
     def record(self, figure: Figure) -> None:
@@ -246,11 +247,15 @@ class Bench:
         from rq import SimpleWorker
 
         saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+        worker = SimpleWorker([self.deps.queue], connection=self.deps.redis)
+        self.worker_keys.append(worker.key)
         try:
-            SimpleWorker([self.deps.queue], connection=self.deps.redis).work(burst=True, logging_level="WARNING")
+            worker.work(burst=True, logging_level="WARNING")
         finally:
             for signum, handler in saved.items():
                 signal.signal(signum, handler)
+        if getattr(worker, "_stop_requested", False):  # Ctrl-C during a job: RQ finished it (a second one would not)
+            raise KeyboardInterrupt("stop requested while the worker ran")
 
     def raw_callout(self, type_: str, parameters: dict) -> tuple[int, int]:
         """A fresh callout and an operation row for the hand-written SQL to mark rows with."""
@@ -463,14 +468,14 @@ def libpq_url(sqlalchemy_url: str) -> str:
     return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def clean_redis(deps) -> None:
+def clean_redis(deps, extra_keys=()) -> None:
     queue = deps.queue
     job_ids = set(queue.get_job_ids())
     for registry in (queue.started_job_registry, queue.finished_job_registry, queue.failed_job_registry,
                      queue.deferred_job_registry, queue.scheduled_job_registry, queue.canceled_job_registry):
         job_ids.update(registry.get_job_ids())
     keys = [f"rq:job:{job_id}" for job_id in job_ids] + [f"rq:results:{job_id}" for job_id in job_ids]
-    keys += list(deps.redis.scan_iter(f"*{queue.name}*"))
+    keys += list(extra_keys) + list(deps.redis.scan_iter(f"*{queue.name}*"))
     if keys:
         deps.redis.delete(*keys)
 
@@ -509,12 +514,18 @@ def main(args: argparse.Namespace) -> int:
         sql = SqlLog(explain=args.explain)
         sql.attach(deps.engine)
         raw = psycopg2.connect(libpq_url(database_url))
+        with raw.cursor() as cur:  # what shapes the plans: stale statistics without autovacuum, small work_mem
+            cur.execute("SELECT current_setting('server_version'), current_setting('autovacuum'), "
+                        "current_setting('work_mem'), current_setting('shared_buffers')")
+            version, autovacuum, work_mem, shared_buffers = cur.fetchone()
+        raw.rollback()
+        progress(f"PostgreSQL {version}: autovacuum {autovacuum}, work_mem {work_mem}, shared_buffers {shared_buffers}")
         bench = Bench(deps, raw, sql, n)
         bench.run()
         print(f"\nbatch operations, {n:,} contacts (ratio = ours / raw; ours through the API and the worker)")
         print(table(bench.figures), flush=True)
         code = 0
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # SystemExit: RQ's cold shutdown on a second Ctrl-C
         progress("interrupted")
         code = 130
     except BenchError as error:
@@ -524,7 +535,7 @@ def main(args: argparse.Namespace) -> int:
             raw.close()
         if deps is not None:
             try:
-                clean_redis(deps)
+                clean_redis(deps, bench.worker_keys if bench else ())
             except Exception as error:  # noqa: BLE001 - report, and go on cleaning
                 progress(f"could not clean the queue {name}: {error}")
             deps.engine.dispose()

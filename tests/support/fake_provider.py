@@ -67,8 +67,10 @@ class FakeProvider:
         refused_numbers: tuple[str, ...] | list[str] = (),
         drop_callbacks: bool | float = False,
         delay_seconds: float = 0.0,
+        delay_ratio: float = 1.0,
         fail_after_create: bool | float = False,
         callback_timeout: float = 5.0,
+        port: int = 0,
     ):
         self.accounts = dict(accounts)
         self.rate_limit_per_second = rate_limit_per_second
@@ -77,8 +79,10 @@ class FakeProvider:
         # Fault options are plain attributes so a test can flip them between requests.
         self.drop_callbacks = drop_callbacks
         self.delay_seconds = delay_seconds
+        self.delay_ratio = delay_ratio  # the share of creates that are delayed by delay_seconds
         self.fail_after_create = fail_after_create
         self.callback_timeout = callback_timeout
+        self.port = port
         self.created_calls: list[dict] = []
         self.fetches: list[dict] = []
         self.callbacks: list[dict] = []
@@ -101,7 +105,7 @@ class FakeProvider:
 
         Handler.provider = provider
         self._stopping.clear()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-provider", daemon=True
@@ -335,9 +339,10 @@ class FakeProvider:
         self._calls[sid] = {"resource": resource, "params": params, "sequence": 0}
         record["sid"] = sid
         # The call now exists even if the client never sees the answer (timeout or 500).
+        delay = self.delay_seconds if self.delay_seconds and self._chance(self.delay_ratio) else 0.0
         if self._chance(self.fail_after_create):
-            return 500, twilio_error(20500, "Internal Server Error", 500), self.delay_seconds
-        return 201, dict(resource), self.delay_seconds
+            return 500, twilio_error(20500, "Internal Server Error", 500), delay
+        return 201, dict(resource), delay
 
     def _fetch(self, account: str, sid: str, auth: str | None, path: str, at: float) -> tuple[int, dict]:
         with self._lock:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import requests
 from twilio.base.exceptions import TwilioRestException
@@ -62,9 +63,20 @@ def _translate(error: TwilioRestException, created: bool) -> Exception:
 class TwilioProvider:
     def __init__(self, timeout: float = 15.0):
         self.timeout = timeout
+        self._local = threading.local()  # a client (and its kept-alive connection) per thread and credentials
+
+    def _client(self, credentials: ProviderCredentials) -> Client:
+        clients = self._local.__dict__.setdefault("clients", {})
+        if credentials not in clients:
+            clients[credentials] = _client(credentials, self.timeout)
+        return clients[credentials]
+
+    def warm(self, credentials: ProviderCredentials) -> None:
+        """Build this thread's client and import the modules the twilio client loads on first use."""
+        self._client(credentials).calls
 
     def create_call(self, credentials: ProviderCredentials, to: str, params: dict) -> RemoteCall:
-        client = _client(credentials, self.timeout)
+        client = self._client(credentials)
         try:
             client.calls.create(to=to, **_kwargs(params))
         except TwilioRestException as error:
@@ -78,7 +90,7 @@ class TwilioProvider:
         return _remote_call(client)
 
     def fetch_call(self, credentials: ProviderCredentials, sid: str) -> RemoteCall:
-        client = _client(credentials, self.timeout)
+        client = self._client(credentials)
         try:
             client.calls(sid).fetch()
         except TwilioRestException as error:

@@ -5,6 +5,9 @@ import math
 from dataclasses import dataclass
 
 DEFAULT_CALLS_PER_SECOND = 1.0  # Twilio's and Somleng's default per account
+# Slots are spaced a little wider than the rate: requests leave a few milliseconds apart from their slots,
+# and the provider counts arrivals, so exact spacing would now and then put rate + 1 calls in one second.
+SPACING_MARGIN = 1.03
 
 
 @dataclass(frozen=True)
@@ -17,9 +20,13 @@ class DialingPolicy:
         return cls(account.calls_per_second or DEFAULT_CALLS_PER_SECOND, account.max_calls_in_flight)
 
     @property
+    def slots_per_second(self) -> float:
+        return self.calls_per_second / SPACING_MARGIN
+
+    @property
     def interval(self) -> float:
         """Seconds between two dials: calls are spaced evenly, never in bursts."""
-        return 1.0 / self.calls_per_second
+        return 1.0 / self.slots_per_second
 
     @property
     def concurrency(self) -> int:
@@ -38,3 +45,4 @@ class Timings:
     expire_after_silence: float = 6 * 3600.0  # still no end: give up on it
     stalled_batch_operation: float = 120.0  # queued but not started, or running with no worker, for this long
     dispatcher_budget: float = 30.0  # one dispatcher job dials for at most this long, then yields the worker
+    dispatcher_lease: float = 20.0  # a dispatcher renews its lease; a killed one's lease runs out after this

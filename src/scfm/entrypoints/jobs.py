@@ -7,20 +7,18 @@ import uuid
 from scfm.bootstrap import bootstrap
 from scfm.services import batch_operations, dialing
 
-LEASE_SECONDS = 20
-
-
 def dial_due(account_id: int) -> dict | str:
     """The account's dispatcher: one at a time per account (a lease in Redis), dialing at its rate."""
     deps = bootstrap()
     name, token = f"{deps.settings.queue_name}:dispatcher:{account_id}", uuid.uuid4().hex
-    if not deps.locks.acquire(name, token, LEASE_SECONDS):
+    lease = deps.settings.timings.dispatcher_lease
+    if not deps.locks.acquire(name, token, lease):
         return "busy"
     stop = threading.Event()
 
     def renew():
-        while not stop.wait(LEASE_SECONDS / 4):
-            if not deps.locks.acquire(name, token, LEASE_SECONDS):
+        while not stop.wait(lease / 4):
+            if not deps.locks.acquire(name, token, lease):
                 stop.set()
 
     renewer = threading.Thread(target=renew, daemon=True)

@@ -74,23 +74,20 @@ def dispatch(uow_for, provider: CallProvider, limiter, provider_defaults: dict, 
     stop = stop or threading.Event()
 
     def dial_loop():
+        if credentials is not None and hasattr(provider, "warm"):
+            provider.warm(credentials)  # first-use costs (imports, the client) must not fall between slot and send
         while not stop.is_set() and time.monotonic() < deadline:
             with uow_for(None) as uow:
-                if not uow.phone_calls.due_for_dialing_exists(account_id):
-                    return
                 if policy.max_calls_in_flight and uow.phone_calls.in_flight_count(account_id) >= policy.max_calls_in_flight:
                     with lock:
                         report.more_due = True
                     return
-            if credentials is not None:
-                wait = limiter.reserve(credentials.account_sid, policy.calls_per_second)
-                if wait > 0:
-                    time.sleep(wait)
-            with uow_for(None) as uow:
                 call = uow.phone_calls.claim_next_due(account_id)
                 uow.commit()
             if call is None:
                 return
+            if credentials is not None:
+                _wait_for_slot(limiter, credentials.account_sid, policy.slots_per_second)
             outcome = dial_claimed(uow_for(None), provider, credentials, public_url, call, timings)
             if outcome.result == "retry" and credentials is not None and outcome.retry_in:
                 limiter.penalize(credentials.account_sid, outcome.retry_in)
@@ -106,6 +103,25 @@ def dispatch(uow_for, provider: CallProvider, limiter, provider_defaults: dict, 
     with uow_for(None) as uow:
         report.more_due = report.more_due or uow.phone_calls.due_for_dialing_exists(account_id)
     return report
+
+
+MAX_SLOT_LATENESS = 0.010
+
+
+def _wait_for_slot(limiter, name: str, per_second: float) -> None:
+    """Sleep until this call's slot. The slot is taken after the claim, so that only the request itself comes
+    between the slot and the provider; a slot missed by more than a few milliseconds (a busy CPU) is given up
+    for the next one, so that a late request never lands close behind its successor."""
+    while True:
+        asked = time.monotonic()
+        wait = limiter.reserve(name, per_second)
+        answered = time.monotonic()
+        # Redis's now lies between `asked` and `answered`: wake no earlier than the latest the slot can be,
+        # and count lateness from the earliest, so that both errors err on the side of the rate
+        if answered + wait > time.monotonic():
+            time.sleep(answered + wait - time.monotonic())
+        if time.monotonic() - (asked + wait) <= MAX_SLOT_LATENESS:
+            return
 
 
 def dial_claimed(uow, provider: CallProvider, credentials, public_url: str | None, call,

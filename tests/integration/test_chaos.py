@@ -1,0 +1,172 @@
+"""Chaos: a callout of many calls against a flaky, rate-limited provider while workers are SIGKILLed.
+
+At the end every call has ended (or was reconciled), the provider saw at most one create per phone call,
+and never more creates in any one-second window than the account's rate.
+"""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+from sqlalchemy import text
+
+from tests.integration.conftest import PROVIDER_SID, PROVIDER_TOKEN, new_account_api
+
+CALLS = int(os.environ.get("SCFM_CHAOS_CALLS", "1000"))
+RATE = 20
+TERMINAL = ("completed", "busy", "failed", "not_answered", "canceled", "errored")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(url: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+class Cluster:
+    """The provider, the API (gunicorn), RQ workers and the scheduler: processes, each in its own group."""
+
+    def __init__(self, env: dict, workers: int):
+        self.env = env
+        self.provider_port, self.report_port, self.api_port = _free_port(), _free_port(), _free_port()
+        self.processes = [self._start(
+            "tests.support.provider_process", "--port", str(self.provider_port), "--report-port",
+            str(self.report_port), "--account", f"{PROVIDER_SID}:{PROVIDER_TOKEN}", "--rate", str(RATE),
+            "--fail-ratio", "0.03", "--drop-callbacks", "0.25", "--delay-seconds", "2.5", "--delay-ratio", "0.03",
+            "--fail-after-create", "0.02", "--seed", "99")]
+        env.update(PUBLIC_URL=f"http://127.0.0.1:{self.api_port}")
+        self.processes.append(self._scfm("serve", "--port", str(self.api_port), "--workers", "2"))
+        self.processes.append(self._scfm("scheduler", "--interval", "1"))
+        self.workers = [self._scfm("worker") for _ in range(workers)]
+        self.kills = 0
+        _wait_for(f"http://127.0.0.1:{self.report_port}/")
+        _wait_for(f"http://127.0.0.1:{self.api_port}/api/openapi.json")
+
+    @property
+    def provider_url(self) -> str:
+        return f"http://127.0.0.1:{self.provider_port}"
+
+    def report(self) -> dict:
+        return requests.get(f"http://127.0.0.1:{self.report_port}/", timeout=10).json()
+
+    def _start(self, module: str, *args) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", module, *args], env=self.env, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def _scfm(self, *args) -> subprocess.Popen:
+        return self._start("scfm.entrypoints.cli", *args)
+
+    def kill_a_worker(self, rng: random.Random) -> None:
+        index = rng.randrange(len(self.workers))
+        os.killpg(self.workers[index].pid, signal.SIGKILL)  # the worker and the job it forked
+        self.workers[index].wait()
+        self.workers[index] = self._scfm("worker")
+        self.kills += 1
+
+    def stop(self) -> None:
+        everything = self.processes + self.workers
+        for process in everything:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for process in everything:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_chaos(app, admin, deps):
+    rng = random.Random(1234)
+    env = {**os.environ, "PROVIDER_TIMEOUT_SECONDS": "1", "SCFM_UNKNOWN_OUTCOME_GRACE": "8",
+           "SCFM_FETCH_AFTER_SILENCE": "4", "SCFM_STALLED_BATCH_OPERATION": "5", "SCFM_DISPATCHER_BUDGET": "5",
+           "SCFM_DISPATCHER_LEASE": "3", "SCFM_RETRY_AFTER_UNREACHABLE": "1"}
+    cluster = Cluster(env, workers=3)
+    try:
+        api = new_account_api(app, admin, platform_provider_name="somleng", somleng_account_sid=PROVIDER_SID,
+                              somleng_auth_token=PROVIDER_TOKEN, somleng_api_base_url=cluster.provider_url,
+                              calls_per_second=RATE)
+        account_id = api.get("/api/account").get_json()["id"]
+        with deps.engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO contacts (account_id, msisdn) "
+                "SELECT :account, '+8551' || lpad(n::text, 7, '0') FROM generate_series(1, :n) AS n"),
+                {"account": account_id, "n": CALLS})
+        callout = api.post("/api/callouts").get_json()
+        api.post(f"/api/callouts/{callout['id']}/callout_events", data={"event": "start"})
+        for data in (
+            {"type": "BatchOperation::CalloutPopulation"},
+            {"type": "BatchOperation::PhoneCallCreate", "parameters[remote_request_params][from]": "1234",
+             "parameters[remote_request_params][url]": "https://demo.twilio.com/docs/voice.xml"},
+            {"type": "BatchOperation::PhoneCallQueue"},
+        ):
+            operation = api.post(f"/api/callouts/{callout['id']}/batch_operations", data=data)
+            assert operation.status_code == 201, operation.get_json()
+            operation_id = operation.get_json()["id"]
+            api.post(f"/api/batch_operations/{operation_id}/batch_operation_events", data={"event": "queue"})
+            _wait(lambda: api.get(f"/api/batch_operations/{operation_id}").get_json()["status"] == "finished",
+                  120, f"batch operation {data['type']}")
+
+        # kill workers at random while the calls are dialed
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and _count(deps, "status = 'queued'"):
+            time.sleep(rng.uniform(1.0, 3.0))
+            cluster.kill_a_worker(rng)
+        _wait(lambda: _count(deps, f"status NOT IN {TERMINAL}") == 0, 180, "every call to end")
+        seen = cluster.report()
+    finally:
+        cluster.stop()
+
+    # every call ended, or was reconciled
+    assert _count(deps, "true") == CALLS
+    assert _count(deps, f"status NOT IN {TERMINAL}") == 0
+    # at most one create per phone call (a 429 is a refusal to take the request, not a dial)
+    attempts: dict[int, int] = {}
+    for create in seen["creates"]:
+        if create["status_code"] != 429:
+            attempts[create["phone_call_id"]] = attempts.get(create["phone_call_id"], 0) + 1
+    assert None not in attempts
+    assert max(attempts.values()) == 1
+    assert len(attempts) == CALLS - _count(deps, "dial_attempts = 0")
+    # never more creates in any one-second window than the rate
+    stamps = sorted(create["at"] for create in seen["creates"])
+    busiest, start = max((sum(1 for s in stamps[i:i + RATE + 5] if s < t + 1.0), i) for i, t in enumerate(stamps))
+    gaps = [round((b - a) * 1000) for a, b in zip(stamps[max(0, start - 3):start + busiest], stamps[max(0, start - 3) + 1:start + busiest])]
+    assert busiest <= RATE, (busiest, gaps)
+    assert cluster.kills >= 5
+    with deps.engine.connect() as conn:
+        statuses = dict(conn.execute(text("SELECT status, count(*) FROM phone_calls GROUP BY status")).all())
+    print(f"\nchaos: {CALLS} calls, {cluster.kills} workers killed, {len(stamps)} create requests, "
+          f"busiest second {busiest}, statuses {statuses}")
+
+
+def _count(deps, where: str) -> int:
+    with deps.engine.connect() as conn:
+        return conn.execute(text(f"SELECT count(*) FROM phone_calls WHERE {where}")).scalar()
+
+
+def _wait(predicate, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
