@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 def _check_preview(uow, operation: BatchOperation, plan: bo.Plan) -> None:
     if operation.type in bo.PHONE_CALL_TYPES and not plan.skip_validate_preview_presence:
-        if uow.batches.preview_count(operation, plan) == 0:
+        if uow.batches.preview_is_empty(operation, plan):
             raise ValidationFailed.on("preview", "can't be blank")
 
 
@@ -146,6 +146,10 @@ def run(uow, jobs, operation_id: int) -> str:
             uow.batch_operations.record_error(operation_id, f"{type(error).__name__}: {error}")
             uow.commit()
         raise
+    if operation.type in (bo.CALLOUT_POPULATION, bo.PHONE_CALL_CREATE):
+        with uow:
+            uow.batches.analyze(operation)
+            uow.commit()
     if follow_up and operation.type == bo.PHONE_CALL_QUEUE:
         jobs.dial_due(operation.account_id)
     elif follow_up:

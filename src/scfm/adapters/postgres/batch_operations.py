@@ -48,12 +48,11 @@ class BatchOperationQueries:
         return bo.acted_on_limit(plan, calls_in_period)
 
     def candidates(self, operation, plan):
-        """A SELECT of the rows the run acts on (ordered by id, limited), with the columns the run needs."""
+        """A SELECT of the rows the run acts on, with the columns the run needs; with a limit, the first by id."""
         limit = self.limit(operation, plan) if operation.type in bo.PHONE_CALL_TYPES else None
-        query = getattr(self, "_" + operation.type.split("::")[1])(operation, plan)
-        if limit is not None:
-            query = query.limit(limit)
-        return query
+        query, order = getattr(self, "_" + operation.type.split("::")[1])(operation, plan)
+        # without a limit the order does not matter, and sorting a million rows costs a second
+        return query if limit is None else query.order_by(order).limit(limit)
 
     def _CalloutPopulation(self, operation, plan):
         c, p = t.contacts, t.callout_participations
@@ -62,8 +61,8 @@ class BatchOperationQueries:
             select(c.c.id, c.c.msisdn)
             .where(c.c.account_id == operation.account_id, *clauses,
                    ~exists().where(p.c.callout_id == operation.callout_id, p.c.contact_id == c.c.id),
-                   ~exists().where(p.c.callout_id == operation.callout_id, p.c.msisdn == c.c.msisdn))
-            .order_by(c.c.id)
+                   ~exists().where(p.c.callout_id == operation.callout_id, p.c.msisdn == c.c.msisdn)),
+            c.c.id,
         )
 
     def _PhoneCallCreate(self, operation, plan):
@@ -74,8 +73,8 @@ class BatchOperationQueries:
             .where(p.c.account_id == operation.account_id,
                    *self._participation_and_callout_clauses(operation, plan, p, c),
                    ~exists().where(pc.c.callout_participation_id == p.c.id,
-                                   pc.c.create_batch_operation_id == operation.id))
-            .order_by(p.c.id)
+                                   pc.c.create_batch_operation_id == operation.id)),
+            p.c.id,
         )
 
     def _phone_calls(self, operation, plan, statuses):
@@ -98,19 +97,20 @@ class BatchOperationQueries:
         first = func.row_number().over(partition_by=func.coalesce(pc.c.callout_participation_id, -pc.c.id),
                                        order_by=pc.c.id).label("n")
         ranked = select(pc.c.id, first).select_from(source).where(*clauses).subquery()
-        return select(ranked.c.id).where(ranked.c.n == 1).order_by(ranked.c.id)
+        return select(ranked.c.id).where(ranked.c.n == 1), ranked.c.id
 
     def _PhoneCallQueueRemoteFetch(self, operation, plan):
         pc = t.phone_calls
         source, clauses = self._phone_calls(operation, plan, FETCHABLE)
-        return select(pc.c.id).select_from(source).where(*clauses, pc.c.remote_call_id.is_not(None)).order_by(pc.c.id)
+        return select(pc.c.id).select_from(source).where(*clauses, pc.c.remote_call_id.is_not(None)), pc.c.id
 
     # ------------------------------------------------------------ previews and results
     def _page(self, repo, ids_query, page: int, per_page: int):
         ids = ids_query.subquery()
         total = self.conn.execute(select(func.count()).select_from(ids)).scalar_one()
-        query = (repo.base_select().where(repo.table.c.id.in_(select(ids.c.id)))
-                 .order_by(repo.table.c.id).limit(per_page).offset((page - 1) * per_page))
+        # page the ids first: the limit then reaches into the selection instead of joining every row
+        page_ids = select(ids.c.id).order_by(ids.c.id).limit(per_page).offset((page - 1) * per_page)
+        query = repo.base_select().where(repo.table.c.id.in_(page_ids)).order_by(repo.table.c.id)
         return [repo.to_entity(row) for row in self.conn.execute(query)], total
 
     def preview(self, operation, plan, kind: str, page: int, per_page: int):
@@ -121,9 +121,14 @@ class BatchOperationQueries:
             ids = select(candidates.c.id)
         return self._page(getattr(self.uow, kind), ids, page, per_page)
 
-    def preview_count(self, operation, plan) -> int:
+    def preview_is_empty(self, operation, plan) -> bool:
         candidates = self.candidates(operation, plan).subquery()
-        return self.conn.execute(select(func.count()).select_from(candidates)).scalar_one()
+        return not self.conn.execute(select(exists(select(candidates.c.id)))).scalar()
+
+    def analyze(self, operation) -> None:
+        """Fresh planner statistics after a bulk insert, so that the next preview plans for the real size."""
+        table = "callout_participations" if operation.type == bo.CALLOUT_POPULATION else "phone_calls"
+        self.conn.exec_driver_sql(f"ANALYZE {table}")
 
     def results(self, operation, kind: str, page: int, per_page: int):
         p, pc = t.callout_participations, t.phone_calls

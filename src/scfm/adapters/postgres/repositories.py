@@ -399,10 +399,10 @@ class BatchOperationRepository(Repository):
         )
 
     def mark_started(self, operation_id: int) -> None:
-        self.conn.execute(update(self.table).where(self.table.c.id == operation_id).values(started_at=func.now()))
+        self.conn.execute(update(self.table).where(self.table.c.id == operation_id).values(started_at=func.clock_timestamp()))
 
     def mark_finished(self, operation_id: int) -> None:
-        self.conn.execute(update(self.table).where(self.table.c.id == operation_id).values(finished_at=func.now()))
+        self.conn.execute(update(self.table).where(self.table.c.id == operation_id).values(finished_at=func.clock_timestamp()))
 
     def record_error(self, operation_id: int, message: str) -> None:
         self.conn.execute(update(self.table).where(self.table.c.id == operation_id).values(

@@ -99,6 +99,7 @@ CREATE TABLE callout_participations (
     CONSTRAINT index_callout_participations_on_callout_id_and_msisdn UNIQUE (callout_id, msisdn)
 );
 CREATE INDEX index_callout_participations_on_account_id ON callout_participations (account_id);
+CREATE INDEX index_callout_participations_on_callout_id_and_id ON callout_participations (callout_id, id);
 CREATE INDEX index_callout_participations_on_contact_id ON callout_participations (contact_id);
 CREATE INDEX index_callout_participations_on_callout_population_id
     ON callout_participations (callout_population_id);
