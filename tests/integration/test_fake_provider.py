@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest

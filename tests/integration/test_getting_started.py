@@ -10,13 +10,14 @@ Requests are form bodies exactly like the guide's curl -d / --data-urlencode (le
 filters go in the URL. The guide's sample JSON comes from 2017: assertions are on the shape (keys),
 statuses and deterministic values, and timestamps are only checked for their format.
 """
-import re
 import xml.etree.ElementTree as ET
 
+from tests.integration.guide import (
+    CAPOM_SHORT, DEMO_URL, NGROK_URL, TIMESTAMP, created, fetched, indexed, no_content, not_found,
+    pick, unprocessable,
+)
 from tests.integration.conftest import PROVIDER_SID, PROVIDER_TOKEN, signed_webhook
 
-TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-NOT_FOUND = {"status": 404, "error": "Not Found"}
 
 # The keys of each resource as the guide's samples show them (behaviour.md adds account_id, duration).
 CONTACT_KEYS = {"id", "msisdn", "metadata", "created_at", "updated_at", "account_id"}
@@ -32,61 +33,9 @@ PHONE_CALL_KEYS = {
 }
 
 ALICE, BOB, GHOSTBUSTERS = "+252662345678", "+252662345679", "+85510202103"
-DEMO_URL = "https://demo.twilio.com/docs/voice.xml"
-NGROK_URL = "http://18a2c6b3.ngrok.io/api/remote_phone_call_events"
-CAPOM_SHORT = "CallFlowLogic::AvfCapom::CapomShort"
 
 
 # ---------------------------------------------------------------- helpers: one per kind of answer
-
-def _timestamps_ok(resource):
-    assert TIMESTAMP.match(resource["created_at"]), resource["created_at"]
-    assert TIMESTAMP.match(resource["updated_at"]), resource["updated_at"]
-
-
-def created(response, path, keys):
-    assert response.status_code == 201, response.get_json()
-    assert response.headers["Location"].endswith(path), response.headers.get("Location")
-    body = response.get_json()
-    assert keys <= set(body), keys - set(body)
-    _timestamps_ok(body)
-    return body
-
-
-def no_content(response):
-    assert response.status_code == 204, response.get_json()
-    assert response.data == b""
-
-
-def fetched(response, keys):
-    assert response.status_code == 200, response.get_json()
-    body = response.get_json()
-    assert keys <= set(body), keys - set(body)
-    _timestamps_ok(body)
-    return body
-
-
-def indexed(response, total, keys):
-    assert response.status_code == 200, response.get_json()
-    assert response.headers["Per-Page"] == "25"
-    assert response.headers["Total"] == str(total)
-    body = response.get_json()
-    assert isinstance(body, list) and len(body) == total
-    for item in body:
-        assert keys <= set(item), keys - set(item)
-        _timestamps_ok(item)
-    return body
-
-
-def not_found(response):
-    assert response.status_code == 404
-    assert response.get_json() == NOT_FOUND
-
-
-def unprocessable(response, errors):
-    assert response.status_code == 422
-    assert response.get_json() == {"errors": errors}
-
 
 def event(response, path, status):
     """An event answers 201 with the parent resource after the event, Location = the parent's path."""
@@ -95,12 +44,8 @@ def event(response, path, status):
     return body
 
 
-def _pick(resource, *keys):
-    return {key: resource[key] for key in keys}
-
-
 def _contacts(items):
-    return [_pick(c, "id", "msisdn", "metadata") for c in items]
+    return [pick(c, "id", "msisdn", "metadata") for c in items]
 
 
 ALICE_JSON = {"id": 1, "msisdn": ALICE, "metadata": {"name": "Alice", "gender": "f"}}
@@ -129,7 +74,7 @@ def test_getting_started_from_contacts_to_registered_call_flow_logic(api, provid
     # ============================================================ Managing Contacts
     # --- Creating: --data-urlencode "msisdn=+252662345678"
     alice = created(api.post("/api/contacts", data={"msisdn": ALICE}), "/api/contacts/1", CONTACT_KEYS)
-    assert _pick(alice, "id", "msisdn", "metadata", "account_id") == {
+    assert pick(alice, "id", "msisdn", "metadata", "account_id") == {
         "id": 1, "msisdn": ALICE, "metadata": {}, "account_id": account["id"]}
     assert alice["created_at"] == alice["updated_at"]
 
@@ -138,15 +83,15 @@ def test_getting_started_from_contacts_to_registered_call_flow_logic(api, provid
 
     # --- Fetching
     alice = fetched(api.get("/api/contacts/1"), CONTACT_KEYS)
-    assert _pick(alice, "id", "msisdn", "metadata") == ALICE_JSON
+    assert pick(alice, "id", "msisdn", "metadata") == ALICE_JSON
 
     # --- Creating more contacts
     bob = created(api.post("/api/contacts", data={"msisdn": BOB, "[metadata][name]": "Bob", "[metadata][gender]": "m"}),
                   "/api/contacts/2", CONTACT_KEYS)
-    assert _pick(bob, "id", "msisdn", "metadata") == BOB_JSON
+    assert pick(bob, "id", "msisdn", "metadata") == BOB_JSON
     ghostbusters = created(api.post("/api/contacts", data={"msisdn": GHOSTBUSTERS, "metadata[name]": "Ghostbusters"}),
                            "/api/contacts/3", CONTACT_KEYS)
-    assert _pick(ghostbusters, "id", "msisdn", "metadata") == {
+    assert pick(ghostbusters, "id", "msisdn", "metadata") == {
         "id": 3, "msisdn": GHOSTBUSTERS, "metadata": {"name": "Ghostbusters"}}
 
     # --- Indexing: Per-Page 25, Total 3
@@ -163,7 +108,7 @@ def test_getting_started_from_contacts_to_registered_call_flow_logic(api, provid
 
     # ============================================================ Managing Callouts
     callout = created(api.post("/api/callouts"), "/api/callouts/1", CALLOUT_KEYS)
-    assert _pick(callout, "id", "status", "call_flow_logic", "metadata") == {
+    assert pick(callout, "id", "status", "call_flow_logic", "metadata") == {
         "id": 1, "status": "initialized", "call_flow_logic": None, "metadata": {}}
 
     # ============================================================ Managing Callout Participations
@@ -181,7 +126,7 @@ def test_getting_started_from_contacts_to_registered_call_flow_logic(api, provid
     participation_keys = ("id", "callout_id", "contact_id", "callout_population_id", "msisdn", "call_flow_logic",
                           "metadata")
     [listed] = indexed(api.get("/api/callouts/1/callout_participations"), 1, PARTICIPATION_KEYS)
-    assert _pick(listed, *participation_keys) == participation(1, 1, ALICE)
+    assert pick(listed, *participation_keys) == participation(1, 1, ALICE)
 
     # --- Listing Contacts
     assert _contacts(indexed(api.get("/api/callouts/1/contacts"), 1, CONTACT_KEYS)) == [ALICE_JSON]
@@ -189,31 +134,31 @@ def test_getting_started_from_contacts_to_registered_call_flow_logic(api, provid
     # --- Creating: -d contact_id=2 (Bob)
     bobs = created(api.post("/api/callouts/1/callout_participations", data={"contact_id": "2"}),
                    "/api/callout_participations/2", PARTICIPATION_KEYS)
-    assert _pick(bobs, *participation_keys) == participation(2, 2, BOB)
+    assert pick(bobs, *participation_keys) == participation(2, 2, BOB)
     assert _contacts(indexed(api.get("/api/callouts/1/contacts"), 2, CONTACT_KEYS)) == [ALICE_JSON, BOB_JSON]
 
     # --- Filtering: ?q[contact_id]=1 finds Alice's participation
     [found] = indexed(api.get("/api/callouts/1/callout_participations?q[contact_id]=1"), 1, PARTICIPATION_KEYS)
-    assert _pick(found, *participation_keys) == participation(1, 1, ALICE)
+    assert pick(found, *participation_keys) == participation(1, 1, ALICE)
 
     # --- Deleting: her participation goes, she stays in the contacts
     no_content(api.delete("/api/callout_participations/1"))
     not_found(api.get("/api/callout_participations/1"))
     assert _contacts(indexed(api.get("/api/callouts/1/contacts"), 1, CONTACT_KEYS)) == [BOB_JSON]
-    assert _pick(fetched(api.get("/api/contacts/1"), CONTACT_KEYS), "id", "msisdn", "metadata") == ALICE_JSON
+    assert pick(fetched(api.get("/api/contacts/1"), CONTACT_KEYS), "id", "msisdn", "metadata") == ALICE_JSON
 
     # --- Repopulating (skipped): the guide requeues the population to add Alice back, which makes her
     # participation id 3. Adding her back directly gives the same id 3 (ids are never reused), which the
     # phone call part of the guide relies on (/api/callout_participations/3/phone_calls).
     alice_again = created(api.post("/api/callouts/1/callout_participations", data={"contact_id": "1"}),
                           "/api/callout_participations/3", PARTICIPATION_KEYS)
-    assert _pick(alice_again, *participation_keys) == participation(3, 1, ALICE)
+    assert pick(alice_again, *participation_keys) == participation(3, 1, ALICE)
     assert _contacts(indexed(api.get("/api/callouts/1/contacts"), 2, CONTACT_KEYS)) == [ALICE_JSON, BOB_JSON]
 
     # ============================================================ Managing Phone Calls
     # --- Creating: find Alice's participation id, then create a call on it
     [found] = indexed(api.get("/api/callouts/1/callout_participations?q[contact_id]=1"), 1, PARTICIPATION_KEYS)
-    assert _pick(found, *participation_keys) == participation(3, 1, ALICE)
+    assert pick(found, *participation_keys) == participation(3, 1, ALICE)
 
     unprocessable(api.post("/api/callout_participations/3/phone_calls"),
                   {"remote_request_params": ["can't be blank"]})
@@ -276,7 +221,7 @@ def test_getting_started_from_contacts_to_registered_call_flow_logic(api, provid
     assert errored["status"] == "errored"
     assert errored["remote_error_message"].startswith("Unable to create record")
     assert TIMESTAMP.match(errored["remotely_queued_at"])
-    assert _pick(errored, "remote_call_id", "remote_status", "remote_direction", "remote_response",
+    assert pick(errored, "remote_call_id", "remote_status", "remote_direction", "remote_response",
                  "remote_queue_response") == {"remote_call_id": None, "remote_status": None, "remote_direction": None,
                                               "remote_response": {}, "remote_queue_response": {}}
     assert provider.created_calls == []  # nothing reached a provider
@@ -288,7 +233,7 @@ def test_getting_started_from_contacts_to_registered_call_flow_logic(api, provid
         "platform_provider_name": "somleng", "somleng_account_sid": PROVIDER_SID,
         "somleng_auth_token": PROVIDER_TOKEN, "somleng_api_base_url": provider.url}))
     account = fetched(api.get("/api/account"), {"id", "somleng_account_sid", "platform_provider_name"})
-    assert _pick(account, "platform_provider_name", "somleng_account_sid", "somleng_api_base_url") == {
+    assert pick(account, "platform_provider_name", "somleng_account_sid", "somleng_api_base_url") == {
         "platform_provider_name": "somleng", "somleng_account_sid": PROVIDER_SID,
         "somleng_api_base_url": provider.url}
     assert "somleng_auth_token" not in account and "twilio_auth_token" not in account  # write-only
@@ -309,14 +254,14 @@ def test_getting_started_from_contacts_to_registered_call_flow_logic(api, provid
     assert sid and sid.startswith("CA")
     assert dialed["params"]["To"] == ALICE and dialed["params"]["From"] == "345"
     assert dialed["params"]["Url"] == DEMO_URL and dialed["params"]["Method"] == "GET"
-    assert _pick(call, "status", "remote_call_id", "remote_status", "remote_direction", "remote_error_message",
+    assert pick(call, "status", "remote_call_id", "remote_status", "remote_direction", "remote_error_message",
                  "remote_response", "remote_request_params") == {
         "status": "remotely_queued", "remote_call_id": sid, "remote_status": "queued",
         "remote_direction": "outbound-api", "remote_error_message": None, "remote_response": {},
         "remote_request_params": {"from": "345", "url": DEMO_URL, "method": "GET"}}
     assert TIMESTAMP.match(call["remotely_queued_at"])
     queue_response = call["remote_queue_response"]
-    assert _pick(queue_response, "sid", "status", "direction", "from", "to", "account_sid", "api_version") == {
+    assert pick(queue_response, "sid", "status", "direction", "from", "to", "account_sid", "api_version") == {
         "sid": sid, "status": "queued", "direction": "outbound-api", "from": "345", "to": ALICE,
         "account_sid": PROVIDER_SID, "api_version": "2010-04-01"}
 
@@ -324,11 +269,11 @@ def test_getting_started_from_contacts_to_registered_call_flow_logic(api, provid
     provider.set_status(sid, "canceled")
     fetch_queued = event(api.post("/api/phone_calls/3/phone_call_events", data={"event": "queue_remote_fetch"}),
                          "/api/phone_calls/3", "remote_fetch_queued")
-    assert _pick(fetch_queued, "remote_call_id", "remote_status", "remote_response") == {
+    assert pick(fetch_queued, "remote_call_id", "remote_status", "remote_response") == {
         "remote_call_id": sid, "remote_status": "queued", "remote_response": {}}
     run_jobs()
     call = fetched(api.get("/api/phone_calls/3"), PHONE_CALL_KEYS)
-    assert _pick(call, "status", "remote_call_id", "remote_status", "remote_direction") == {
+    assert pick(call, "status", "remote_call_id", "remote_status", "remote_direction") == {
         "status": "canceled", "remote_call_id": sid, "remote_status": "canceled", "remote_direction": "outbound-api"}
     assert call["remote_response"] == provider.call(sid)  # the provider's JSON as it answered
     assert call["remote_response"]["status"] == "canceled"
@@ -368,7 +313,7 @@ def test_getting_started_from_contacts_to_registered_call_flow_logic(api, provid
     assert dialed["params"]["To"] == ALICE and dialed["params"]["From"] == "345"
     assert dialed["params"]["Url"] == NGROK_URL and dialed["params"]["StatusCallback"] == NGROK_URL
     assert "Method" not in dialed["params"]  # left out: the provider POSTs to the webhook
-    assert _pick(call, "status", "remote_call_id", "remote_status", "call_flow_logic") == {
+    assert pick(call, "status", "remote_call_id", "remote_status", "call_flow_logic") == {
         "status": "remotely_queued", "remote_call_id": dialed["sid"], "remote_status": "queued",
         "call_flow_logic": CAPOM_SHORT}
 
@@ -397,7 +342,7 @@ def test_getting_started_from_contacts_to_registered_call_flow_logic(api, provid
 
     _webhook(api, call, "completed", CallDuration="23")
     done = fetched(api.get("/api/phone_calls/4"), PHONE_CALL_KEYS)
-    assert _pick(done, "status", "remote_status", "duration", "call_flow_logic") == {
+    assert pick(done, "status", "remote_status", "duration", "call_flow_logic") == {
         "status": "completed", "remote_status": "completed", "duration": 23, "call_flow_logic": CAPOM_SHORT}
 
     events = indexed(api.get(events_path), 4, {"id", "phone_call_id", "details", "remote_call_id",

@@ -26,12 +26,13 @@ checked for their format, and provider sids are compared with what the fake prov
 Where scfm deliberately differs from the guide (docs/behaviour.md), the test asserts scfm's behaviour and
 says so in a comment.
 """
-import re
 
+from tests.integration.guide import (
+    CAPOM_SHORT, DEMO_URL, NGROK_URL, TIMESTAMP, created, fetched, indexed, listed, no_content, not_found,
+    pick, unprocessable,
+)
 from tests.integration.conftest import PROVIDER_SID
 
-TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-NOT_FOUND = {"status": 404, "error": "Not Found"}
 
 # The keys of each resource as the guide's samples show them (behaviour.md adds account_id, type, duration).
 CONTACT_KEYS = {"id", "msisdn", "metadata", "created_at", "updated_at"}
@@ -49,9 +50,6 @@ PHONE_CALL_KEYS = {
 }
 
 ALICE, BOB = "+252662345678", "+252662345679"
-DEMO_URL = "https://demo.twilio.com/docs/voice.xml"
-NGROK_URL = "http://18a2c6b3.ngrok.io/api/remote_phone_call_events"
-CAPOM_SHORT = "CallFlowLogic::AvfCapom::CapomShort"
 POPULATION = "BatchOperation::CalloutPopulation"
 
 ALICE_JSON = {"id": 1, "msisdn": ALICE, "metadata": {"name": "Alice", "gender": "f"}}
@@ -66,69 +64,8 @@ DEMO_FORM = {"parameters[remote_request_params][from]": "1234",
 
 # ---------------------------------------------------------------- helpers: one per kind of answer
 
-def _timestamps_ok(resource):
-    assert TIMESTAMP.match(resource["created_at"]), resource["created_at"]
-    assert TIMESTAMP.match(resource["updated_at"]), resource["updated_at"]
-
-
-def created(response, path, keys):
-    assert response.status_code == 201, response.get_json()
-    assert response.headers["Location"].endswith(path), response.headers.get("Location")
-    body = response.get_json()
-    assert keys <= set(body), keys - set(body)
-    _timestamps_ok(body)
-    return body
-
-
-def no_content(response):
-    assert response.status_code == 204, response.get_json()
-    assert response.data == b""
-
-
-def fetched(response, keys):
-    assert response.status_code == 200, response.get_json()
-    body = response.get_json()
-    assert keys <= set(body), keys - set(body)
-    _timestamps_ok(body)
-    return body
-
-
-def listed(response, keys):
-    """A 200 list with the pagination headers; (items, Total) for the caller to check."""
-    assert response.status_code == 200, response.get_json()
-    assert response.headers["Per-Page"] == "25"
-    body = response.get_json()
-    assert isinstance(body, list)
-    total = int(response.headers["Total"])
-    assert len(body) == min(total, 25)
-    for item in body:
-        assert keys <= set(item), keys - set(item)
-        _timestamps_ok(item)
-    return body, total
-
-
-def indexed(response, total, keys):
-    body, actual = listed(response, keys)
-    assert actual == total, (actual, [item["id"] for item in body])
-    return body
-
-
-def not_found(response):
-    assert response.status_code == 404
-    assert response.get_json() == NOT_FOUND
-
-
-def unprocessable(response, errors):
-    assert response.status_code == 422
-    assert response.get_json() == {"errors": errors}
-
-
-def _pick(resource, *keys):
-    return {key: resource[key] for key in keys}
-
-
 def _contacts(items):
-    return [_pick(c, "id", "msisdn", "metadata") for c in items]
+    return [pick(c, "id", "msisdn", "metadata") for c in items]
 
 
 def _participation(id_, callout_id, contact_id, population_id, call_flow_logic=None):
@@ -138,7 +75,7 @@ def _participation(id_, callout_id, contact_id, population_id, call_flow_logic=N
 
 
 def _participations(items):
-    return [_pick(p, "id", "callout_id", "contact_id", "callout_population_id", "msisdn", "call_flow_logic",
+    return [pick(p, "id", "callout_id", "contact_id", "callout_population_id", "msisdn", "call_flow_logic",
                   "metadata") for p in items]
 
 
@@ -148,7 +85,7 @@ def _batch(id_, callout_id, parameters, status, type_):
 
 
 def _batch_shown(operation):
-    return _pick(operation, "id", "callout_id", "parameters", "metadata", "status", "type")
+    return pick(operation, "id", "callout_id", "parameters", "metadata", "status", "type")
 
 
 def batch_event(api, id_, event):
@@ -232,7 +169,7 @@ def test_getting_started_batch_operations(calling_api, provider, run_jobs):
             "/api/contacts/2", CONTACT_KEYS)
     # Managing Callouts: callout 1
     callout = created(api.post("/api/callouts"), "/api/callouts/1", CALLOUT_KEYS)
-    assert _pick(callout, "id", "status", "call_flow_logic") == {"id": 1, "status": "initialized",
+    assert pick(callout, "id", "status", "call_flow_logic") == {"id": 1, "status": "initialized",
                                                                  "call_flow_logic": None}
 
     # ============================================================ Populating a Callout
@@ -284,7 +221,7 @@ def test_getting_started_batch_operations(calling_api, provider, run_jobs):
     no_content(api.delete("/api/callout_participations/1"))
     not_found(api.get("/api/callout_participations/1"))
     assert _contacts(indexed(api.get("/api/callouts/1/contacts"), 1, CONTACT_KEYS)) == [BOB_JSON]
-    assert _pick(fetched(api.get("/api/contacts/1"), CONTACT_KEYS), "id", "msisdn", "metadata") == ALICE_JSON
+    assert pick(fetched(api.get("/api/contacts/1"), CONTACT_KEYS), "id", "msisdn", "metadata") == ALICE_JSON
 
     # --- Repopulating
     assert _batch_shown(fetched(api.get("/api/batch_operations/1"), BATCH_KEYS)) == _batch(
@@ -314,7 +251,7 @@ def test_getting_started_batch_operations(calling_api, provider, run_jobs):
     # ============================================================ Phone Call Batch Operations (Create)
     # --- Create another callout
     second = created(api.post("/api/callouts"), "/api/callouts/2", CALLOUT_KEYS)
-    assert _pick(second, "id", "status", "call_flow_logic", "metadata") == {
+    assert pick(second, "id", "status", "call_flow_logic", "metadata") == {
         "id": 2, "status": "initialized", "call_flow_logic": None, "metadata": {}}
 
     population = created(api.post("/api/callouts/2/batch_operations", data={"type": POPULATION}),
@@ -332,22 +269,22 @@ def test_getting_started_batch_operations(calling_api, provider, run_jobs):
         _participation(2, 1, 2, None), _participation(3, 1, 1, 1),
         _participation(4, 2, 1, 2), _participation(5, 2, 2, 2)]
     callouts = indexed(api.get("/api/callouts"), 2, CALLOUT_KEYS)
-    assert [_pick(c, "id", "status", "call_flow_logic", "metadata") for c in callouts] == [
+    assert [pick(c, "id", "status", "call_flow_logic", "metadata") for c in callouts] == [
         {"id": 1, "status": "initialized", "call_flow_logic": None, "metadata": {}},
         {"id": 2, "status": "initialized", "call_flow_logic": None, "metadata": {}}]
 
     # --- More about Callouts: Updating (-d call_flow_logic="CallFlowLogic::AvfCapom::CapomShort"), Fetching
     no_content(api.patch("/api/callouts/2", data={"call_flow_logic": CAPOM_SHORT}))
-    assert _pick(fetched(api.get("/api/callouts/2"), CALLOUT_KEYS), "id", "status", "call_flow_logic") == {
+    assert pick(fetched(api.get("/api/callouts/2"), CALLOUT_KEYS), "id", "status", "call_flow_logic") == {
         "id": 2, "status": "initialized", "call_flow_logic": CAPOM_SHORT}
     # Events: -d "event=start" answers 201 with the callout, Location = the callout
     started = created(api.post("/api/callouts/2/callout_events", data={"event": "start"}), "/api/callouts/2",
                       CALLOUT_KEYS)
-    assert _pick(started, "id", "status", "call_flow_logic") == {"id": 2, "status": "running",
+    assert pick(started, "id", "status", "call_flow_logic") == {"id": 2, "status": "running",
                                                                  "call_flow_logic": CAPOM_SHORT}
     # Filtering: ?q[status]="running" -- curl -g passes the double quotes through the shell, which removes them
     [running] = indexed(api.get("/api/callouts?q[status]=running"), 1, CALLOUT_KEYS)
-    assert _pick(running, "id", "status", "call_flow_logic") == {"id": 2, "status": "running",
+    assert pick(running, "id", "status", "call_flow_logic") == {"id": 2, "status": "running",
                                                                  "call_flow_logic": CAPOM_SHORT}
 
     # --- Create a Batch Operation for creating phone calls: without remote_request_params it is a 422 ...
@@ -425,7 +362,7 @@ def test_getting_started_batch_operations(calling_api, provider, run_jobs):
     assert len(dialed) == 2
     assert sorted(d["params"]["To"] for d in dialed) == [ALICE, BOB]
     for d in dialed:
-        assert _pick(d["params"], "From", "Url", "Method") == {"From": "1234", "Url": DEMO_URL, "Method": "GET"}
+        assert pick(d["params"], "From", "Url", "Method") == {"From": "1234", "Url": DEMO_URL, "Method": "GET"}
     sids = {d["params"]["To"]: d["sid"] for d in dialed}
     assert all(sid and sid.startswith("CA") for sid in sids.values())
 
@@ -436,7 +373,7 @@ def test_getting_started_batch_operations(calling_api, provider, run_jobs):
             "remote_direction": "outbound-api", "remotely_queued_at": call["remotely_queued_at"],
             "remote_queue_response": call["remote_queue_response"]}
         assert TIMESTAMP.match(call["remotely_queued_at"])
-        assert _pick(call["remote_queue_response"], "sid", "status", "direction", "from", "to", "account_sid",
+        assert pick(call["remote_queue_response"], "sid", "status", "direction", "from", "to", "account_sid",
                      "api_version") == {
             "sid": sids[msisdn], "status": "queued", "direction": "outbound-api", "from": "1234", "to": msisdn,
             "account_sid": PROVIDER_SID, "api_version": "2010-04-01"}
@@ -462,8 +399,8 @@ def test_getting_started_batch_operations(calling_api, provider, run_jobs):
         5, None, fetch_params, "preview", "BatchOperation::PhoneCallQueueRemoteFetch")
     # --- Previewing: the running callout's remotely queued calls, 5 and 6 (call 4 is in callout 1)
     preview = indexed(api.get("/api/batch_operations/5/preview/phone_calls"), 2, PHONE_CALL_KEYS)
-    assert [_pick(c, "id", "status", "remote_call_id", "queue_batch_operation_id") for c in preview] == [
-        _pick(c, "id", "status", "remote_call_id", "queue_batch_operation_id") for c in remotely_queued]
+    assert [pick(c, "id", "status", "remote_call_id", "queue_batch_operation_id") for c in preview] == [
+        pick(c, "id", "status", "remote_call_id", "queue_batch_operation_id") for c in remotely_queued]
 
     # --- Limiting: the PATCH replaces the parameters whole, so the filters are sent again with limit=1
     no_content(api.patch("/api/batch_operations/5", data={
@@ -490,7 +427,7 @@ def test_getting_started_batch_operations(calling_api, provider, run_jobs):
         **_call_shown(before), "queue_remote_fetch_batch_operation_id": 5, "status": "canceled",
         "remote_status": "canceled", "remote_response": updated["remote_response"]}
     assert updated["remote_response"] == provider.call(sids[ALICE])  # the provider's JSON as it answered
-    assert _pick(updated["remote_response"], "sid", "status", "to") == {
+    assert pick(updated["remote_response"], "sid", "status", "to") == {
         "sid": sids[ALICE], "status": "canceled", "to": ALICE}
     assert updated["remote_queue_response"] == before["remote_queue_response"]  # the create answer is kept
     assert len(provider.fetches) == 2  # call 3's fetch by hand, then call 5's; call 6 was left alone

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +17,14 @@ def _deps():
     from scfm.bootstrap import bootstrap
 
     return bootstrap()
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by Ctrl-C or SIGTERM: the loops below finish their turn and stop cleanly."""
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    return stopping
 
 
 def cmd_db_upgrade(_args) -> int:
@@ -76,25 +85,15 @@ def cmd_scheduler(args) -> int:
     deps = _deps()
     interval = args.interval or deps.settings.sweep_interval_seconds
     token, lease = uuid.uuid4().hex, f"{deps.settings.queue_name}:sweeper"
-    stopping = False
-
-    def stop(*_):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    while not stopping:
+    stopping = _stop_on_signals()
+    while not stopping.is_set():
         try:
             if deps.locks.acquire(lease, token, interval * 3):
                 sweeper.sweep(deps.uow, deps.jobs, deps.settings.timings)
         except Exception as error:  # a database or Redis outage: try again at the next tick
             logging.warning("sweep failed: %s", error)
-        if args.once:
+        if args.once or stopping.wait(interval):
             break
-        deadline = time.monotonic() + interval
-        while not stopping and time.monotonic() < deadline:
-            time.sleep(0.2)
     return 0
 
 
@@ -155,23 +154,15 @@ def cmd_run(args) -> int:
         print("super admin exists; `scfm create-access-token --account-id ID` prints a new token")
     sys.stdout.flush()
 
-    stopping = False
-
-    def stop(*_):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stopping = _stop_on_signals()
     code = 0
     try:
-        while not stopping:
-            for child in children:
-                if child.poll() is not None:
-                    print(f"a child process exited with {child.returncode}; stopping", file=sys.stderr)
-                    stopping, code = True, 1
-                    break
-            time.sleep(0.5)
+        while not stopping.wait(0.5):
+            exited = [child for child in children if child.poll() is not None]
+            if exited:
+                print(f"a child process exited with {exited[0].returncode}; stopping", file=sys.stderr)
+                code = 1
+                break
     finally:
         for child in children:
             if child.poll() is None:

@@ -4,26 +4,12 @@ from __future__ import annotations
 from scfm.domain.errors import DeleteRefused, ValidationFailed
 from scfm.domain.filters import CALLOUT_FILTERS, CALLOUT_PARTICIPATION_FILTERS, CONTACT_FILTERS
 from scfm.domain.model import Callout, CalloutParticipation
-from scfm.domain.values import normalize_msisdn
-from scfm.services.common import Page, PageRequest, apply_metadata, list_page
-
-
-def check_call_flow_logic(call_flows, params: dict) -> set[str]:
-    if "call_flow_logic" not in params:
-        return set()
-    name = params["call_flow_logic"]
-    if name in (None, ""):
-        params["call_flow_logic"] = None
-    elif not call_flows.is_registered(name):
-        raise ValidationFailed.on("call_flow_logic", "is not included in the list")
-    return {"call_flow_logic"}
+from scfm.services.common import Page, PageRequest, apply_attributes, list_page
 
 
 def create_callout(uow, call_flows, account_id: int, params: dict) -> Callout:
     callout = Callout(account_id=account_id)
-    if check_call_flow_logic(call_flows, params):
-        callout.call_flow_logic = params["call_flow_logic"]
-    apply_metadata(callout, params)
+    apply_attributes(callout, params, call_flows)
     with uow:
         callout = uow.callouts.add(callout)
         uow.commit()
@@ -33,11 +19,7 @@ def create_callout(uow, call_flows, account_id: int, params: dict) -> Callout:
 def update_callout(uow, call_flows, callout_id, params: dict) -> Callout:
     with uow:
         callout = uow.callouts.get(callout_id, for_update=True)
-        changed = apply_metadata(callout, params)
-        if check_call_flow_logic(call_flows, params):
-            callout.call_flow_logic = params["call_flow_logic"]
-            changed.add("call_flow_logic")
-        callout = uow.callouts.save(callout, changed)
+        callout = uow.callouts.save(callout, apply_attributes(callout, params, call_flows))
         uow.commit()
     return callout
 
@@ -88,12 +70,10 @@ def create_participation(uow, call_flows, callout_id, params: dict) -> CalloutPa
         if contact is None:
             raise ValidationFailed.on("contact", "must exist")
         participation = CalloutParticipation(
-            account_id=callout.account_id, callout_id=callout.id, contact_id=contact.id,
-            msisdn=normalize_msisdn(params["msisdn"]) if params.get("msisdn") else contact.msisdn,
-        )
-        if check_call_flow_logic(call_flows, params):
-            participation.call_flow_logic = params["call_flow_logic"]
-        apply_metadata(participation, params)
+            account_id=callout.account_id, callout_id=callout.id, contact_id=contact.id, msisdn=contact.msisdn)
+        if params.get("msisdn") in (None, ""):
+            params.pop("msisdn", None)
+        apply_attributes(participation, params, call_flows)
         participation = uow.callout_participations.add(participation)
         uow.commit()
     return participation
@@ -102,14 +82,7 @@ def create_participation(uow, call_flows, callout_id, params: dict) -> CalloutPa
 def update_participation(uow, call_flows, participation_id, params: dict) -> CalloutParticipation:
     with uow:
         participation = uow.callout_participations.get(participation_id, for_update=True)
-        changed = apply_metadata(participation, params)
-        if check_call_flow_logic(call_flows, params):
-            participation.call_flow_logic = params["call_flow_logic"]
-            changed.add("call_flow_logic")
-        if "msisdn" in params:
-            participation.msisdn = normalize_msisdn(params["msisdn"])
-            changed.add("msisdn")
-        participation = uow.callout_participations.save(participation, changed)
+        participation = uow.callout_participations.save(participation, apply_attributes(participation, params, call_flows))
         uow.commit()
     return participation
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from scfm.domain.errors import ValidationFailed
 from scfm.domain.filters import FilterSpec, parse_filters
-from scfm.domain.values import MergeMode
+from scfm.domain.values import MergeMode, normalize_msisdn
 
 MAX_PER_PAGE = 100
 
@@ -37,6 +38,30 @@ def apply_metadata(entity, params: dict) -> set[str]:
         return set()
     entity.update_metadata(params["metadata"], mode)
     return {"metadata"}
+
+
+def check_call_flow_logic(call_flows, params: dict) -> bool:
+    """Whether params set call_flow_logic (blank clears it); an unregistered name is a 422."""
+    if "call_flow_logic" not in params:
+        return False
+    name = params["call_flow_logic"]
+    if name in (None, ""):
+        params["call_flow_logic"] = None
+    elif not call_flows.is_registered(name):
+        raise ValidationFailed.on("call_flow_logic", "is not included in the list")
+    return True
+
+
+def apply_attributes(entity, params: dict, call_flows=None) -> set[str]:
+    """Apply metadata, and call_flow_logic and msisdn where the entity has them; the changed field names."""
+    changed = apply_metadata(entity, params)
+    if call_flows is not None and check_call_flow_logic(call_flows, params):
+        entity.call_flow_logic = params["call_flow_logic"]
+        changed.add("call_flow_logic")
+    if "msisdn" in params and hasattr(entity, "msisdn"):
+        entity.msisdn = normalize_msisdn(params["msisdn"])
+        changed.add("msisdn")
+    return changed
 
 
 def assign(entity, params: dict, names: set[str]) -> set[str]:

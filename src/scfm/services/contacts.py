@@ -5,7 +5,7 @@ from scfm.domain.errors import DeleteRefused
 from scfm.domain.filters import CONTACT_FILTERS
 from scfm.domain.model import Contact
 from scfm.domain.values import normalize_msisdn
-from scfm.services.common import Page, PageRequest, apply_metadata, list_page
+from scfm.services.common import Page, PageRequest, apply_attributes, apply_metadata, list_page
 
 
 def create_contact(uow, account_id: int, params: dict) -> Contact:
@@ -20,11 +20,7 @@ def create_contact(uow, account_id: int, params: dict) -> Contact:
 def update_contact(uow, contact_id, params: dict) -> Contact:
     with uow:
         contact = uow.contacts.get(contact_id, for_update=True)
-        changed = apply_metadata(contact, params)
-        if "msisdn" in params:
-            contact.msisdn = normalize_msisdn(params["msisdn"])
-            changed.add("msisdn")
-        contact = uow.contacts.save(contact, changed)
+        contact = uow.contacts.save(contact, apply_attributes(contact, params))
         uow.commit()
     return contact
 

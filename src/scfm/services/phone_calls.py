@@ -6,9 +6,7 @@ from scfm.domain.filters import PHONE_CALL_FILTERS
 from scfm.domain.model import PhoneCall
 from scfm.domain.provider import validate_remote_request_params
 from scfm.domain.state_machines import PHONE_CALL_USER_EVENTS
-from scfm.domain.values import normalize_msisdn
-from scfm.services.callouts import check_call_flow_logic
-from scfm.services.common import Page, PageRequest, apply_metadata, list_page
+from scfm.services.common import Page, PageRequest, apply_attributes, list_page
 
 
 def create_phone_call(uow, call_flows, participation_id, params: dict) -> PhoneCall:
@@ -16,13 +14,12 @@ def create_phone_call(uow, call_flows, participation_id, params: dict) -> PhoneC
         participation = uow.callout_participations.get(participation_id)
         call = PhoneCall(
             account_id=participation.account_id, callout_participation_id=participation.id,
-            contact_id=participation.contact_id,
-            msisdn=normalize_msisdn(params["msisdn"]) if params.get("msisdn") else participation.msisdn,
+            contact_id=participation.contact_id, msisdn=participation.msisdn,
             remote_request_params=validate_remote_request_params(params.get("remote_request_params")),
         )
-        if check_call_flow_logic(call_flows, params):
-            call.call_flow_logic = params["call_flow_logic"]
-        apply_metadata(call, params)
+        if params.get("msisdn") in (None, ""):
+            params.pop("msisdn", None)
+        apply_attributes(call, params, call_flows)
         call = uow.phone_calls.add(call)
         uow.commit()
     return call
@@ -32,13 +29,7 @@ def update_phone_call(uow, call_flows, phone_call_id, params: dict) -> PhoneCall
     with uow:
         call = uow.phone_calls.get(phone_call_id, for_update=True)
         call.ensure_editable(set(params) & {"msisdn", "call_flow_logic", "remote_request_params"})
-        changed = apply_metadata(call, params)
-        if check_call_flow_logic(call_flows, params):
-            call.call_flow_logic = params["call_flow_logic"]
-            changed.add("call_flow_logic")
-        if "msisdn" in params:
-            call.msisdn = normalize_msisdn(params["msisdn"])
-            changed.add("msisdn")
+        changed = apply_attributes(call, params, call_flows)
         if "remote_request_params" in params:
             call.remote_request_params = validate_remote_request_params(params["remote_request_params"])
             changed.add("remote_request_params")

@@ -1,0 +1,275 @@
+"""List latency: GET /api/contacts with a metadata filter on 1,000,000 contacts, through gunicorn.
+
+Builds a throwaway database with one account of --contacts contacts, loaded the way bench/batch.py loads them
+(one set-based INSERT; metadata gender f/m alternating, province among 5, age; then VACUUM ANALYZE), starts
+the API under gunicorn (`scfm serve --workers 2`), and times --requests sequential requests with `requests`
+(after a few untimed ones that warm the workers up):
+
+  GET /api/contacts?q[metadata][province]=<one of 5>&page=K   (4 in 5 requests; 1/5 of the contacts match)
+  GET /api/contacts?q[metadata][gender]=f&page=K              (1 in 5; half of them match)
+
+K cycles through --pages. Every answer is checked: 25 items, Per-Page 25, Total = the number that match.
+Printed: `lists: p50 X ms, p99 Y ms (target p99 < 50 ms)`, and the same by filter and by page depth.
+
+Then (when p99 >= 50 ms, or with --explain) the why: the two statements the app runs for one request of each
+filter (Repository.list: a count(*) and the page), captured from the app in this process, timed and shown
+under EXPLAIN (ANALYZE, BUFFERS); and candidate fixes measured on the same data: the planner's estimate in
+place of count(*), a count capped at 10,001 rows, and the page query with an index on (account_id, id) made
+in the throwaway database (the migrations are not touched).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+
+from bench.common import (
+    Api, BenchError, CpuMeter, PROVINCES, Result, admin_api, basic_auth, free_port, new_account, percentile,
+    processes, progress, summary, throwaway_env,
+)
+
+TARGET_MS = 50.0
+PER_PAGE = 25
+DEFAULT_PAGES = (1, 2, 3, 4, 5, 10, 20, 50, 100, 400)
+EXPLAIN = "EXPLAIN (ANALYZE, BUFFERS) "
+
+
+def expected_total(n: int, key: str, value: str) -> int:
+    """How many of bench/batch.py's contacts 1..n match (gender f: i odd; province PROVINCES[i % 5])."""
+    if key == "gender":
+        return (n + 1) // 2 if value == "f" else n // 2
+    index = PROVINCES.index(value)
+    return n // 5 + sum(1 for i in range(n - n % 5 + 1, n + 1) if i % 5 == index)
+
+
+def requests_plan(count: int, pages: tuple[int, ...], seed: int = 5) -> list[tuple[str, str, int]]:
+    rng = random.Random(seed)
+    plan = []
+    for i in range(count):
+        key, value = ("gender", "f") if i % 5 == 4 else ("province", PROVINCES[i % 5])
+        plan.append((key, value, pages[(i // 5 + i) % len(pages)]))
+    rng.shuffle(plan)
+    return plan
+
+
+def path(key: str, value: str, page: int) -> str:
+    return f"/api/contacts?q[metadata][{key}]={value}&page={page}"
+
+
+class Bench:
+    def __init__(self, env, procs, args):
+        self.env = env
+        self.procs = procs
+        self.args = args
+        self.results: list[Result] = []
+
+    def setup(self) -> None:
+        from bench import batch
+
+        port = free_port()
+        api = self.procs.api(port)
+        self.groups = {api.popen.pid: "api (gunicorn)"}
+        self.base = f"http://127.0.0.1:{port}"
+        admin = admin_api(self.env.deps)
+        self.account_id, self.token = new_account(admin)
+        self.app_api = Api(admin.client, self.token)
+        self.raw = self.env.connect()
+        loader = batch.Bench(self.env.deps, self.raw, batch.SqlLog(), self.args.contacts)
+        loader.account_id = self.account_id
+        loader.load_contacts()  # one INSERT ... SELECT generate_series, then VACUUM ANALYZE contacts
+
+    def timed_requests(self) -> list[tuple[str, int, float]]:
+        import requests
+
+        session = requests.Session()
+        session.trust_env = False
+        session.headers["Authorization"] = basic_auth(self.token)
+        n = self.args.contacts
+
+        def get(key, value, page):
+            started = time.perf_counter()
+            response = session.get(self.base + path(key, value, page), timeout=60)
+            seconds = time.perf_counter() - started
+            if response.status_code != 200:
+                raise BenchError(f"{path(key, value, page)}: {response.status_code} {response.text[:300]}")
+            total, per_page = int(response.headers["Total"]), int(response.headers["Per-Page"])
+            expected = expected_total(n, key, value)
+            items = response.json()
+            want_items = max(0, min(PER_PAGE, expected - (page - 1) * PER_PAGE))
+            if total != expected or per_page != PER_PAGE or len(items) != want_items:
+                raise BenchError(f"{path(key, value, page)}: Total {total} (expected {expected}), Per-Page {per_page}, "
+                                 f"{len(items)} items (expected {want_items})")
+            if any(item["metadata"].get(key) != value for item in items):
+                raise BenchError(f"{path(key, value, page)}: an item does not match the filter")
+            return seconds
+
+        for i in range(10):  # warm-up: both gunicorn workers, both filters
+            get(*(("gender", "f") if i % 2 else ("province", PROVINCES[i % 5])), 1)
+        timings = []
+        plan = requests_plan(self.args.requests, tuple(self.args.pages))
+        progress(f"{len(plan)} sequential requests through gunicorn")
+        with CpuMeter(self.groups) as cpu:
+            for key, value, page in plan:
+                timings.append((key, page, get(key, value, page)))
+        self.cpu = cpu
+        return timings
+
+    def report(self, timings) -> float:
+        def line(label, seconds):
+            return (f"{label}: p50 {percentile(seconds, 50) * 1000:.1f} ms, p99 {percentile(seconds, 99) * 1000:.1f} ms, "
+                    f"max {max(seconds) * 1000:.1f} ms over {len(seconds)} requests")
+
+        everything = [s for _k, _p, s in timings]
+        p99 = percentile(everything, 99) * 1000
+        print(f"lists on {self.args.contacts:,} contacts: p50 {percentile(everything, 50) * 1000:.1f} ms, "
+              f"p99 {p99:.1f} ms (target p99 < {TARGET_MS:.0f} ms)", flush=True)
+        for key, label in (("province", "q[metadata][province]=<one of 5> (Total 1/5)"),
+                           ("gender", "q[metadata][gender]=f (Total 1/2)")):
+            print("  " + line(label, [s for k, _p, s in timings if k == key]), flush=True)
+        for low, high in ((1, 5), (6, 50), (51, 10**9)):
+            chosen = [s for _k, p, s in timings if low <= p <= high]
+            if chosen:
+                print("  " + line(f"pages {low}..{high if high < 10**9 else ''}", chosen), flush=True)
+        print(f"  {self.cpu.line()}", flush=True)
+        self.results.append(Result(
+            "lists p50/p99", f"{percentile(everything, 50) * 1000:.1f} / {p99:.1f} ms", f"p99 < {TARGET_MS:.0f} ms",
+            p99 < TARGET_MS, f"{len(everything)} requests, {self.args.contacts:,} contacts"))
+        return p99
+
+    # -- the why
+    def app_statements(self, key: str, value: str, page: int) -> list:
+        """The statements the app runs for one request (the Flask app in this process, same code)."""
+        from bench.batch import SqlLog
+
+        sql = SqlLog()
+        sql.attach(self.env.deps.engine)
+        try:
+            self.app_api.get(path(key, value, page))
+        finally:
+            from sqlalchemy import event
+
+            event.remove(self.env.deps.engine, "before_cursor_execute", sql._before)
+            event.remove(self.env.deps.engine, "after_cursor_execute", sql._after)
+        return [s for s in sql.entries if "FROM contacts" in s.sql]
+
+    def timed(self, query: str, params, repeat: int = 5) -> tuple[float, object]:
+        """Median seconds of `repeat` runs of a query on our connection, and its first row."""
+        seconds, row = [], None
+        with self.raw.cursor() as cur:
+            for _ in range(repeat):
+                started = time.perf_counter()
+                cur.execute(query, params)
+                rows = cur.fetchall()
+                seconds.append(time.perf_counter() - started)
+                row = rows[0] if rows else None
+        self.raw.commit()
+        return sorted(seconds)[len(seconds) // 2], row
+
+    def explain(self, query: str, params) -> str:
+        with self.raw.cursor() as cur:
+            cur.execute(EXPLAIN + query, params)
+            plan = "\n".join("      " + row[0] for row in cur.fetchall())
+        self.raw.commit()
+        return plan
+
+    def why(self) -> None:
+        print("\nwhy: the statements of one request, as the app runs them (median of 5 runs each)", flush=True)
+        cases = [("province", PROVINCES[0], 1), ("province", PROVINCES[0], 100), ("gender", "f", 1)]
+        captured = {}
+        for key, value, page in cases:
+            statements = self.app_statements(key, value, page)
+            if len(statements) != 2:
+                raise BenchError(f"expected a count and a page query, the app ran {[s.sql[:80] for s in statements]}")
+            captured[(key, value, page)] = statements
+            for kind, statement in zip(("count", "page"), statements):
+                if kind == "count" and page != 1:
+                    continue
+                seconds, _row = self.timed(statement.sql, statement.parameters)
+                print(f"  {kind} query, {key}={value}, page {page}: {seconds * 1000:.1f} ms", flush=True)
+                print(f"    {' '.join(statement.sql.split())}", flush=True)
+                print(f"    parameters {statement.parameters}", flush=True)
+                print(self.explain(statement.sql, statement.parameters), flush=True)
+
+        print("\ncandidate fixes, on the same data:", flush=True)
+        for key, value in (("province", PROVINCES[0]), ("gender", "f")):
+            count = captured[(key, value, 1)][0]
+            exact, row = self.timed(count.sql, count.parameters)
+            estimate_seconds, plan_row = self.timed("EXPLAIN (FORMAT JSON) " + count.sql, count.parameters)
+            plan = plan_row[0] if isinstance(plan_row[0], list) else json.loads(plan_row[0])
+            estimate = _plan_rows(plan[0]["Plan"])
+            where = count.sql[count.sql.index(" WHERE ") + 7:]
+            capped_sql = f"SELECT count(*) FROM (SELECT 1 FROM contacts WHERE {where} LIMIT 10001) AS capped"
+            capped, capped_row = self.timed(capped_sql, count.parameters)
+            print(f"  Total for {key}={value}: count(*) {exact * 1000:.1f} ms ({row[0]:,}); planner's estimate "
+                  f"{estimate_seconds * 1000:.1f} ms ({estimate:,}); count capped at 10,001 "
+                  f"{capped * 1000:.1f} ms ({capped_row[0]:,})", flush=True)
+        progress("CREATE INDEX contacts (account_id, id) in the throwaway database")
+        with self.raw.cursor() as cur:
+            started = time.perf_counter()
+            cur.execute("CREATE INDEX bench_contacts_on_account_id_and_id ON contacts (account_id, id)")
+            self.raw.commit()
+            cur.execute("ANALYZE contacts")
+            self.raw.commit()
+            built = time.perf_counter() - started
+        print(f"  with an index on contacts (account_id, id) (built in {built:.1f}s):", flush=True)
+        for (key, value, page), statements in captured.items():
+            count, page_query = statements
+            page_seconds, _row = self.timed(page_query.sql, page_query.parameters)
+            count_seconds, _row = self.timed(count.sql, count.parameters)
+            print(f"    {key}={value}, page {page}: page query {page_seconds * 1000:.1f} ms, count {count_seconds * 1000:.1f} ms",
+                  flush=True)
+            if self.args.explain:
+                print(self.explain(page_query.sql, page_query.parameters), flush=True)
+
+    def run(self) -> None:
+        self.setup()
+        p99 = self.report(self.timed_requests())
+        if p99 >= TARGET_MS or self.args.explain:
+            self.why()
+
+    def close(self) -> None:
+        raw = getattr(self, "raw", None)
+        if raw is not None:
+            raw.close()
+
+
+def _plan_rows(node: dict) -> int:
+    """The planner's row estimate under an Aggregate (the rows count(*) would count)."""
+    if node.get("Node Type") == "Aggregate" and node.get("Plans"):
+        return int(sum(_plan_rows(child) for child in node["Plans"]))
+    if node.get("Node Type") == "Gather" and node.get("Plans"):
+        workers = node.get("Workers Planned", 0) + 1
+        return int(node["Plans"][0]["Plan Rows"] * workers)
+    return int(node["Plan Rows"])
+
+
+def main(args: argparse.Namespace) -> int:
+    bench = None
+    try:
+        with throwaway_env("lists", keep=args.keep) as env:
+            with processes(env.child_env()) as procs:
+                bench = Bench(env, procs, args)
+                try:
+                    bench.run()
+                finally:
+                    bench.close()
+    except (KeyboardInterrupt, SystemExit):
+        progress("interrupted")
+        return 130
+    except BenchError as error:
+        progress(f"failed: {error}")
+        return 1
+    print()
+    print(summary("contact list latency through gunicorn", bench.results), flush=True)
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--contacts", type=int, default=1_000_000, metavar="N", help="contacts (default 1,000,000)")
+    parser.add_argument("--requests", type=int, default=300, help="timed requests (default 300)")
+    parser.add_argument("--pages", type=lambda text: [int(x) for x in text.split(",")], default=list(DEFAULT_PAGES),
+                        metavar="K,K,...", help=f"pages to ask for (default {','.join(map(str, DEFAULT_PAGES))})")
+    parser.add_argument("--explain", action="store_true",
+                        help="show the statements, their plans and the candidate fixes even when p99 < 50 ms")
+    parser.add_argument("--keep", action="store_true", help="keep the database at the end, to look into it")
