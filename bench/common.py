@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.batch import (  # noqa: F401 - re-exported for the cluster benchmarks
-    DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, MSISDN_DIGITS, MSISDN_PREFIX, PROVINCES, Api, BenchError,
+    DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, PROVINCES, Api, BenchError,
     _interrupted, clean_redis, libpq_url, progress,
 )
 
@@ -218,32 +218,35 @@ class Processes:
         wait_for_http(f"http://127.0.0.1:{port}/api/openapi.json", process)
         return process
 
+    def _signal(self, process: Process, signum: int, also: list[int]) -> None:
+        for send, target in [(os.killpg, process.popen.pid)] + [(os.kill, pid) for pid in also]:
+            try:
+                send(target, signum)
+            except (ProcessLookupError, PermissionError):
+                pass
+
     def stop(self, process: Process, seconds: float = 10) -> None:
-        try:
-            os.killpg(process.popen.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        """SIGTERM to the process's group and to every descendant (an RQ work horse has a group of its own),
+        then SIGKILL to whatever is left after `seconds`."""
+        also = [pid for pid in descendants(process.popen.pid) if _starttime(pid) is not None]
+        stamps = {pid: _starttime(pid) for pid in also}
+        self._signal(process, signal.SIGTERM, also)
         try:
             process.popen.wait(seconds)
         except subprocess.TimeoutExpired:
-            try:
-                os.killpg(process.popen.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.popen.wait(5)
-        try:  # the group may outlive its leader (e.g. a work horse): end the rest too
-            os.killpg(process.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
             pass
+        left = [pid for pid in also if _starttime(pid) == stamps[pid]]  # the same processes, not reused pids
+        self._signal(process, signal.SIGKILL, left)
+        try:
+            process.popen.wait(5)
+        except subprocess.TimeoutExpired:
+            progress(f"{process.label} (pid {process.popen.pid}) did not stop")
         if process in self.started:
             self.started.remove(process)
 
     def stop_all(self) -> None:
         for process in list(self.started):
-            try:
-                os.killpg(process.popen.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            self._signal(process, signal.SIGTERM, [])
         for process in list(self.started):
             self.stop(process)
 
@@ -302,6 +305,33 @@ def _stat(pid: str) -> tuple[str, int, int, int, int] | None:
     return comm, pgid, ppid, utime + stime, cutime + cstime
 
 
+def _parents() -> dict[int, int]:
+    parents = {}
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and (stat := _stat(pid)) is not None:
+            parents[int(pid)] = stat[2]
+    return parents
+
+
+def descendants(root: int) -> list[int]:
+    """Every live process under `root` (children, their children, ...)."""
+    parents = _parents()
+    found, frontier = [], {root}
+    while frontier:
+        children = {pid for pid, parent in parents.items() if parent in frontier}
+        found.extend(sorted(children))
+        frontier = children
+    return found
+
+
+def _starttime(pid: int) -> int | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(text[text.rindex(")") + 2:].split()[19])
+
+
 def _machine() -> tuple[int, int]:
     """(busy, total) CPU ticks of the machine since boot."""
     fields_ = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -311,39 +341,43 @@ def _machine() -> tuple[int, int]:
 
 
 class CpuMeter:
-    """CPU seconds by group over a window: our process groups by label, PostgreSQL, Redis, this process
-    (without its children: a load generator measures itself), and the rest. A group's reaped children (RQ work horses, gunicorn
-    workers, PostgreSQL backends) count through their parent's cutime/cstime, so nothing that ended during the
-    window is lost and nothing is counted twice."""
+    """CPU seconds by group over a window: the processes we started and their descendants, by label;
+    PostgreSQL; Redis; this process (without its children: a load generator measures itself); and the rest
+    (the kernel's threads among them).
+
+    Per process: its CPU and its reaped children's (cutime/cstime) at the end less at the start. A child that
+    ended during the window (an RQ work horse, a PostgreSQL backend) shows up in its parent's cutime with all
+    of its CPU, so what it had used before the window is taken off its parent's share; whole trees that ended
+    (another PostgreSQL server stopped meanwhile) count for nothing rather than less than nothing."""
 
     def __init__(self, groups: dict[int, str]):
-        self.groups = groups  # pgid -> label
+        self.groups = groups  # pid of a process we started -> label of it and all its descendants
 
-    def _snapshot(self) -> dict[str, int]:
+    def _snapshot(self) -> dict[tuple[int, int], tuple[str, int, int, int | None]]:
+        """(pid, start time) -> (label, CPU ticks with reaped children's, own CPU ticks, parent's key)."""
         me = os.getpid()
-        totals: dict[str, int] = {}
+        stats = {}
         for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            stat = _stat(pid)
-            if stat is None:
-                continue
-            comm, pgid, ppid, own, children = stat
-            ticks = own + children
-            if int(pid) == me:
-                label, ticks = "bench process", own  # its children: the cluster (below) and load generators
-            elif pgid in self.groups:
-                label = self.groups[pgid]
-            elif comm.startswith("postgres") or comm == "postmaster":
-                label = "postgres"
-            elif comm.startswith("redis"):
-                label = "redis"
-            elif ppid == me:
-                continue  # our own children (load generators): counted in this process once reaped
-            else:
-                label = "other"
-            totals[label] = totals.get(label, 0) + ticks
-        return totals
+            if pid.isdigit() and (stat := _stat(pid)) is not None and (started := _starttime(int(pid))) is not None:
+                stats[int(pid)] = (*stat, started)
+        snapshot = {}
+        for pid, (comm, _pgid, ppid, own, children, started) in stats.items():
+            label, ticks = None, own + children
+            ancestor = pid
+            while ancestor > 1 and label is None:
+                if ancestor in self.groups:
+                    label = self.groups[ancestor]
+                elif ancestor == me:
+                    label = "bench process" if pid == me else ""  # children of ours: they measure themselves
+                ancestor = stats[ancestor][2] if ancestor in stats else 0
+            if pid == me:
+                ticks = own  # its reaped children (load generators) are counted by themselves
+            if label is None:
+                label = ("postgres" if comm.startswith("postgres") or comm == "postmaster"
+                         else "redis" if comm.startswith("redis") else "other")
+            parent = (ppid, stats[ppid][5]) if ppid in stats else None
+            snapshot[(pid, started)] = (label, ticks, own, parent)
+        return snapshot
 
     def __enter__(self):
         self.started = time.monotonic()
@@ -356,8 +390,30 @@ class CpuMeter:
         after = self._snapshot()
         busy, total = _machine()
         self.machine_busy = (busy - self.machine_before[0]) / max(1, total - self.machine_before[1])
-        self.used = {label: max(0, after.get(label, 0) - self.before.get(label, 0)) / CLOCK_TICKS
-                     for label in set(after) | set(self.before)}
+        gone_by_parent: dict = {}  # children that ended meanwhile: their earlier CPU is not new in their parent's
+        for key, (_label, ticks, _own, parent) in self.before.items():
+            if key not in after:
+                gone_by_parent[parent] = gone_by_parent.get(parent, 0) + ticks
+        used: dict[str, float] = {}
+        others = []
+        for key, (label, ticks, own, _parent) in after.items():
+            earlier = self.before.get(key)
+            delta = ticks - (earlier[1] if earlier else 0) - gone_by_parent.get(key, 0)
+            if label:
+                used[label] = used.get(label, 0.0) + max(0, delta) / CLOCK_TICKS
+            if label == "other":  # by process (a kernel worker's name changes with its work), its own CPU only
+                own_delta = (own - (earlier[2] if earlier else 0)) / CLOCK_TICKS
+                if own_delta / self.seconds >= 0.02:
+                    others.append((own_delta, key[0]))
+        self.used = used
+        self.others = []
+        for value, pid in sorted(others, reverse=True)[:3]:
+            try:
+                name = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()[:70]
+                name = name or Path(f"/proc/{pid}/comm").read_text().strip()
+            except OSError:
+                name = f"pid {pid}"
+            self.others.append((value, name))
         return False
 
     def line(self) -> str:
@@ -365,5 +421,9 @@ class CpuMeter:
         parts = sorted(((seconds / self.seconds, label) for label, seconds in self.used.items() if seconds > 0),
                        reverse=True)
         shares = ", ".join(f"{label} {share:.2f}" for share, label in parts if share >= 0.01)
-        return (f"CPU over {self.seconds:.1f}s: machine {self.machine_busy * 100:.0f}% busy of {cores} cores; "
+        text = (f"CPU over {self.seconds:.1f}s: machine {self.machine_busy * 100:.0f}% busy of {cores} cores; "
                 f"cores used by {shares}")
+        if self.used.get("other", 0) / self.seconds >= 0.05:
+            text += " (other: " + (", ".join(f"{comm} {value / self.seconds:.2f}" for value, comm in self.others)
+                                   or "processes that ended during the window") + ")"
+        return text

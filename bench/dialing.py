@@ -17,8 +17,9 @@ its slots by rate / 1.03 (SPACING_MARGIN in scfm.domain.dialing), so 97.1% is it
 When a rate of 10/s or more falls short (or with --profile), a diagnosis follows: the workers and the
 scheduler are stopped and the same jobs (the batch operations, then the dispatcher `dial_due`) run in this
 process with timers around the claim transaction, the wait for the limiter's slot, the provider request and
-the record transaction of every call, first as the code is, then with more dispatcher threads
-(--what-if-threads, patched in this process only). Progress goes to stderr.
+the record transaction of every call: first as the code is, then with more dispatcher threads
+(--what-if-threads, default 10), then with a lean claim and record (bench/lean_dialing.py), then with both;
+the what-ifs are patched into this process only. Progress goes to stderr.
 """
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ class Figures:
     busiest: int
     largest_gap: float
     span: float
+    long_gaps: int  # gaps of at least 1.9 slot intervals: a slot that went by unused
 
     @property
     def share(self) -> float:
@@ -66,7 +68,7 @@ class Figures:
         return (f"  {self.dialed} of {self.calls} calls dialed in {self.span:.1f}s (overall {self.overall:.2f}/s "
                 f"from first to last create), {self.rejected} rejected with 429, {self.other_errors} other errors; "
                 f"largest gap between two creates {self.largest_gap * 1000:.0f} ms "
-                f"(slot interval {1030 / self.rate:.0f} ms)")
+                f"(slot interval {1030 / self.rate:.0f} ms); {self.long_gaps} gaps of 2 or more intervals")
 
     def result(self) -> Result:
         below_rate = self.busiest <= self.rate
@@ -93,6 +95,7 @@ def analyse(rate: float, calls: int, creates: list[dict]) -> Figures:
         busiest=busiest_window([c["at"] for c in creates]),
         largest_gap=max(b - a for a, b in zip(ok, ok[1:])),
         span=ok[-1] - ok[0],
+        long_gaps=sum(1 for a, b in zip(ok, ok[1:]) if b - a >= 1.9 * 1.03 / rate),
     )
 
 
@@ -265,17 +268,28 @@ class Bench:
         if self.args.profile == "always" or (self.args.profile == "auto" and short):
             rate = max(f.rate for f in short) if short else max(self.args.rates)
             self.stop_jobs_processes()
+            threads = self.args.what_if_threads or None
             self.profile(rate, None)
-            if self.args.what_if_threads:
-                self.profile(rate, self.args.what_if_threads)
+            if threads:
+                self.profile(rate, threads)
+            if self.args.what_if_lean:
+                self.profile(rate, None, lean=True)
+                if threads:
+                    self.profile(rate, threads, lean=True)
 
     # -- the diagnosis
-    def profile(self, rate: float, threads: int | None) -> None:
-        """The same jobs in this process (RQ SimpleWorker), with timers around each step of every dial."""
+    def profile(self, rate: float, threads: int | None, lean: bool = False) -> None:
+        """The same jobs in this process (RQ SimpleWorker), with timers around each step of every dial;
+        `threads` patches DialingPolicy.concurrency, `lean` the claim and record (bench/lean_dialing.py)."""
+        from contextlib import nullcontext
+
+        from bench import lean_dialing
         from scfm.domain.dialing import DialingPolicy
 
         calls = max(2, round(rate * self.args.profile_seconds))
         label = f"{threads} dialing threads (patched)" if threads else f"{_threads(rate)} dialing threads (as is)"
+        if lean:
+            label += ", lean claim and record (patched)"
         progress(f"profile at {rate:g}/s, {label}: {calls} calls, the jobs in this process")
         provider, api, account_id, callout_id = self.prepare(rate, calls)
         probe = Probe(self.env.deps)
@@ -285,7 +299,8 @@ class Bench:
             self.populate_and_create(api, callout_id, run_jobs)
             if threads:
                 DialingPolicy.concurrency = property(lambda _self: threads)
-            with probe, CpuMeter(self.groups) as cpu:
+            with probe, lean_dialing.patched(self.env.deps) if lean else nullcontext(), \
+                    CpuMeter(self.groups) as cpu:
                 self.operation(api, callout_id, {"type": "BatchOperation::PhoneCallQueue"}, run_jobs)
                 run_jobs()  # the dispatcher, until it yields (every call dialed, or its budget spent)
                 self.wait_dialed(account_id, calls, rate)
@@ -298,10 +313,10 @@ class Bench:
               f"({figures.share * 100:.1f}% of configured), busiest second {figures.busiest}", flush=True)
         print(probe.report(threads or _threads(rate), rate), flush=True)
         print(f"  {cpu.line()}", flush=True)
-        self.results.append(Result(f"profile {rate:g}/s, {threads or _threads(rate)} threads",
+        self.results.append(Result(f"profile {rate:g}/s, {threads or _threads(rate)} threads" + (", lean" if lean else ""),
                                    f"{figures.steady:.2f}/s ({figures.share * 100:.1f}%)",
                                    f">= {TARGET_SHARE * 100:.0f}%", figures.share >= TARGET_SHARE and
-                                   figures.busiest <= rate, "in-process dispatcher" + (", patched" if threads else "")))
+                                   figures.busiest <= rate, "in-process dispatcher" + (", patched" if threads or lean else "")))
 
     def jobs_runner(self):
         from rq import SimpleWorker
@@ -348,6 +363,7 @@ class Probe:
         self.samples: list[tuple] = []  # (claim or None, wait, create, record)
         self.reserves = 0
         self.waits = 0
+        self.slots: list[tuple[float, float]] = []  # (when each reserved slot falls, the wait the limiter gave)
 
     def __enter__(self):
         from scfm.services import dialing
@@ -392,9 +408,12 @@ class Probe:
                 local.create = time.perf_counter() - started
 
         def reserve(*args, **kwargs):
+            wait = original_reserve(*args, **kwargs)
+            answered = time.perf_counter()
             with probe.lock:
                 probe.reserves += 1
-            return original_reserve(*args, **kwargs)
+                probe.slots.append((answered + wait, wait))
+            return wait
 
         dialing._wait_for_slot, dialing.dial_claimed = wait_for_slot, dial_claimed
         provider.create_call, limiter.reserve = create_call, reserve
@@ -424,8 +443,17 @@ class Probe:
             lines.append(f"  capacity of {threads} threads with no waiting: {threads} / {mean * 1000:.1f} ms mean = "
                          f"{capacity:.1f} calls/s; the slots come at {rate / 1.03:.1f}/s (rate / 1.03)")
         given_up = self.reserves - self.waits
+        interval = 1.03 / rate
+        # a reservation answered with no wait found the schedule behind: the slots since the previous one went
+        # by unused (the limiter does not catch up, so that it never bursts)
+        slots = sorted(self.slots)
+        idle = sum(max(0.0, b - a - interval) for (a, _wait), (b, wait) in zip(slots, slots[1:]) if wait == 0)
+        span = slots[-1][0] - slots[0][0] if len(slots) > 1 else 0.0
         lines.append(f"  limiter: {self.reserves} slots reserved for {self.waits} dials: {given_up} given up "
-                     f"(woken more than 10 ms late, MAX_SLOT_LATENESS)")
+                     f"(woken more than 10 ms late, MAX_SLOT_LATENESS), {given_up * interval / span * 100 if span else 0:.1f}% "
+                     f"of the run's slots")
+        lines.append(f"  limiter idle (no thread had reserved the next slot, so it went by unused): {idle:.2f}s of "
+                     f"{span:.2f}s = {idle / span * 100 if span else 0:.1f}% of the slots")
         return "\n".join(lines)
 
 
@@ -462,9 +490,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=("auto", "always", "never"), default="auto",
                         help="the in-process diagnosis: when a rate >= 10/s falls short (auto, the default), "
                              "always (at the highest rate), or never")
-    parser.add_argument("--profile-seconds", type=float, default=10.0,
-                        help="about how long the diagnosis dials (default 10)")
-    parser.add_argument("--what-if-threads", type=int, default=0, metavar="N",
+    parser.add_argument("--profile-seconds", type=float, default=8.0,
+                        help="about how long each run of the diagnosis dials (default 8)")
+    parser.add_argument("--what-if-threads", type=int, default=10, metavar="N",
                         help="in the diagnosis, also dial with N threads (DialingPolicy.concurrency patched "
-                             "in this process); 0 (the default) skips it")
+                             "in this process; default 10); 0 skips it")
+    parser.add_argument("--no-what-if-lean", dest="what_if_lean", action="store_false",
+                        help="in the diagnosis, skip the runs with the lean claim and record of bench/lean_dialing.py")
     parser.add_argument("--keep", action="store_true", help="keep the database at the end, to look into it")

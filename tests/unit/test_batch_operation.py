@@ -35,7 +35,7 @@ def test_phone_call_create_needs_remote_request_params():
      {"skip_validate_preview_presence": ["is invalid"]}),
     (bo.PHONE_CALL_QUEUE, {"phone_call_filter_params": {"status": "done"}},
      {"phone_call_filter_params[status]": ["is invalid"]}),
-    (bo.PHONE_CALL_QUEUE, {"max": "10", "max_per_period_hours": "0"}, {"max_per_period_hours": ["must be greater than 0"]}),
+    (bo.PHONE_CALL_QUEUE, {"max": "10", "max_per_period_hours": "0"}, {"max_per_period_hours": ["must be greater than 0 and at most ten years"]}),
     (bo.PHONE_CALL_QUEUE_REMOTE_FETCH, {"max": "1"}, {"max": ["is not a known parameter"]}),
     (bo.PHONE_CALL_QUEUE, "x", {"parameters": ["is invalid"]}),
 ])

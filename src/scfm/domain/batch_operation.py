@@ -70,6 +70,9 @@ class Plan:
     skip_validate_preview_presence: bool = False
 
 
+MAXIMUM = 2**31 - 1  # more rows than any operation acts on, and within the database's integers
+
+
 def _int(parameters: dict, name: str, errors: dict, minimum: int = 0) -> int | None:
     raw = parameters.get(name)
     if raw in (None, ""):
@@ -81,6 +84,9 @@ def _int(parameters: dict, name: str, errors: dict, minimum: int = 0) -> int | N
         return None
     if value < minimum:
         errors[name] = [f"must be greater than or equal to {minimum}"]
+        return None
+    if value > MAXIMUM:
+        errors[name] = [f"must be less than or equal to {MAXIMUM}"]
         return None
     return value
 
@@ -133,10 +139,10 @@ def _period_cap(parameters: dict, errors: dict) -> PeriodCap | None:
     hours = parameters.get("max_per_period_hours")
     try:
         hours = 24.0 if hours in (None, "") else float(hours)
-        if hours <= 0:
+        if not 0 < hours <= 24 * 366 * 10:
             raise ValueError(hours)
     except (TypeError, ValueError):
-        errors["max_per_period_hours"] = ["must be greater than 0"]
+        errors["max_per_period_hours"] = ["must be greater than 0 and at most ten years"]
     attribute = parameters.get("max_per_period_timestamp_attribute") or "remotely_queued_at"
     if attribute not in TIMESTAMP_ATTRIBUTES:
         errors["max_per_period_timestamp_attribute"] = ["is not included in the list"]

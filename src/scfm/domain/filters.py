@@ -81,18 +81,21 @@ def parse_timestamp(raw: Any, op: str) -> datetime:
     if not isinstance(raw, str):
         raise ValueError(raw)
     text = raw.strip()
-    if len(text) == 10:
-        day = date.fromisoformat(text)
-        start = datetime.combine(day, time.min, tzinfo=timezone.utc)
-        next_day = start + timedelta(days=1)
-        # before D: < D; or_before D: < D+1; after D: >= D+1; or_after D: >= D
-        return {"<": start, "<=": next_day, ">": next_day, ">=": start}[op]
-    if text.endswith("Z") or text.endswith("z"):
-        text = text[:-1] + "+00:00"
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            start = datetime.combine(day, time.min, tzinfo=timezone.utc)
+            next_day = start + timedelta(days=1)
+            # before D: < D; or_before D: < D+1; after D: >= D+1; or_after D: >= D
+            return {"<": start, "<=": next_day, ">": next_day, ">=": start}[op]
+        if text.endswith("Z") or text.endswith("z"):
+            text = text[:-1] + "+00:00"
+        moment = datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(raw) from None
 
 
 def _date_op(op: str, raw: Any) -> str:

@@ -6,7 +6,7 @@ import logging
 from flask import Flask, Response, g, jsonify, request
 from flask_smorest import Api
 from redis.exceptions import RedisError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from scfm.bootstrap import Deps, bootstrap
@@ -15,7 +15,7 @@ from scfm.entrypoints.api import (
     access_tokens, accounts, batch_operations, callout_participations, callouts, contacts, phone_calls,
     remote_phone_call_events,
 )
-from scfm.entrypoints.api.http import BadRequest
+from scfm.entrypoints.api.http import BadRequest, ErrorSchema, JsonObject, check_text
 from scfm.services import accounts as account_services
 from scfm.services.remote_events import Forbidden
 
@@ -45,6 +45,19 @@ def _error(status: int, message: str) -> Response:
     return response
 
 
+class ScfmApi(Api):
+    ERROR_SCHEMA = ErrorSchema
+
+
+def _document_authentication(api: Api) -> None:
+    """Every route but the webhook answers 401 (empty body) without a valid access token."""
+    for path, operations in api.spec._paths.items():
+        for method, operation in operations.items():
+            if not (path == WEBHOOK_PATH and method == "post") and isinstance(operation, dict):
+                operation.setdefault("responses", {})["401"] = {
+                    "description": "Missing or unknown access token (empty body, WWW-Authenticate header)"}
+
+
 def create_app(deps: Deps | None = None) -> Flask:
     deps = deps or bootstrap()
     app = Flask(__name__)
@@ -60,9 +73,18 @@ def create_app(deps: Deps | None = None) -> Flask:
     )
     app.json.sort_keys = False
     app.extensions["scfm"] = deps
-    api = Api(app)
+    api = ScfmApi(app)
+    api.register_field(JsonObject, "object", None)
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)
+    _document_authentication(api)
+
+    @app.before_request
+    def refuse_unstorable_text():
+        check_text(request.args.to_dict(flat=False), "the query")
+        if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            request.get_data(cache=True)  # keep the raw body: the parameter parser reads it again
+            check_text(request.form.to_dict(flat=False), "the body")
 
     @app.before_request
     def authenticate():
@@ -97,6 +119,11 @@ def create_app(deps: Deps | None = None) -> Flask:
     def unavailable(error):
         log.warning("backing service unavailable: %s", error)
         return _error(503, "Service Unavailable")
+
+    @app.errorhandler(DataError)
+    def unstorable(error):
+        log.info("refused a value the database cannot store: %s", error.orig)
+        return jsonify({"errors": {"base": ["a value is out of range or cannot be stored"]}}), 400
 
     @app.errorhandler(DBAPIError)
     def database_error(error):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 from sqlalchemy import and_, literal, or_, text, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
@@ -26,7 +27,7 @@ def json_equals(column, path: tuple, value: str) -> ColumnElement:
     candidates = [value]
     try:
         parsed = json.loads(value)
-        if not isinstance(parsed, (dict, list, str)):
+        if not isinstance(parsed, (dict, list, str)) and not (isinstance(parsed, float) and not math.isfinite(parsed)):
             candidates.append(parsed)
     except ValueError:
         pass

@@ -42,7 +42,7 @@ class AccessTokens(MethodView):
         return created(token, f"/api/access_tokens/{token.id}")
 
 
-@blp.route("/<token_id>")
+@blp.route("/<int:token_id>")
 class AccessTokenById(MethodView):
     @blp.response(200, AccessTokenSchema)
     def get(self, token_id):

@@ -35,12 +35,12 @@ class AccountArgs(MetadataArgs):
     platform_provider_name = fields.String(allow_none=True, validate=validate.OneOf(["twilio", "somleng"]))
     somleng_api_host = fields.String(allow_none=True)
     somleng_api_base_url = fields.String(allow_none=True)
-    calls_per_second = fields.Float(allow_none=True, validate=validate.Range(min=0, min_inclusive=False))
-    max_calls_in_flight = fields.Integer(allow_none=True, validate=validate.Range(min=1))
+    calls_per_second = fields.Float(allow_none=True, validate=validate.Range(min=0, max=10000, min_inclusive=False))
+    max_calls_in_flight = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=2**31 - 1))
 
 
 class SuperAdminAccountArgs(AccountArgs):
-    permissions = fields.List(fields.String())
+    permissions = fields.List(fields.String(validate=validate.OneOf(["super_admin"])))
 
 
 def _require_super_admin():
@@ -69,7 +69,7 @@ class Accounts(MethodView):
         return created(account, f"/api/accounts/{account.id}")
 
 
-@blp.route("/<account_id>")
+@blp.route("/<int:account_id>")
 class AccountById(MethodView):
     @blp.response(200, AccountSchema)
     def get(self, account_id):

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from marshmallow import fields
+from marshmallow import fields, validate
 
+from scfm.domain import batch_operation as bo
 from scfm.entrypoints.api.callout_participations import CalloutParticipationSchema
-from scfm.entrypoints.api.callouts import EventArgs
 from scfm.entrypoints.api.contacts import ContactSchema
 from scfm.entrypoints.api.http import (
-    Blueprint, JsonObject, MetadataArgs, PaginationArgs, ResourceSchema, created, deps, paginated, paging, uow,
+    Blueprint, JsonObject, MetadataArgs, event_args, PaginationArgs, ResourceSchema, created, deps, paginated, paging, uow,
 )
 from scfm.entrypoints.api.phone_calls import PhoneCallSchema
 from scfm.services import batch_operations as services
@@ -26,10 +26,12 @@ class BatchOperationSchema(ResourceSchema):
 
 
 class BatchOperationArgs(MetadataArgs):
-    type = fields.String(metadata={"description": "BatchOperation::CalloutPopulation, ::PhoneCallCreate, "
-                                                  "::PhoneCallQueue or ::PhoneCallQueueRemoteFetch"})
+    type = fields.String(required=True, validate=validate.OneOf(bo.TYPES))
     parameters = JsonObject()
-    callout_id = fields.Raw()
+    callout_id = fields.Integer()
+
+
+EventArgs = event_args("BatchOperation", "queue", "requeue")
 
 
 class BatchOperationUpdateArgs(MetadataArgs):
@@ -53,7 +55,7 @@ class BatchOperations(MethodView):
         return created(operation, f"/api/batch_operations/{operation.id}")
 
 
-@blp.route("/callouts/<callout_id>/batch_operations")
+@blp.route("/callouts/<int:callout_id>/batch_operations")
 class CalloutBatchOperations(MethodView):
     @blp.arguments(PaginationArgs, location="query")
     @blp.response(200, BatchOperationSchema(many=True))
@@ -70,7 +72,7 @@ class CalloutBatchOperations(MethodView):
         return created(operation, f"/api/batch_operations/{operation.id}")
 
 
-@blp.route("/batch_operations/<operation_id>")
+@blp.route("/batch_operations/<int:operation_id>")
 class BatchOperationById(MethodView):
     @blp.response(200, BatchOperationSchema)
     def get(self, operation_id):
@@ -89,7 +91,7 @@ class BatchOperationById(MethodView):
         services.delete_batch_operation(uow(), operation_id)
 
 
-@blp.route("/batch_operations/<operation_id>/batch_operation_events", methods=["POST"])
+@blp.route("/batch_operations/<int:operation_id>/batch_operation_events", methods=["POST"])
 @blp.arguments(EventArgs)
 @blp.response(201, BatchOperationSchema)
 def batch_operation_events(args, operation_id):
@@ -108,17 +110,17 @@ def _route(path: str, endpoint: str, schema, fetch, kind: str, doc: str):
     view.__doc__ = doc
 
 
-_route("/batch_operations/<operation_id>/preview/contacts", "preview_contacts", ContactSchema, services.preview,
+_route("/batch_operations/<int:operation_id>/preview/contacts", "preview_contacts", ContactSchema, services.preview,
        "contacts", "Preview the contacts a population adds, or a PhoneCallCreate calls.")
-_route("/batch_operations/<operation_id>/preview/callout_participations", "preview_callout_participations",
+_route("/batch_operations/<int:operation_id>/preview/callout_participations", "preview_callout_participations",
        CalloutParticipationSchema, services.preview, "callout_participations",
        "Preview the participations a PhoneCallCreate creates calls for.")
-_route("/batch_operations/<operation_id>/preview/phone_calls", "preview_phone_calls", PhoneCallSchema,
+_route("/batch_operations/<int:operation_id>/preview/phone_calls", "preview_phone_calls", PhoneCallSchema,
        services.preview, "phone_calls", "Preview the phone calls a PhoneCallQueue or PhoneCallQueueRemoteFetch acts on.")
-_route("/batch_operations/<operation_id>/callout_participations", "result_callout_participations",
+_route("/batch_operations/<int:operation_id>/callout_participations", "result_callout_participations",
        CalloutParticipationSchema, services.results, "callout_participations",
        "The participations a population created.")
-_route("/batch_operations/<operation_id>/contacts", "result_contacts", ContactSchema, services.results, "contacts",
+_route("/batch_operations/<int:operation_id>/contacts", "result_contacts", ContactSchema, services.results, "contacts",
        "The contacts a population added.")
-_route("/batch_operations/<operation_id>/phone_calls", "result_phone_calls", PhoneCallSchema, services.results,
+_route("/batch_operations/<int:operation_id>/phone_calls", "result_phone_calls", PhoneCallSchema, services.results,
        "phone_calls", "The phone calls an operation created, queued or fetched.")

@@ -20,15 +20,13 @@ class CalloutParticipationSchema(ResourceSchema):
     call_flow_logic = fields.Function(lambda p: p.effective_call_flow_logic, allow_none=True)
 
 
-class CalloutParticipationArgs(MetadataArgs):
-    contact_id = fields.Raw()
-    msisdn = fields.Raw()
-    call_flow_logic = fields.String(allow_none=True)
-
-
 class CalloutParticipationUpdateArgs(MetadataArgs):
-    msisdn = fields.Raw()
+    msisdn = fields.String()
     call_flow_logic = fields.String(allow_none=True)
+
+
+class CalloutParticipationArgs(CalloutParticipationUpdateArgs):
+    contact_id = fields.Integer(required=True)
 
 
 def _list(args, **parents):
@@ -43,7 +41,7 @@ def index(args):
     return _list(args)
 
 
-@blp.route("/callouts/<callout_id>/callout_participations")
+@blp.route("/callouts/<int:callout_id>/callout_participations")
 class CalloutParticipations(MethodView):
     @blp.arguments(PaginationArgs, location="query")
     @blp.response(200, CalloutParticipationSchema(many=True))
@@ -59,7 +57,7 @@ class CalloutParticipations(MethodView):
         return created(participation, f"/api/callout_participations/{participation.id}")
 
 
-@blp.route("/contacts/<contact_id>/callout_participations", methods=["GET"])
+@blp.route("/contacts/<int:contact_id>/callout_participations", methods=["GET"])
 @blp.arguments(PaginationArgs, location="query")
 @blp.response(200, CalloutParticipationSchema(many=True))
 def contact_participations(args, contact_id):
@@ -67,7 +65,7 @@ def contact_participations(args, contact_id):
     return _list(args, contact_id=contact_id)
 
 
-@blp.route("/callout_participations/<participation_id>")
+@blp.route("/callout_participations/<int:participation_id>")
 class CalloutParticipationById(MethodView):
     @blp.response(200, CalloutParticipationSchema)
     def get(self, participation_id):

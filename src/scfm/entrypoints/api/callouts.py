@@ -5,7 +5,8 @@ from flask.views import MethodView
 from marshmallow import fields
 
 from scfm.entrypoints.api.http import (
-    ArgsSchema, Blueprint, MetadataArgs, PaginationArgs, ResourceSchema, call_flows, created, deps, paginated, paging,
+    event_args,
+    Blueprint, MetadataArgs, PaginationArgs, ResourceSchema, call_flows, created, deps, paginated, paging,
     uow,
 )
 from scfm.services import callouts as services
@@ -23,8 +24,7 @@ class CalloutArgs(MetadataArgs):
     call_flow_logic = fields.String(allow_none=True)
 
 
-class EventArgs(ArgsSchema):
-    event = fields.String(required=True)
+EventArgs = event_args("Callout", "start", "pause", "resume", "stop")
 
 
 @blp.route("/callouts")
@@ -43,7 +43,7 @@ class Callouts(MethodView):
         return created(callout, f"/api/callouts/{callout.id}")
 
 
-@blp.route("/callouts/<callout_id>")
+@blp.route("/callouts/<int:callout_id>")
 class CalloutById(MethodView):
     @blp.response(200, CalloutSchema)
     def get(self, callout_id):
@@ -62,7 +62,7 @@ class CalloutById(MethodView):
         services.delete_callout(uow(), callout_id)
 
 
-@blp.route("/callouts/<callout_id>/callout_events", methods=["POST"])
+@blp.route("/callouts/<int:callout_id>/callout_events", methods=["POST"])
 @blp.arguments(EventArgs)
 @blp.response(201, CalloutSchema)
 def callout_events(args, callout_id):
@@ -71,7 +71,7 @@ def callout_events(args, callout_id):
     return created(callout, f"/api/callouts/{callout.id}")
 
 
-@blp.route("/contacts/<contact_id>/callouts", methods=["GET"])
+@blp.route("/contacts/<int:contact_id>/callouts", methods=["GET"])
 @blp.arguments(PaginationArgs, location="query")
 @blp.response(200, CalloutSchema(many=True))
 def contact_callouts(args, contact_id):

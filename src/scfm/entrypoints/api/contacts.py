@@ -18,8 +18,12 @@ class ContactSchema(ResourceSchema):
     account_id = fields.Integer()
 
 
-class ContactArgs(MetadataArgs):
-    msisdn = fields.Raw(metadata={"description": "Phone number, normalized to E.164"})
+class ContactUpdateArgs(MetadataArgs):
+    msisdn = fields.String(metadata={"description": "Phone number, normalized to E.164"})
+
+
+class ContactArgs(ContactUpdateArgs):
+    msisdn = fields.String(required=True, metadata={"description": "Phone number, normalized to E.164"})
 
 
 @blp.route("/contacts")
@@ -38,14 +42,14 @@ class Contacts(MethodView):
         return created(contact, f"/api/contacts/{contact.id}")
 
 
-@blp.route("/contacts/<contact_id>")
+@blp.route("/contacts/<int:contact_id>")
 class ContactById(MethodView):
     @blp.response(200, ContactSchema)
     def get(self, contact_id):
         """Fetch a contact."""
         return services.get_contact(uow(), contact_id)
 
-    @blp.arguments(ContactArgs)
+    @blp.arguments(ContactUpdateArgs)
     @blp.response(204)
     def patch(self, args, contact_id):
         """Update a contact; metadata_merge_mode is merge (default), deep_merge or replace."""
@@ -57,7 +61,7 @@ class ContactById(MethodView):
         services.delete_contact(uow(), contact_id)
 
 
-@blp.route("/callouts/<callout_id>/contacts", methods=["GET"])
+@blp.route("/callouts/<int:callout_id>/contacts", methods=["GET"])
 @blp.arguments(PaginationArgs, location="query")
 @blp.response(200, ContactSchema(many=True))
 def callout_contacts(args, callout_id):

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import timezone
 from urllib.parse import parse_qsl, urlencode
 
 from flask import Request, g, request
 from flask_smorest import Blueprint as SmorestBlueprint
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 from webargs.flaskparser import FlaskParser
 
 from scfm.domain.errors import ValidationFailed
@@ -64,13 +65,38 @@ def nest(pairs) -> dict:
     return root
 
 
+def _reject_constant(name: str):
+    raise BadRequest(f"malformed JSON: {name} is not a number JSON allows")
+
+
+def check_text(value, where: str = "parameters"):
+    """Refuse what PostgreSQL cannot store: NUL characters, lone surrogates, non-finite numbers."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise BadRequest(f"{where} must not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest(f"{where} must be valid UTF-8") from None
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise BadRequest(f"{where} must not contain NaN or infinite numbers")
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            check_text(key, where)
+            check_text(inner, where)
+    elif isinstance(value, list):
+        for inner in value:
+            check_text(inner, where)
+    return value
+
+
 def body_params(req: Request) -> dict:
     if "scfm_body" in g:
         return g.scfm_body
     raw = req.get_data(cache=True)
     if req.mimetype == "application/json" or (req.mimetype in ("", None) and raw.lstrip()[:1] in (b"{", b"[")):
         try:
-            data = json.loads(raw or b"{}")
+            data = json.loads(raw or b"{}", parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as error:
             raise BadRequest(f"malformed JSON: {error}") from None
         if not isinstance(data, dict):
@@ -81,12 +107,12 @@ def body_params(req: Request) -> dict:
         data = nest(req.form.items(multi=True)) if req.mimetype else nest(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
     else:
         raise BadRequest(f"unsupported content type: {req.mimetype}")
-    g.scfm_body = data
+    g.scfm_body = check_text(data, "the body")
     return data
 
 
 def query_params(req: Request) -> dict:
-    return nest(req.args.items(multi=True))
+    return check_text(nest(req.args.items(multi=True)), "the query")
 
 
 RAILS_MESSAGES = [
@@ -182,13 +208,32 @@ class ResourceSchema(Schema):
 
 class MetadataArgs(ArgsSchema):
     metadata = JsonObject(metadata={"description": "A JSON object"})
-    metadata_merge_mode = fields.String(metadata={"description": "merge (default), deep_merge or replace"})
+    metadata_merge_mode = fields.String(validate=validate.OneOf(["merge", "deep_merge", "replace"]),
+                                        metadata={"description": "merge (default), deep_merge or replace"})
+
+
+def event_args(resource: str, *events: str) -> type:
+    """The body of a `*_events` route: one of `events`."""
+    event = fields.String(required=True, validate=validate.OneOf(events))
+    return type(f"{resource}EventArgs", (ArgsSchema,), {"event": event})
+
+
+class ErrorSchema(Schema):
+    """Every error answer: {"status", "error"} for 4xx/5xx without details, {"errors": {...}} for 400/422."""
+
+    status = fields.Integer()
+    error = fields.String()
+    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+
+
+MAX_OFFSET = 2**62
 
 
 class PaginationArgs(ArgsSchema):
-    page = fields.Integer(load_default=1)
-    per_page = fields.Integer(load_default=25)
-    q = fields.Dict(metadata={"description": "Filters, e.g. q[metadata][gender]=f"})
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    per_page = fields.Integer(load_default=25, validate=validate.Range(min=1))
+    q = fields.Dict(metadata={"description": "Filters, e.g. q[metadata][gender]=f", "style": "deepObject",
+                              "explode": True})
     access_token = fields.String(load_only=True)
 
 
@@ -199,7 +244,10 @@ def paging(args: dict) -> PageRequest:
         raise ValidationFailed.on("page", "must be greater than 0")
     if per_page < 1:
         raise ValidationFailed.on("per_page", "must be greater than 0")
-    return PageRequest(page=page, per_page=min(per_page, MAX_PER_PAGE))
+    per_page = min(per_page, MAX_PER_PAGE)
+    if (page - 1) * per_page > MAX_OFFSET:
+        raise ValidationFailed.on("page", "is too large")
+    return PageRequest(page=page, per_page=per_page)
 
 
 def paginated(page):

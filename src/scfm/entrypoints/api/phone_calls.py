@@ -4,9 +4,8 @@ from __future__ import annotations
 from flask.views import MethodView
 from marshmallow import fields
 
-from scfm.entrypoints.api.callouts import EventArgs
 from scfm.entrypoints.api.http import (
-    Blueprint, JsonObject, MetadataArgs, PaginationArgs, ResourceSchema, Timestamp, call_flows, created, deps,
+    Blueprint, JsonObject, MetadataArgs, event_args, PaginationArgs, ResourceSchema, Timestamp, call_flows, created, deps,
     paginated, paging, uow,
 )
 from scfm.services import phone_calls as services
@@ -35,10 +34,18 @@ class PhoneCallSchema(ResourceSchema):
     account_id = fields.Integer()
 
 
-class PhoneCallArgs(MetadataArgs):
-    msisdn = fields.Raw()
+class PhoneCallUpdateArgs(MetadataArgs):
+    msisdn = fields.String(metadata={"description": "Defaults to the participation's"})
     call_flow_logic = fields.String(allow_none=True)
-    remote_request_params = fields.Raw(metadata={"description": "Twilio create-call parameters, snake_case"})
+    remote_request_params = JsonObject(metadata={"description": "Twilio create-call parameters, snake_case"})
+
+
+class PhoneCallArgs(PhoneCallUpdateArgs):
+    remote_request_params = JsonObject(required=True,
+                                       metadata={"description": "Twilio create-call parameters, snake_case"})
+
+
+EventArgs = event_args("PhoneCall", "queue", "queue_remote_fetch")
 
 
 def _list(args, **parents):
@@ -53,7 +60,7 @@ def index(args):
     return _list(args)
 
 
-@blp.route("/callout_participations/<participation_id>/phone_calls")
+@blp.route("/callout_participations/<int:participation_id>/phone_calls")
 class ParticipationPhoneCalls(MethodView):
     @blp.arguments(PaginationArgs, location="query")
     @blp.response(200, PhoneCallSchema(many=True))
@@ -69,7 +76,7 @@ class ParticipationPhoneCalls(MethodView):
         return created(call, f"/api/phone_calls/{call.id}")
 
 
-@blp.route("/contacts/<contact_id>/phone_calls", methods=["GET"])
+@blp.route("/contacts/<int:contact_id>/phone_calls", methods=["GET"])
 @blp.arguments(PaginationArgs, location="query")
 @blp.response(200, PhoneCallSchema(many=True))
 def contact_phone_calls(args, contact_id):
@@ -77,7 +84,7 @@ def contact_phone_calls(args, contact_id):
     return _list(args, contact_id=contact_id)
 
 
-@blp.route("/callouts/<callout_id>/phone_calls", methods=["GET"])
+@blp.route("/callouts/<int:callout_id>/phone_calls", methods=["GET"])
 @blp.arguments(PaginationArgs, location="query")
 @blp.response(200, PhoneCallSchema(many=True))
 def callout_phone_calls(args, callout_id):
@@ -85,14 +92,14 @@ def callout_phone_calls(args, callout_id):
     return _list(args, callout_id=callout_id)
 
 
-@blp.route("/phone_calls/<phone_call_id>")
+@blp.route("/phone_calls/<int:phone_call_id>")
 class PhoneCallById(MethodView):
     @blp.response(200, PhoneCallSchema)
     def get(self, phone_call_id):
         """Fetch a phone call."""
         return services.get_phone_call(uow(), phone_call_id)
 
-    @blp.arguments(PhoneCallArgs)
+    @blp.arguments(PhoneCallUpdateArgs)
     @blp.response(204)
     def patch(self, args, phone_call_id):
         """Update a phone call (msisdn, call flow logic and request parameters only while created)."""
@@ -104,7 +111,7 @@ class PhoneCallById(MethodView):
         services.delete_phone_call(uow(), phone_call_id)
 
 
-@blp.route("/phone_calls/<phone_call_id>/phone_call_events", methods=["POST"])
+@blp.route("/phone_calls/<int:phone_call_id>/phone_call_events", methods=["POST"])
 @blp.arguments(EventArgs)
 @blp.response(201, PhoneCallSchema)
 def phone_call_events(args, phone_call_id):
@@ -112,5 +119,3 @@ def phone_call_events(args, phone_call_id):
     call = services.fire_phone_call_event(uow(), deps().jobs, phone_call_id, args["event"])
     return created(call, f"/api/phone_calls/{call.id}")
 
-
-__all__ = ["blp", "JsonObject"]

@@ -23,6 +23,28 @@ class RemotePhoneCallEventSchema(ResourceSchema):
     call_flow_logic = fields.String(allow_none=True)
 
 
+WEBHOOK_DOC = {
+    "parameters": [{"in": "header", "name": "X-Twilio-Signature", "required": True, "schema": {"type": "string"},
+                    "description": "HMAC-SHA1 of the public URL and the sorted form, keyed by the auth token"}],
+    "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+        "type": "object", "required": ["AccountSid", "CallSid"], "additionalProperties": {"type": "string"},
+        "properties": {name: {"type": "string"} for name in (
+            "AccountSid", "CallSid", "CallStatus", "Direction", "From", "To", "ApiVersion", "CallDuration", "Digits")},
+    }}}},
+    "responses": {
+        "201": {"description": "TwiML of the call's call flow logic",
+                "content": {"application/xml": {"schema": {"type": "string"}}}},
+        "400": {"description": "Malformed request", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+        "403": {"description": "Bad or missing signature, or unknown AccountSid",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+        "404": {"description": "A CallSid that is neither ours nor inbound",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+        "413": {"description": "Body too large", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+        "422": {"description": "Missing CallSid", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+    },
+}
+
+
 def public_url() -> str:
     """The URL the provider signed: the configured public base URL, or the forwarded one behind a proxy."""
     settings = deps().settings
@@ -48,8 +70,7 @@ class RemotePhoneCallEvents(MethodView):
         """List remote phone call events; filter by details, phone call, call flow logic and more."""
         return _list(args)
 
-    @blp.doc(security=[], summary="The provider's webhook (signed with X-Twilio-Signature)")
-    @blp.response(201, description="TwiML of the call's call flow logic")
+    @blp.doc(security=[], summary="The provider's webhook (signed with X-Twilio-Signature)", **WEBHOOK_DOC)
     def post(self):
         """Record a provider status or voice request and answer with TwiML."""
         d = deps()
@@ -61,7 +82,7 @@ class RemotePhoneCallEvents(MethodView):
                         headers={"Location": f"/api/remote_phone_call_events/{result.event.id}"})
 
 
-@blp.route("/remote_phone_call_events/<event_id>")
+@blp.route("/remote_phone_call_events/<int:event_id>")
 class RemotePhoneCallEventById(MethodView):
     @blp.response(200, RemotePhoneCallEventSchema)
     def get(self, event_id):
@@ -85,8 +106,8 @@ def _nested(path: str, parent: str, doc: str):
     view.__doc__ = doc
 
 
-_nested("/phone_calls/<phone_call_id>/remote_phone_call_events", "phone_call_id", "List a phone call's events.")
-_nested("/contacts/<contact_id>/remote_phone_call_events", "contact_id", "List a contact's events.")
-_nested("/callouts/<callout_id>/remote_phone_call_events", "callout_id", "List a callout's events.")
-_nested("/callout_participations/<participation_id>/remote_phone_call_events", "participation_id",
+_nested("/phone_calls/<int:phone_call_id>/remote_phone_call_events", "phone_call_id", "List a phone call's events.")
+_nested("/contacts/<int:contact_id>/remote_phone_call_events", "contact_id", "List a contact's events.")
+_nested("/callouts/<int:callout_id>/remote_phone_call_events", "callout_id", "List a callout's events.")
+_nested("/callout_participations/<int:participation_id>/remote_phone_call_events", "participation_id",
         "List a participation's events.")
