@@ -136,3 +136,20 @@ def test_oversized_bodies_and_metadata_are_rejected(api):
 def test_ids_that_are_not_numbers_are_404(api):
     assert api.get("/api/contacts/abc").status_code == 404
     assert api.get("/api/contacts/99999999999999999999999").status_code == 404
+
+
+def test_totals_are_exact_up_to_ten_thousand_then_the_planners_estimate(api, deps):
+    from sqlalchemy import text
+
+    account_id = api.get("/api/account").get_json()["id"]
+    with deps.engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO contacts (account_id, msisdn, metadata) SELECT :account, '+8551' || lpad(n::text, 7, '0'), "
+            "jsonb_build_object('gender', CASE WHEN n <= 10 THEN 'x' ELSE 'f' END) FROM generate_series(1, 10050) n"),
+            {"account": account_id})
+        conn.execute(text("ANALYZE contacts"))
+    few = api.get("/api/contacts?q[metadata][gender]=x")
+    assert few.headers["Total"] == "10" and "Total-Estimated" not in few.headers
+    many = api.get("/api/contacts?q[metadata][gender]=f")
+    assert many.headers["Total-Estimated"] == "true" and int(many.headers["Total"]) > 10_000
+    assert len(many.get_json()) == 25 and 'rel="last"' in many.headers["Link"]

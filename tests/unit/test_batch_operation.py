@@ -75,4 +75,4 @@ def test_dialing_policy_defaults_to_one_call_per_second():
     assert policy.calls_per_second == 1 and policy.concurrency == 1
     assert 1.0 < policy.interval <= 1.05  # spaced a little wider than the rate, never narrower
     fast = DialingPolicy.for_account(Account(calls_per_second=100, max_calls_in_flight=20))
-    assert 0.01 < fast.interval <= 0.0105 and fast.concurrency == 5 and fast.max_calls_in_flight == 20
+    assert 0.01 < fast.interval <= 0.0105 and fast.concurrency == 10 and fast.max_calls_in_flight == 20

@@ -23,12 +23,13 @@ class Page:
     total: int
     page: int
     per_page: int
+    total_is_estimate: bool = False
 
 
 def list_page(repo, spec: FilterSpec, q: Any, paging: PageRequest, extra=()) -> Page:
     conditions = parse_filters(spec, q)
-    items, total = repo.list(conditions, extra, paging.page, paging.per_page)
-    return Page(items, total, paging.page, paging.per_page)
+    items, total, estimated = repo.list(conditions, extra, paging.page, paging.per_page)
+    return Page(items, total, paging.page, paging.per_page, estimated)
 
 
 def apply_metadata(entity, params: dict) -> set[str]:

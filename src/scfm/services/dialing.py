@@ -151,30 +151,13 @@ def dial_claimed(uow, provider: CallProvider, credentials, public_url: str | Non
 
 def _record_refusal(uow, phone_call_id: int, message: str) -> None:
     with uow:
-        call = uow.phone_calls.get(phone_call_id, for_update=True)
-        if call.status == sm.PhoneCallStatus.QUEUED.value:
-            call.fire("error")
-        call.remote_error_message = message
-        call.remotely_queued_at = call.remotely_queued_at or _now()
-        uow.phone_calls.save(call, {"status", "remote_error_message", "remotely_queued_at"})
+        uow.phone_calls.record_dial(phone_call_id, refusal=message)
         uow.commit()
 
 
 def _record_remotely_queued(uow, phone_call_id: int, remote: RemoteCall) -> None:
     with uow:
-        call = uow.phone_calls.get(phone_call_id, for_update=True)
-        if call.status == sm.PhoneCallStatus.QUEUED.value:
-            call.fire("remotely_queue")
-        # a status callback may have come first: then the status is already further along
-        call.remote_call_id = call.remote_call_id or remote.sid
-        call.remote_status = call.remote_status or remote.status
-        call.remote_direction = call.remote_direction or remote.direction
-        call.remote_queue_response = remote.response
-        call.remotely_queued_at = call.remotely_queued_at or _now()
-        uow.phone_calls.save(call, {
-            "status", "remote_call_id", "remote_status", "remote_direction", "remote_queue_response",
-            "remotely_queued_at",
-        })
+        uow.phone_calls.record_dial(phone_call_id, remote=remote)
         uow.commit()
 
 

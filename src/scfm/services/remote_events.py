@@ -74,7 +74,7 @@ def handle_webhook(uow_for, call_flows, provider_defaults: dict, validate_signat
         if response.metadata_updates:
             call.metadata = merge_metadata(call.metadata, response.metadata_updates, MergeMode.DEEP_MERGE)
             fields.add("metadata")
-        uow.phone_calls.save(call, fields)
+        uow.phone_calls.save(call, fields, refetch=False)
         event = uow.remote_phone_call_events.add(RemotePhoneCallEvent(
             account_id=account.id, phone_call_id=call.id, details=details, remote_call_id=call_sid,
             remote_direction=direction, call_flow_logic=name or call_flows.default_name,

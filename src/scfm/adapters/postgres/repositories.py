@@ -4,7 +4,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable
 
-from sqlalchemy import and_, delete, exists, func, insert, select, update
+from sqlalchemy import and_, case, delete, exists, func, insert, literal, select, type_coerce, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -13,6 +14,8 @@ from scfm.adapters.postgres import tables as t
 from scfm.adapters.postgres.filters import all_of, compile_conditions
 from scfm.domain import model
 from scfm.domain.errors import NotFound, ValidationFailed
+
+EXACT_TOTAL_UP_TO = 10_000
 
 # Unique constraints, as the field errors a user sees.
 UNIQUE_ERRORS = {
@@ -93,10 +96,26 @@ class Repository:
         return entity
 
     def list(self, conditions=(), extra: Iterable = (), page: int = 1, per_page: int = 25):
+        """A page of matching rows by id, the total, and whether the total is the planner's estimate."""
         where = self.where(conditions, extra)
-        total = self.conn.execute(select(func.count()).select_from(self.table).where(where)).scalar_one()
+        total, estimated = self._total(where)
         query = self.base_select().where(where).order_by(self.table.c.id).limit(per_page).offset((page - 1) * per_page)
-        return [self.to_entity(row) for row in self.conn.execute(query)], total
+        return [self.to_entity(row) for row in self.conn.execute(query)], total, estimated
+
+    def _total(self, where) -> tuple[int, bool]:
+        """Exact up to EXACT_TOTAL_UP_TO matches; beyond, the planner's estimate. Counting a million matches
+        reads every page of the table (100 ms and more), which a list must not wait for."""
+        matches = select(literal(1)).select_from(self.table).where(where)
+        capped = select(func.count()).select_from(matches.limit(EXACT_TOTAL_UP_TO + 1).subquery())
+        total = self.conn.execute(capped).scalar_one()
+        if total <= EXACT_TOTAL_UP_TO:
+            return total, False
+        compiled = matches.compile(dialect=self.conn.dialect)
+        processors = compiled._bind_processors
+        params = {key: processors[key](value) if key in processors else value
+                  for key, value in compiled.construct_params().items()}
+        plan = self.conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), params).scalar()
+        return max(EXACT_TOTAL_UP_TO + 1, int(plan[0]["Plan"]["Plan Rows"])), True
 
     def equals(self, column: str, value) -> list:
         """A parent scope for nested routes: `/api/callouts/1/callout_participations` is callout_id = 1."""
@@ -111,9 +130,9 @@ class Repository:
         return {name: getattr(entity, name) for name in names}
 
     def _run(self, statement):
+        # no savepoint: a violated constraint ends the unit of work anyway, as the error it becomes
         try:
-            with self.conn.begin_nested():
-                return self.conn.execute(statement)
+            return self.conn.execute(statement)
         except IntegrityError as error:
             translated = integrity_error_to_validation(error)
             if translated:
@@ -125,11 +144,11 @@ class Repository:
         row = self._run(insert(self.table).values(**values).returning(self.table.c.id)).first()
         return self._fetch(row.id)
 
-    def save(self, entity, names: Iterable[str]) -> Any:
+    def save(self, entity, names: Iterable[str], refetch: bool = True) -> Any:
         values = self._values(entity, set(names) & self.fields)
         values["updated_at"] = func.now()
         self._run(update(self.table).where(self.table.c.id == entity.id).values(**values))
-        return self._fetch(entity.id)
+        return self._fetch(entity.id) if refetch else entity
 
     def _fetch(self, id_: int):
         """A row this unit of work just wrote (it may belong to another account, e.g. a token)."""
@@ -313,9 +332,27 @@ class PhoneCallRepository(Repository):
         row = self.conn.execute(
             update(pc).where(pc.c.id == next_due)
             .values(dial_claimed_at=func.now(), dial_attempts=pc.c.dial_attempts + 1, updated_at=func.now())
-            .returning(pc.c.id)
+            .returning(pc)
         ).first()
-        return self._fetch(row.id) if row else None
+        return self.to_entity(row) if row else None
+
+    def record_dial(self, phone_call_id: int, *, remote=None, refusal: str | None = None) -> None:
+        """What the provider answered to a claimed call, in one statement. Only a call still `queued` moves
+        (to remotely_queued, or errored on a refusal): a status callback may have taken it further already."""
+        pc = self.table
+        queued = pc.c.status == "queued"
+        values = dict(remotely_queued_at=func.coalesce(pc.c.remotely_queued_at, func.now()), updated_at=func.now())
+        if remote is not None:
+            values.update(
+                status=case((queued, "remotely_queued"), else_=pc.c.status),
+                remote_call_id=func.coalesce(pc.c.remote_call_id, remote.sid),
+                remote_status=func.coalesce(pc.c.remote_status, remote.status),
+                remote_direction=func.coalesce(pc.c.remote_direction, remote.direction),
+                remote_queue_response=type_coerce(remote.response, JSONB),
+            )
+        else:
+            values.update(status=case((queued, "errored"), else_=pc.c.status), remote_error_message=refusal)
+        self._run(update(pc).where(pc.c.id == phone_call_id).values(**values))
 
     def stale_claims(self, older_than_seconds: float) -> list[int]:
         """Calls claimed for dialing that never heard back: their outcome is unknown."""

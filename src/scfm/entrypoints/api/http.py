@@ -267,6 +267,8 @@ def paginated(page):
         links.append(link(page.page + 1, "next"))
     links.append(link(last, "last"))
     headers = {"Per-Page": str(page.per_page), "Total": str(page.total), "Link": ", ".join(links)}
+    if page.total_is_estimate:
+        headers["Total-Estimated"] = "true"
     return page.items, 200, headers
 
 
