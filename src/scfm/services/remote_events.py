@@ -41,26 +41,29 @@ def handle_webhook(uow_for, call_flows, provider_defaults: dict, validate_signat
     account_sid = params.get("AccountSid")
     if not account_sid:
         raise Forbidden("AccountSid is missing")
-    with uow_for(None) as uow:
+    with uow_for(None) as uow:  # one transaction for the whole request
         account = uow.accounts.by_provider_account_sid(account_sid)
-    token = webhook_auth_token(account, account_sid, provider_defaults) if account else None
-    if not token or not validate_signature(token, url, params, signature or ""):
-        raise Forbidden("bad signature")
-    details = {key: (values if len(values) > 1 else values[0]) for key, values in _lists(params).items()}
-    call_sid = details.get("CallSid")
-    if not call_sid:
-        raise ValidationFailed.on("CallSid", "can't be blank")
-    remote_status = (details.get("CallStatus") or "").lower() or None
-    direction = details.get("Direction")
+        token = webhook_auth_token(account, account_sid, provider_defaults) if account else None
+        if not token or not validate_signature(token, url, params, signature or ""):
+            raise Forbidden("bad signature")
+        details = {key: (values if len(values) > 1 else values[0]) for key, values in _lists(params).items()}
+        call_sid = details.get("CallSid")
+        if not call_sid:
+            raise ValidationFailed.on("CallSid", "can't be blank")
+        remote_status = (details.get("CallStatus") or "").lower() or None
+        direction = details.get("Direction")
 
-    with uow_for(account.id) as uow:
-        call = uow.phone_calls.by_remote_call_id(call_sid, for_update=True)
+        uow.scope(account.id)
+        found = uow.phone_calls.for_report(call_sid)
+        call, context = found if found else (None, None)
         if call is None and our_phone_call_id is not None:
             call = _adopt(uow, _int(our_phone_call_id), call_sid)
         if call is None:
             if (direction or "").lower() != "inbound":
                 raise NotFound("phone call")
             call = _inbound_call(uow, account.id, details, call_sid)
+        if context is None:
+            context = _context_metadata(uow, call)
         fields = _apply_report(call, details, remote_status, direction)
         name = call.effective_call_flow_logic
         if name and not call_flows.is_registered(name):
@@ -69,7 +72,7 @@ def handle_webhook(uow_for, call_flows, provider_defaults: dict, validate_signat
         response = flow.respond(CallFlowRequest(
             phone_call_id=call.id, msisdn=call.msisdn, direction=call.remote_direction,
             remote_status=call.remote_status, digits=details.get("Digits"), webhook_url=url,
-            metadata=dict(call.metadata), context_metadata=_context_metadata(uow, call), details=details,
+            metadata=dict(call.metadata), context_metadata=context, details=details,
         ))
         if response.metadata_updates:
             call.metadata = merge_metadata(call.metadata, response.metadata_updates, MergeMode.DEEP_MERGE)

@@ -141,8 +141,9 @@ class Repository:
 
     def add(self, entity) -> Any:
         values = {k: v for k, v in self._values(entity).items() if v is not None}
-        row = self._run(insert(self.table).values(**values).returning(self.table.c.id)).first()
-        return self._fetch(row.id)
+        row = self._run(insert(self.table).values(**values).returning(self.table)).first()
+        # rows read with joined columns (the effective call flow logic) are read again; others are complete
+        return self.to_entity(row) if self.base_select().get_final_froms() == [self.table] else self._fetch(row.id)
 
     def save(self, entity, names: Iterable[str], refetch: bool = True) -> Any:
         values = self._values(entity, set(names) & self.fields)
@@ -291,6 +292,20 @@ class PhoneCallRepository(Repository):
         return [self.table.c.callout_participation_id.in_(
             select(t.callout_participations.c.id).where(t.callout_participations.c.callout_id == callout_id)
         )]
+
+    def for_report(self, remote_call_id: str) -> tuple[model.PhoneCall, dict] | None:
+        """The call a provider reports on, locked, with the metadata its call flow logic sees (the callout's,
+        then the participation's, then its own), in one statement."""
+        p, c = t.callout_participations, t.callouts
+        query = (self.base_select().add_columns(p.c.metadata.label("participation_metadata"),
+                                                c.c.metadata.label("callout_metadata"))
+                 .where(self.where(extra=[self.table.c.remote_call_id == remote_call_id]))
+                 .with_for_update(of=self.table))
+        row = self.conn.execute(query).first()
+        if row is None:
+            return None
+        context = {**(row.callout_metadata or {}), **(row.participation_metadata or {}), **(row.metadata or {})}
+        return self.to_entity(row), context
 
     def by_remote_call_id(self, remote_call_id: str, for_update: bool = False) -> model.PhoneCall | None:
         row = self.conn.execute(

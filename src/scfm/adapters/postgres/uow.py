@@ -36,6 +36,13 @@ class SqlUnitOfWork:
             self.conn.close()
             self.conn = None
 
+    def scope(self, account_id: int) -> None:
+        """Scope this unit of work to an account found within it (the webhook finds it by its AccountSid)."""
+        self.account_id = account_id
+        for repo in vars(self).values():
+            if isinstance(repo, repos.Repository):
+                repo.account_id = account_id
+
     def commit(self) -> None:
         self.conn.commit()
         self.conn.begin()
