@@ -17,9 +17,9 @@ its slots by rate / 1.03 (SPACING_MARGIN in scfm.domain.dialing), so 97.1% is it
 When a rate of 10/s or more falls short (or with --profile), a diagnosis follows: the workers and the
 scheduler are stopped and the same jobs (the batch operations, then the dispatcher `dial_due`) run in this
 process with timers around the claim transaction, the wait for the limiter's slot, the provider request and
-the record transaction of every call: first as the code is, then with more dispatcher threads
-(--what-if-threads, default 10), then with a lean claim and record (bench/lean_dialing.py), then with both;
-the what-ifs are patched into this process only. Progress goes to stderr.
+the record transaction of every call: first as the code is (DialingPolicy.concurrency: ceil(rate / 10)
+threads), then with --what-if-threads threads (default 10; patched into this process only) when that
+differs. Progress goes to stderr.
 """
 from __future__ import annotations
 
@@ -270,26 +270,17 @@ class Bench:
             self.stop_jobs_processes()
             threads = self.args.what_if_threads or None
             self.profile(rate, None)
-            if threads:
+            if threads and threads != _threads(rate):
                 self.profile(rate, threads)
-            if self.args.what_if_lean:
-                self.profile(rate, None, lean=True)
-                if threads:
-                    self.profile(rate, threads, lean=True)
 
     # -- the diagnosis
-    def profile(self, rate: float, threads: int | None, lean: bool = False) -> None:
+    def profile(self, rate: float, threads: int | None) -> None:
         """The same jobs in this process (RQ SimpleWorker), with timers around each step of every dial;
-        `threads` patches DialingPolicy.concurrency, `lean` the claim and record (bench/lean_dialing.py)."""
-        from contextlib import nullcontext
-
-        from bench import lean_dialing
+        `threads` patches DialingPolicy.concurrency."""
         from scfm.domain.dialing import DialingPolicy
 
         calls = max(2, round(rate * self.args.profile_seconds))
         label = f"{threads} dialing threads (patched)" if threads else f"{_threads(rate)} dialing threads (as is)"
-        if lean:
-            label += ", lean claim and record (patched)"
         progress(f"profile at {rate:g}/s, {label}: {calls} calls, the jobs in this process")
         provider, api, account_id, callout_id = self.prepare(rate, calls)
         probe = Probe(self.env.deps)
@@ -299,8 +290,7 @@ class Bench:
             self.populate_and_create(api, callout_id, run_jobs)
             if threads:
                 DialingPolicy.concurrency = property(lambda _self: threads)
-            with probe, lean_dialing.patched(self.env.deps) if lean else nullcontext(), \
-                    CpuMeter(self.groups) as cpu:
+            with probe, CpuMeter(self.groups) as cpu:
                 self.operation(api, callout_id, {"type": "BatchOperation::PhoneCallQueue"}, run_jobs)
                 run_jobs()  # the dispatcher, until it yields (every call dialed, or its budget spent)
                 self.wait_dialed(account_id, calls, rate)
@@ -313,10 +303,10 @@ class Bench:
               f"({figures.share * 100:.1f}% of configured), busiest second {figures.busiest}", flush=True)
         print(probe.report(threads or _threads(rate), rate), flush=True)
         print(f"  {cpu.line()}", flush=True)
-        self.results.append(Result(f"profile {rate:g}/s, {threads or _threads(rate)} threads" + (", lean" if lean else ""),
+        self.results.append(Result(f"profile {rate:g}/s, {threads or _threads(rate)} threads",
                                    f"{figures.steady:.2f}/s ({figures.share * 100:.1f}%)",
                                    f">= {TARGET_SHARE * 100:.0f}%", figures.share >= TARGET_SHARE and
-                                   figures.busiest <= rate, "in-process dispatcher" + (", patched" if threads or lean else "")))
+                                   figures.busiest <= rate, "in-process dispatcher" + (", patched" if threads else "")))
 
     def jobs_runner(self):
         from rq import SimpleWorker
@@ -494,7 +484,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="about how long each run of the diagnosis dials (default 8)")
     parser.add_argument("--what-if-threads", type=int, default=10, metavar="N",
                         help="in the diagnosis, also dial with N threads (DialingPolicy.concurrency patched "
-                             "in this process; default 10); 0 skips it")
-    parser.add_argument("--no-what-if-lean", dest="what_if_lean", action="store_false",
-                        help="in the diagnosis, skip the runs with the lean claim and record of bench/lean_dialing.py")
+                             "in this process; default 10); 0, or the number the rate already gets, skips it")
     parser.add_argument("--keep", action="store_true", help="keep the database at the end, to look into it")

@@ -13,10 +13,8 @@ last answer), p50/p99 latency, the status codes (every one should be 201), the e
 201), and where the CPU went.
 
 Then (below the target, or with --explain) the why: the same requests through the Flask app in this process,
-one at a time, with the statements each one runs and a cProfile of where its time goes by package; the same
-work written by hand (signature check and three statements in one transaction); and the same load again
-through a second gunicorn serving bench/lean_webhook.py, a leaner handler patched in (src/ untouched), with
-the calls and events reset.
+one at a time, with the statements each one runs and a cProfile of where its time goes by package; and the
+same work written by hand (signature check and three statements in one transaction) as a floor.
 """
 from __future__ import annotations
 
@@ -278,7 +276,7 @@ class Bench:
         total = sum(buckets.values())
         print("\nwhy: the same signed requests through the Flask app in this process, one at a time", flush=True)
         print(f"  {wall * 1000:.1f} ms per request ({1 / wall:.0f}/s for one process at best); {per_request:.1f} SQL "
-              f"statements per request (and a pre-ping at each of its 2 connection checkouts, and a rollback), "
+              f"statements per request (plus the pool's pre-ping at each connection checkout), "
               f"{sql_seconds * 1000:.1f} ms of it in them (round trips included)", flush=True)
         print("  the statements of one request (ms):", flush=True)
         for statement in last:
@@ -330,33 +328,6 @@ class Bench:
         print(f"  the same work by hand (signature check + 3 statements in one transaction, psycopg2, no HTTP): "
               f"{wall * 1000:.2f} ms per request, {cpu * 1000:.2f} ms of it this process's CPU", flush=True)
 
-    def with_fix(self) -> None:
-        """The same load against a second gunicorn serving bench/lean_webhook.py, the calls and events reset."""
-        from bench.common import wait_for_http
-
-        with self.raw.cursor() as cur:
-            cur.execute("DELETE FROM remote_phone_call_events WHERE account_id = %s", (self.account_id,))
-            cur.execute("UPDATE phone_calls SET status = 'remotely_queued', remote_status = 'queued', duration = NULL, "
-                        "remote_status_updated_at = NULL WHERE account_id = %s", (self.account_id,))
-        self.raw.commit()
-        self.raw.autocommit = True
-        try:
-            with self.raw.cursor() as cur:
-                cur.execute("VACUUM ANALYZE phone_calls, remote_phone_call_events")
-        finally:
-            self.raw.autocommit = False
-        port = free_port()
-        process = self.procs.start(
-            "api (lean webhook)", "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers",
-            str(self.args.api_workers), "--threads", "4", "bench.lean_webhook:create_app()",
-            env={**self.procs.env, "PUBLIC_URL": f"http://127.0.0.1:{port}"})
-        wait_for_http(f"http://127.0.0.1:{port}/api/openapi.json", process)
-        print("\nwith the fix (a known call's callback in one transaction of 4 statements, no pre-ping; "
-              "bench/lean_webhook.py under gunicorn, same load, calls and events reset):", flush=True)
-        self.load(port, {process.popen.pid: "api (lean)"})
-        self.report("webhook ingest, lean handler", "webhook, lean handler", "candidate fix, patched in bench/")
-        self.procs.stop(process)
-
     def close(self) -> None:
         raw = getattr(self, "raw", None)
         if raw is not None:
@@ -402,7 +373,6 @@ def main(args: argparse.Namespace) -> int:
                     per_second = bench.report()
                     if per_second < TARGET_PER_SECOND or args.explain:
                         bench.why()
-                        bench.with_fix()
                 finally:
                     bench.close()
     except (KeyboardInterrupt, SystemExit):

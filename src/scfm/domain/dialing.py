@@ -7,7 +7,7 @@ from dataclasses import dataclass
 DEFAULT_CALLS_PER_SECOND = 1.0  # Twilio's and Somleng's default per account
 # Slots are spaced a little wider than the rate: requests leave a few milliseconds apart from their slots,
 # and the provider counts arrivals, so exact spacing would now and then put rate + 1 calls in one second.
-SPACING_MARGIN = 1.03
+SPACING_MARGIN = 1.04
 
 
 @dataclass(frozen=True)
