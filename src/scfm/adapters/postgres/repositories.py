@@ -46,6 +46,7 @@ class Repository:
     entity: type = None
     scoped = True
     resource = "record"
+    reads_joined_columns = False  # whether base_select adds columns of other tables
 
     def __init__(self, conn: Connection, account_id: int | None):
         self.conn = conn
@@ -143,7 +144,7 @@ class Repository:
         values = {k: v for k, v in self._values(entity).items() if v is not None}
         row = self._run(insert(self.table).values(**values).returning(self.table)).first()
         # rows read with joined columns (the effective call flow logic) are read again; others are complete
-        return self.to_entity(row) if self.base_select().get_final_froms() == [self.table] else self._fetch(row.id)
+        return self._fetch(row.id) if self.reads_joined_columns else self.to_entity(row)
 
     def save(self, entity, names: Iterable[str], refetch: bool = True) -> Any:
         values = self._values(entity, set(names) & self.fields)
@@ -251,6 +252,7 @@ class CalloutParticipationRepository(Repository):
     table = t.callout_participations
     entity = model.CalloutParticipation
     resource = "callout participation"
+    reads_joined_columns = True
 
     def base_select(self):
         return select(self.table, t.callouts.c.call_flow_logic.label("callout_call_flow_logic")).join(
@@ -279,6 +281,7 @@ class PhoneCallRepository(Repository):
     table = t.phone_calls
     entity = model.PhoneCall
     resource = "phone call"
+    reads_joined_columns = True
 
     def base_select(self):
         p, c = t.callout_participations, t.callouts
