@@ -116,11 +116,9 @@ def results(uow, operation_id, kind: str, paging: PageRequest) -> Page:
 def run(uow, jobs, operation_id: int) -> str:
     """Run a queued operation once: a second delivery, or a concurrent one, finds it finished and stops."""
     with uow:
-        operation = uow.batch_operations.find(operation_id)
+        operation = uow.batch_operations.find(operation_id, for_update=True)  # one run at a time
         if operation is None:
             return "missing"
-        uow.batch_operations.get(operation.id, for_update=True)  # one run at a time
-        operation = uow.batch_operations.get(operation.id)
         if operation.status == BatchOperationStatus.QUEUED.value:
             operation.fire("start")
         elif operation.status != BatchOperationStatus.RUNNING.value:

@@ -77,23 +77,23 @@ class Repository:
         known = {f.name for f in dataclasses.fields(self.entity)}
         return self.entity(**{k: v for k, v in data.items() if k in known})
 
-    def find(self, id_: Any) -> Any | None:
+    def find(self, id_: Any, for_update: bool = False) -> Any | None:
         try:
             id_ = int(id_)
         except (TypeError, ValueError):
             return None
         if not -(2**63) <= id_ < 2**63:
             return None
-        row = self.conn.execute(self.base_select().where(self.where(extra=[self.table.c.id == id_]))).first()
+        query = self.base_select().where(self.where(extra=[self.table.c.id == id_]))
+        if for_update:  # lock this table's row only: joined rows may be absent (an outer join) or shared
+            query = query.with_for_update(of=self.table)
+        row = self.conn.execute(query).first()
         return self.to_entity(row) if row else None
 
     def get(self, id_: Any, for_update: bool = False) -> Any:
-        entity = self.find(id_)
+        entity = self.find(id_, for_update=for_update)
         if entity is None:
             raise NotFound(self.resource)
-        if for_update:
-            self.conn.execute(select(self.table.c.id).where(self.table.c.id == entity.id).with_for_update())
-            entity = self.find(id_)
         return entity
 
     def list(self, conditions=(), extra: Iterable = (), page: int = 1, per_page: int = 25):
