@@ -276,7 +276,7 @@ class Bench:
         total = sum(buckets.values())
         print("\nwhy: the same signed requests through the Flask app in this process, one at a time", flush=True)
         print(f"  {wall * 1000:.1f} ms per request ({1 / wall:.0f}/s for one process at best); {per_request:.1f} SQL "
-              f"statements per request (plus the pool's pre-ping at each connection checkout), "
+              f"statements per request (and a ping of a connection idle in the pool for over a second), "
               f"{sql_seconds * 1000:.1f} ms of it in them (round trips included)", flush=True)
         print("  the statements of one request (ms):", flush=True)
         for statement in last:

@@ -4,6 +4,7 @@ from dataclasses import replace
 import pytest
 from sqlalchemy.engine import make_url
 
+from scfm.adapters.postgres import db
 from scfm.bootstrap import Deps
 from scfm.entrypoints.app import create_app
 from scfm.services import sweeper
@@ -52,6 +53,17 @@ def test_postgresql_going_away_gives_503_and_the_api_resumes(proxied, admin):
         assert response.get_json() == {"status": 503, "error": "Service Unavailable"}
     postgres.restore()
     assert api.get("/api/contacts").headers["Total"] == "0"  # the refused create wrote nothing
+    assert api.post("/api/contacts", data={"msisdn": "+252662345678"}).status_code == 201
+
+
+def test_a_connection_lost_while_idle_in_the_pool_is_replaced_unnoticed(proxied, admin, monkeypatch):
+    app, _deps, postgres, _redis = proxied
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)  # every checkout counts as after a while
+    api = Api(app.test_client(), admin.post("/api/access_tokens").get_json()["token"])
+    assert api.get("/api/contacts").status_code == 200
+    postgres.cut()  # PostgreSQL restarted while nobody asked anything
+    postgres.restore()
+    assert api.get("/api/contacts").status_code == 200
     assert api.post("/api/contacts", data={"msisdn": "+252662345678"}).status_code == 201
 
 

@@ -1,8 +1,12 @@
 """The provider webhook: signed status callbacks and voice requests, and the events API."""
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
+
+from scfm.bootstrap import Deps
+from scfm.entrypoints.app import create_app
 
 from tests.integration.conftest import PROVIDER_SID, PROVIDER_TOKEN, signed_webhook
 from tests.integration.test_phone_calls_api import DEMO
@@ -50,6 +54,29 @@ def test_signed_callbacks_drive_a_call_to_completion_and_late_ones_change_nothin
     first = events.get_json()[0]
     assert first["details"]["CallStatus"] == "ringing" and first["remote_call_id"] == remote_call["remote_call_id"]
     assert first["call_flow_logic"] == "CallFlowLogic::Application" and first["phone_call_id"] == remote_call["id"]
+
+
+@pytest.mark.parametrize("prepared", [True, False], ids=["prepared statements", "prepared_statements=false"])
+def test_callbacks_are_recorded_with_and_without_prepared_statements(calling_api, remote_call, settings, prepared):
+    url = settings.database_url
+    if not prepared:  # as behind a PgBouncer in transaction mode
+        url += ("&" if "?" in url else "?") + "prepared_statements=false"
+    deps = Deps(replace(settings, database_url=url))
+    statements = []
+    event.listen(deps.engine, "before_cursor_execute", lambda *args: statements.append(args[2].split()[0]))
+    client = create_app(deps).test_client()
+    try:
+        for status in ("ringing", "in-progress", "completed"):
+            assert signed_webhook(client, _params(remote_call, status)).status_code == 201
+    finally:
+        deps.engine.dispose()
+    call = calling_api.get(f"/api/phone_calls/{remote_call['id']}").get_json()
+    assert (call["status"], call["remote_status"]) == ("completed", "completed")
+    assert calling_api.get(f"/api/phone_calls/{remote_call['id']}/remote_phone_call_events").headers["Total"] == "3"
+    if prepared:  # planned once per connection (one here): the lookup, and the write of these columns
+        assert statements.count("PREPARE") == 2 and statements.count("EXECUTE") == 6
+    else:
+        assert "PREPARE" not in statements and "EXECUTE" not in statements
 
 
 def test_the_default_call_flow_logic_answers_with_its_twiml(calling_api, remote_call):

@@ -41,21 +41,21 @@ def handle_webhook(uow_for, call_flows, provider_defaults: dict, validate_signat
     account_sid = params.get("AccountSid")
     if not account_sid:
         raise Forbidden("AccountSid is missing")
+    call_sid = params.get("CallSid")
     with uow_for(None) as uow:  # one transaction for the whole request
-        account = uow.accounts.by_provider_account_sid(account_sid)
+        target = uow.provider_reports.find(account_sid, call_sid)
+        account = target.account if target else None
         token = webhook_auth_token(account, account_sid, provider_defaults) if account else None
         if not token or not validate_signature(token, url, params, signature or ""):
             raise Forbidden("bad signature")
         details = {key: (values if len(values) > 1 else values[0]) for key, values in _lists(params).items()}
-        call_sid = details.get("CallSid")
         if not call_sid:
             raise ValidationFailed.on("CallSid", "can't be blank")
         remote_status = (details.get("CallStatus") or "").lower() or None
         direction = details.get("Direction")
 
         uow.scope(account.id)
-        found = uow.phone_calls.for_report(call_sid)
-        call, context = found if found else (None, None)
+        call, context = target.call, target.context
         if call is None and our_phone_call_id is not None:
             call = _adopt(uow, _int(our_phone_call_id), call_sid)
         if call is None:
@@ -77,8 +77,7 @@ def handle_webhook(uow_for, call_flows, provider_defaults: dict, validate_signat
         if response.metadata_updates:
             call.metadata = merge_metadata(call.metadata, response.metadata_updates, MergeMode.DEEP_MERGE)
             fields.add("metadata")
-        uow.phone_calls.save(call, fields, refetch=False)
-        event = uow.remote_phone_call_events.add(RemotePhoneCallEvent(
+        event = uow.provider_reports.record(call, fields, RemotePhoneCallEvent(
             account_id=account.id, phone_call_id=call.id, details=details, remote_call_id=call_sid,
             remote_direction=direction, call_flow_logic=name or call_flows.default_name,
         ))

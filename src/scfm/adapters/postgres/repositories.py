@@ -175,14 +175,6 @@ class AccountRepository(Repository):
     def super_admin_exists(self) -> bool:
         return self.exists(t.accounts.c.permissions.op("@>")(func.jsonb_build_array("super_admin")))
 
-    def by_provider_account_sid(self, account_sid: str) -> model.Account | None:
-        row = self.conn.execute(
-            select(t.accounts).where(
-                (t.accounts.c.twilio_account_sid == account_sid) | (t.accounts.c.somleng_account_sid == account_sid)
-            )
-        ).first()
-        return self.to_entity(row) if row else None
-
 
 class AccessTokenRepository(Repository):
     table = t.access_tokens
@@ -295,26 +287,6 @@ class PhoneCallRepository(Repository):
         return [self.table.c.callout_participation_id.in_(
             select(t.callout_participations.c.id).where(t.callout_participations.c.callout_id == callout_id)
         )]
-
-    def for_report(self, remote_call_id: str) -> tuple[model.PhoneCall, dict] | None:
-        """The call a provider reports on, locked, with the metadata its call flow logic sees (the callout's,
-        then the participation's, then its own), in one statement."""
-        p, c = t.callout_participations, t.callouts
-        query = (self.base_select().add_columns(p.c.metadata.label("participation_metadata"),
-                                                c.c.metadata.label("callout_metadata"))
-                 .where(self.where(extra=[self.table.c.remote_call_id == remote_call_id]))
-                 .with_for_update(of=self.table))
-        row = self.conn.execute(query).first()
-        if row is None:
-            return None
-        context = {**(row.callout_metadata or {}), **(row.participation_metadata or {}), **(row.metadata or {})}
-        return self.to_entity(row), context
-
-    def by_remote_call_id(self, remote_call_id: str, for_update: bool = False) -> model.PhoneCall | None:
-        row = self.conn.execute(
-            select(self.table.c.id).where(self.where(extra=[self.table.c.remote_call_id == remote_call_id]))
-        ).first()
-        return self.get(row.id, for_update=for_update) if row else None
 
     def has_dependents(self, phone_call_id: int) -> bool:
         return self.exists(t.remote_phone_call_events.c.phone_call_id == phone_call_id)

@@ -1,0 +1,122 @@
+"""The provider webhook's reads and writes: the busiest path there is (a million calls report several times
+each), so it is two statements written out, not four built per request. The first finds the account by its
+AccountSid and, in the same statement, locks the call it reports on; the second updates the call and records
+the event together."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+
+from psycopg2.extras import Json
+from sqlalchemy.dialects.postgresql import JSONB
+
+from scfm.adapters.postgres import tables as t
+from scfm.domain import model
+
+_ACCOUNT_COLUMNS = [c.name for c in t.accounts.c]
+_CALL_COLUMNS = [c.name for c in t.phone_calls.c]
+_ACCOUNT_FIELDS = {f.name for f in dataclasses.fields(model.Account)} & set(_ACCOUNT_COLUMNS)
+_CALL_FIELDS = {f.name for f in dataclasses.fields(model.PhoneCall)} & {*_CALL_COLUMNS, "inherited_call_flow_logic"}
+_EVENT_COLUMNS = [c.name for c in t.remote_phone_call_events.c]
+_JSON_COLUMNS = {c.name for c in t.phone_calls.c if isinstance(c.type, JSONB)}
+
+# The lateral subquery locks the call (FOR UPDATE OF its own row only) once the account is known, so a call
+# of another account is never touched; no call (an unknown CallSid) leaves the call columns NULL.
+FIND = f"""
+SELECT {", ".join(f'a.{name} AS "account.{name}"' for name in _ACCOUNT_COLUMNS)}, r.*
+FROM accounts a
+LEFT JOIN LATERAL (
+    SELECT {", ".join(f"pc.{name}" for name in _CALL_COLUMNS)},
+           coalesce(p.call_flow_logic, c.call_flow_logic) AS inherited_call_flow_logic,
+           p.metadata AS participation_metadata, c.metadata AS callout_metadata
+    FROM phone_calls pc
+    LEFT JOIN callout_participations p ON p.id = pc.callout_participation_id
+    LEFT JOIN callouts c ON c.id = p.callout_id
+    WHERE pc.account_id = a.id AND pc.remote_call_id = %(call_sid)s
+    FOR UPDATE OF pc
+) r ON true
+WHERE a.twilio_account_sid = %(account_sid)s OR a.somleng_account_sid = %(account_sid)s
+ORDER BY a.id
+LIMIT 1
+"""
+
+# {assignments}: the call's changed columns; the event is inserted only if the call was there to update
+_RECORD = """
+WITH call AS (UPDATE phone_calls SET {assignments}, updated_at = now() WHERE id = %(call_id)s RETURNING id)
+INSERT INTO remote_phone_call_events (account_id, phone_call_id, details, remote_call_id, remote_direction,
+                                      call_flow_logic, metadata)
+SELECT %(account_id)s::bigint, call.id, %(details)s::jsonb, %(remote_call_id)s::text, %(remote_direction)s::text,
+       %(call_flow_logic)s::text, %(metadata)s::jsonb
+FROM call
+RETURNING """ + ", ".join(_EVENT_COLUMNS)
+
+
+class Prepared:
+    """A statement PREPAREd once per connection, then EXECUTEd: PostgreSQL plans it once, not per request
+    (planning FIND is half its cost). Off with `prepared_statements=false` in DATABASE_URL, as behind a
+    PgBouncer in transaction mode, where the next transaction may run on another server connection."""
+
+    def __init__(self, sql: str):
+        self.sql = sql
+        self.name = "scfm_" + hashlib.sha1(sql.encode()).hexdigest()[:16]
+        names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", sql)))
+        positional = re.sub(r"%\((\w+)\)s", lambda match: f"${names.index(match.group(1)) + 1}", sql)
+        self.prepare = f"PREPARE {self.name} AS {positional}"
+        self.execute = f"EXECUTE {self.name} ({', '.join(f'%({name})s' for name in names)})"
+
+    def run(self, conn, params: dict):
+        if not conn.get_execution_options().get("prepared_statements", True):
+            return conn.exec_driver_sql(self.sql, params)
+        prepared = conn.connection.info.setdefault("prepared_statements", set())  # forgotten on reconnect
+        if self.name not in prepared:
+            conn.exec_driver_sql(self.prepare)
+            prepared.add(self.name)
+        return conn.exec_driver_sql(self.execute, params)
+
+
+_FIND = Prepared(FIND)
+_WRITES: dict[frozenset, Prepared] = {}  # the statement for each set of changed columns (a handful in all)
+
+
+@dataclasses.dataclass
+class ReportTarget:
+    account: model.Account
+    call: model.PhoneCall | None  # locked until the unit of work ends
+    context: dict | None  # the metadata the call's flow sees: callout's, then participation's, then its own
+
+
+class ProviderReports:
+    def __init__(self, conn):
+        self.conn = conn
+
+    def find(self, account_sid: str, call_sid: str | None) -> ReportTarget | None:
+        """The account a webhook names and, locked, the call of that account it reports on."""
+        result = _FIND.run(self.conn, {"account_sid": account_sid, "call_sid": call_sid})
+        row = result.mappings().first()
+        if row is None:
+            return None
+        account = model.Account(**{name: row[f"account.{name}"] for name in _ACCOUNT_FIELDS})
+        if row["id"] is None:
+            return ReportTarget(account, None, None)
+        call = model.PhoneCall(**{name: row[name] for name in _CALL_FIELDS})
+        context = {**(row["callout_metadata"] or {}), **(row["participation_metadata"] or {}), **call.metadata}
+        return ReportTarget(account, call, context)
+
+    def record(self, call: model.PhoneCall, fields: set[str], event: model.RemotePhoneCallEvent):
+        """Save `fields` of the call and add the event, in one statement; the event as stored."""
+        names = frozenset(fields & set(_CALL_COLUMNS) - {"id", "created_at", "updated_at"})
+        statement = _WRITES.get(names)
+        if statement is None:
+            assignments = ", ".join(f"{name} = %(call_{name})s" for name in sorted(names))
+            statement = _WRITES[names] = Prepared(_RECORD.replace("{assignments}", assignments))
+        params = {f"call_{name}": _adapt(name, getattr(call, name)) for name in names}
+        params.update(call_id=call.id, account_id=event.account_id, details=Json(event.details),
+                      remote_call_id=event.remote_call_id, remote_direction=event.remote_direction,
+                      call_flow_logic=event.call_flow_logic, metadata=Json(event.metadata))
+        row = statement.run(self.conn, params).mappings().one()
+        return model.RemotePhoneCallEvent(**dict(row))
+
+
+def _adapt(name: str, value):
+    return Json(value) if name in _JSON_COLUMNS else value
