@@ -87,7 +87,8 @@ def test_a_paused_callout_holds_its_queued_calls_until_resumed(rated_api, run_jo
     assert rated_api.get(f"/api/phone_calls/{call['id']}").get_json()["status"] == "remotely_queued"
 
 
-def test_the_sweeper_fetches_silent_calls_and_gives_up_unknown_outcomes(rated_api, run_jobs, provider, deps):
+def test_the_sweeper_fetches_silent_calls_and_asks_the_provider_about_unknown_outcomes(rated_api, run_jobs, provider,
+                                                                                       deps):
     _queue_calls(rated_api, run_jobs, 3)
     run_jobs()
     calls = rated_api.get("/api/phone_calls").get_json()
@@ -103,8 +104,9 @@ def test_the_sweeper_fetches_silent_calls_and_gives_up_unknown_outcomes(rated_ap
     run_jobs()
     first, second, third = (rated_api.get(f"/api/phone_calls/{c['id']}").get_json() for c in calls)
     assert first["status"] == "completed" and first["duration"] == 5
-    assert second["status"] == "errored" and "unknown" in second["remote_error_message"]
+    assert second["status"] == "remotely_queued" and second["remote_call_id"] == calls[1]["remote_call_id"]
     assert third["status"] == "remotely_queued"
+    assert len(provider.created_calls) == 3
 
 
 def test_a_stalled_batch_operation_is_run_by_the_sweeper(rated_api, run_jobs, deps):
@@ -121,3 +123,22 @@ def test_a_stalled_batch_operation_is_run_by_the_sweeper(rated_api, run_jobs, de
     assert rated_api.get(f"/api/batch_operations/{operation['id']}").get_json()["status"] == "finished"
     assert rated_api.get(f"/api/callouts/{callout['id']}/callout_participations").headers["Total"] == "1"
 
+
+
+def test_a_claim_whose_slot_comes_too_late_is_put_back_not_dialed(rated_api, run_jobs, provider, deps):
+    from dataclasses import replace
+
+    from scfm.services import dialing
+
+    _queue_calls(rated_api, run_jobs, 1)  # the queue batch operation is not run: queue the call by hand
+    with deps.engine.begin() as conn:
+        account_id = conn.execute(text("UPDATE phone_calls SET status = 'queued', queued_at = now(), "
+                                       "next_attempt_at = now() RETURNING account_id")).scalar_one()
+    # a grace shorter than any slot wait: the sweeper could already be asking the provider about the claim
+    timings = replace(deps.settings.timings, unknown_outcome_grace=0.0, dispatcher_budget=1.0)
+    report = dialing.dispatch(deps.uow, deps.provider, deps.limiter, deps.settings.provider, deps.settings.public_url,
+                              account_id, timings)
+    assert report.dialed == 0 and provider.created_calls == []
+    with deps.engine.connect() as conn:
+        claimed, attempts = conn.execute(text("SELECT dial_claimed_at, dial_attempts FROM phone_calls")).one()
+    assert claimed is None and attempts == 0

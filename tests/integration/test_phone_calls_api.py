@@ -1,7 +1,10 @@
 """Phone calls: create, update, delete, queue to the provider through a real worker, and fetch."""
 import pytest
+from sqlalchemy import text
 
-from tests.integration.conftest import PROVIDER_SID, Api
+from scfm.entrypoints import jobs
+from scfm.services import sweeper
+from tests.integration.conftest import PROVIDER_SID, Api, new_account_api, signed_webhook
 
 DEMO = {"remote_request_params[from]": "1234", "remote_request_params[url]": "https://demo.twilio.com/docs/voice.xml",
         "remote_request_params[method]": "GET"}
@@ -51,7 +54,6 @@ def test_queueing_dials_once_and_records_what_the_provider_answered(calling_api,
     assert request["params"]["Url"] == "https://demo.twilio.com/docs/voice.xml" and request["params"]["Method"] == "GET"
     assert request["params"]["StatusCallback"] == f"http://scfm.test/api/remote_phone_call_events?phone_call_id={call['id']}"
     # a second dispatcher, or a second queue event, dials nothing
-    from scfm.entrypoints import jobs
     assert jobs.dial_due(call["account_id"]) == {"dialed": 0}
     again = calling_api.post(f"/api/phone_calls/{call['id']}/phone_call_events", data={"event": "queue"})
     assert again.status_code == 422
@@ -77,7 +79,6 @@ def test_a_refusal_by_the_provider_errors_the_call_with_its_message(calling_api,
 
 
 def test_an_account_without_credentials_errors_with_a_clear_message(app, admin, run_jobs):
-    from tests.integration.conftest import new_account_api
 
     api = new_account_api(app, admin)
     contact = api.post("/api/contacts", data={"msisdn": "+252662345678"}).get_json()
@@ -94,10 +95,6 @@ def test_an_account_without_credentials_errors_with_a_clear_message(app, admin, 
 
 def test_an_unreachable_provider_leaves_the_call_queued_and_the_sweeper_dials_it_later(
         calling_api, participation, provider, run_jobs, deps):
-    from sqlalchemy import text
-
-    from scfm.services import sweeper
-
     calling_api.patch("/api/account", data={"somleng_api_base_url": "http://127.0.0.1:9"})  # nothing listens
     call = _create(calling_api, participation).get_json()
     calling_api.post(f"/api/phone_calls/{call['id']}/phone_call_events", data={"event": "queue"})
@@ -120,12 +117,10 @@ def test_a_timeout_is_not_a_refusal_and_is_never_redialed(calling_api, participa
     run_jobs()
     fetched = calling_api.get(f"/api/phone_calls/{call['id']}").get_json()
     assert fetched["status"] == "queued" and fetched["remote_error_message"] is None
-    from scfm.entrypoints import jobs
     assert jobs.dial_due(call["account_id"]) == {"dialed": 0}
     assert len(provider.created_calls) == 1
     # the status callback that names our call settles it
     sid = provider.calls()[0]["sid"]
-    from tests.integration.conftest import signed_webhook
     response = signed_webhook(calling_api.client, {"CallSid": sid, "AccountSid": PROVIDER_SID, "CallStatus": "ringing",
                                                    "Direction": "outbound-api"}, query=f"phone_call_id={call['id']}")
     assert response.status_code == 201
@@ -133,16 +128,97 @@ def test_a_timeout_is_not_a_refusal_and_is_never_redialed(calling_api, participa
     assert fetched["status"] == "in_progress" and fetched["remote_call_id"] == sid
 
 
-def test_an_unknown_outcome_with_no_news_ends_errored_saying_so(calling_api, participation, provider, run_jobs, deps):
-    provider.fail_after_create = True
-    call = _create(calling_api, participation).get_json()
-    calling_api.post(f"/api/phone_calls/{call['id']}/phone_call_events", data={"event": "queue"})
+def _dial_with_unknown_outcome(api, participation, provider, run_jobs, deps):
+    """Queue a call whose dial ends with no answer (the fault set on the provider), then let the grace for
+    its callback pass."""
+    call = _create(api, participation).get_json()
+    api.post(f"/api/phone_calls/{call['id']}/phone_call_events", data={"event": "queue"})
     run_jobs()
-    assert calling_api.get(f"/api/phone_calls/{call['id']}").get_json()["status"] == "queued"
-    from scfm.services import dialing
-    assert dialing.give_up_unknown_outcome(deps.uow(), call["id"]) is True
+    assert api.get(f"/api/phone_calls/{call['id']}").get_json()["status"] == "queued"
+    with deps.engine.begin() as conn:
+        conn.execute(text("UPDATE phone_calls SET dial_claimed_at = now() - interval '1 hour' WHERE id = :id"),
+                     {"id": call["id"]})
+    return call
+
+
+def _sweep(deps, run_jobs) -> dict:
+    report = sweeper.sweep(deps.uow, deps.jobs, deps.settings.timings)
+    run_jobs()
+    return report
+
+
+def test_an_unknown_outcome_is_the_call_the_provider_lists_when_it_made_one(
+        calling_api, participation, provider, run_jobs, deps):
+    provider.fail_after_create = True  # the call is made, the answer is a 500
+    call = _dial_with_unknown_outcome(calling_api, participation, provider, run_jobs, deps)
+    assert _sweep(deps, run_jobs)["unknown_outcomes"] == 1
     fetched = calling_api.get(f"/api/phone_calls/{call['id']}").get_json()
-    assert fetched["status"] == "errored" and "unknown" in fetched["remote_error_message"]
+    made = provider.calls()
+    assert len(made) == 1 and len(provider.created_calls) == 1
+    assert fetched["status"] == "remotely_queued" and fetched["remote_call_id"] == made[0]["sid"]
+    assert fetched["remote_status"] == "queued" and fetched["remote_queue_response"]["sid"] == made[0]["sid"]
+    assert provider.lists[-1]["query"]["To"] == "+252662345678"
+    assert _sweep(deps, run_jobs)["unknown_outcomes"] == 0
+
+
+def test_an_unknown_outcome_is_dialed_again_when_the_provider_made_no_call(
+        calling_api, participation, provider, run_jobs, deps):
+    provider.fail_ratio = 1.0  # a 500 before any call is made
+    call = _dial_with_unknown_outcome(calling_api, participation, provider, run_jobs, deps)
+    provider.fail_ratio = 0.0
+    assert _sweep(deps, run_jobs)["unknown_outcomes"] == 1
+    assert calling_api.get(f"/api/phone_calls/{call['id']}").get_json()["status"] == "queued"
+    assert _sweep(deps, run_jobs)["dispatched_accounts"] == 1
+    fetched = calling_api.get(f"/api/phone_calls/{call['id']}").get_json()
+    assert fetched["status"] == "remotely_queued"
+    with deps.engine.connect() as conn:  # the request that made no call does not count as an attempt
+        assert conn.execute(text("SELECT dial_attempts FROM phone_calls WHERE id = :id"), {"id": call["id"]}).scalar() == 1
+    assert [create["status_code"] for create in provider.created_calls] == [500, 201]
+    assert [made["sid"] for made in provider.calls()] == [fetched["remote_call_id"]]
+
+
+def test_an_unknown_outcome_the_provider_cannot_settle_ends_errored_saying_so(
+        calling_api, participation, provider, run_jobs, deps):
+    provider.fail_after_create = True
+    # the same number dialed from another callout, with no answer either: two calls no phone call knows
+    callout = calling_api.post("/api/callouts").get_json()
+    other = calling_api.post(f"/api/callouts/{callout['id']}/callout_participations",
+                             data={"contact_id": participation["contact_id"]}).get_json()
+    first = _dial_with_unknown_outcome(calling_api, participation, provider, run_jobs, deps)
+    second = _dial_with_unknown_outcome(calling_api, other, provider, run_jobs, deps)
+    assert _sweep(deps, run_jobs)["unknown_outcomes"] == 2
+    for call in (first, second):
+        fetched = calling_api.get(f"/api/phone_calls/{call['id']}").get_json()
+        assert fetched["status"] == "errored" and fetched["remote_call_id"] is None
+        assert fetched["remote_error_message"].startswith("The outcome of the request to the provider is unknown")
+        assert "the provider lists 2 calls to this number" in fetched["remote_error_message"]
+    assert len(provider.created_calls) == 2
+
+
+def test_an_unknown_outcome_ends_errored_when_the_provider_cannot_list_calls(
+        calling_api, participation, provider, run_jobs, deps):
+    provider.fail_after_create, provider.list_supported = True, False
+    call = _dial_with_unknown_outcome(calling_api, participation, provider, run_jobs, deps)
+    _sweep(deps, run_jobs)
+    fetched = calling_api.get(f"/api/phone_calls/{call['id']}").get_json()
+    assert fetched["status"] == "errored" and "could not list its calls" in fetched["remote_error_message"]
+    assert len(provider.created_calls) == 1
+
+
+def test_an_unknown_outcome_is_asked_about_again_while_the_provider_is_out_of_reach(
+        calling_api, participation, provider, run_jobs, deps):
+    provider.fail_after_create = True
+    call = _dial_with_unknown_outcome(calling_api, participation, provider, run_jobs, deps)
+    calling_api.patch("/api/account", data={"somleng_api_base_url": "http://127.0.0.1:9"})  # nothing listens
+    assert _sweep(deps, run_jobs)["unknown_outcomes"] == 1
+    assert calling_api.get(f"/api/phone_calls/{call['id']}").get_json()["status"] == "queued"
+    assert _sweep(deps, run_jobs)["unknown_outcomes"] == 0  # not before the reconcile interval
+    calling_api.patch("/api/account", data={"somleng_api_base_url": provider.url})
+    with deps.engine.begin() as conn:
+        conn.execute(text("UPDATE phone_calls SET reconcile_after = now() - interval '1 second'"))
+    assert _sweep(deps, run_jobs)["unknown_outcomes"] == 1
+    fetched = calling_api.get(f"/api/phone_calls/{call['id']}").get_json()
+    assert fetched["status"] == "remotely_queued" and fetched["remote_call_id"] == provider.calls()[0]["sid"]
 
 
 def test_a_calls_life_driven_by_fetches_alone(calling_api, participation, provider, run_jobs):

@@ -85,6 +85,8 @@ class FakeProvider:
         self.port = port
         self.created_calls: list[dict] = []
         self.fetches: list[dict] = []
+        self.lists: list[dict] = []  # GET .../Calls.json requests: {"account_sid", "query", "at", "status_code"}
+        self.list_supported = True  # False: answer a list of calls with 404, as a platform without it
         self.callbacks: list[dict] = []
         self._calls: dict[str, dict] = {}
         self._rng = random.Random(seed)
@@ -358,6 +360,30 @@ class FakeProvider:
         return status, body
 
 
+    def _list(self, account: str, auth: str | None, path: str, query: dict, at: float) -> tuple[int, dict]:
+        """Twilio's list of calls, newest first; filters: To, From, Status; PageSize (no further pages)."""
+        with self._lock:
+            record = {"account_sid": account, "query": query, "at": at}
+            self.lists.append(record)
+            if not self._authenticate(auth, account):
+                status, body = 401, twilio_error(20003, "Authenticate", 401)
+            elif not self.list_supported:
+                status, body = 404, twilio_error(20404, f"The requested resource {path} was not found", 404)
+            else:
+                wanted = {key.lower(): query[param] for key, param in (("to", "To"), ("from", "From"),
+                                                                        ("status", "Status")) if param in query}
+                size = int(query.get("PageSize", 50))
+                calls = [dict(c["resource"]) for c in reversed(self._calls.values())
+                         if c["resource"]["account_sid"] == account
+                         and all(c["resource"][key] == value for key, value in wanted.items())][:size]
+                uri = f"/{API_VERSION}/Accounts/{account}/Calls.json?PageSize={size}&Page=0"
+                status, body = 200, {"calls": calls, "page": 0, "page_size": size, "start": 0,
+                                     "end": max(0, len(calls) - 1), "uri": uri, "first_page_uri": uri,
+                                     "next_page_uri": None, "previous_page_uri": None}
+            record["status_code"] = status
+        return status, body
+
+
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head[0].upper() + head[1:] + "".join(p.capitalize() for p in rest)
@@ -404,6 +430,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         at = time.monotonic()
         path = urllib.parse.urlsplit(self.path).path
+        if listing := _CALLS.match(path):
+            query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+            status, payload = self.provider._list(listing["account"], self.headers.get("Authorization"), path,
+                                                  query, at)
+            return self._send_json(status, payload)
         match = _CALL.match(path)
         if not match:
             return self._not_found(path)

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import datetime
 
 import requests
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
@@ -98,6 +99,31 @@ class TwilioProvider:
         except (requests.ConnectionError, requests.Timeout) as error:
             raise ProviderUnreachable(str(error)) from None
         return _remote_call(client)
+
+    def find_calls(self, credentials: ProviderCredentials, to: str, created_after: datetime) -> list[RemoteCall]:
+        """Newest first; a page of 50 reaches back far enough for the minutes an unknown outcome waits."""
+        client = self._client(credentials)
+        try:
+            instances = client.calls.list(to=to, page_size=50, limit=50)
+        except TwilioRestException as error:
+            raise _translate(error, created=False) from None
+        except TwilioException as error:  # a page that did not load: ('Unable to fetch page', response)
+            status = getattr(error.args[1] if len(error.args) > 1 else None, "status_code", None)
+            if status == 429:
+                raise ProviderRateLimited(str(error)) from None
+            if status is None or status >= 500:
+                raise ProviderUnreachable(str(error)) from None
+            raise ProviderRefused(f"{error.args[0]}: HTTP {status}", status) from None
+        except (requests.ConnectionError, requests.Timeout) as error:
+            raise ProviderUnreachable(str(error)) from None
+        return [
+            RemoteCall(sid=call.sid, status=call.status, direction=call.direction,
+                       duration=int(call.duration) if call.duration not in (None, "") else None,
+                       response={"sid": call.sid, "status": call.status, "to": call.to,
+                                 "date_created": call.date_created.isoformat()},
+                       created_at=call.date_created)
+            for call in instances if call.date_created is not None and call.date_created >= created_after
+        ]
 
 
 def _never_sent(error: Exception) -> bool:

@@ -57,5 +57,8 @@ class RqJobQueue:
     def fetch_remote_calls(self, phone_call_ids) -> None:
         self._enqueue_many("fetch_remote_call", phone_call_ids)
 
+    def reconcile_unknown_outcomes(self, phone_call_ids) -> None:
+        self._enqueue_many("reconcile_unknown_outcome", phone_call_ids)
+
     def run_batch_operation(self, batch_operation_id: int) -> None:
         self._enqueue("run_batch_operation", batch_operation_id)

@@ -41,6 +41,7 @@ class Timings:
     retry_after_rate_limit: float = 2.0
     retry_after_unreachable: float = 10.0
     unknown_outcome_grace: float = 15 * 60.0  # a claimed call with no answer: wait for a callback this long
+    reconcile_interval: float = 60.0  # then ask the provider about it, and again after this while unanswered
     fetch_after_silence: float = 10 * 60.0  # no news of a remotely queued or ringing call: ask the provider
     expire_after_silence: float = 6 * 3600.0  # still no end: give up on it
     stalled_batch_operation: float = 120.0  # queued but not started, or running with no worker, for this long

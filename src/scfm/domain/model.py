@@ -117,6 +117,7 @@ class PhoneCall(Entity):
     dial_attempts: int = 0
     next_attempt_at: datetime | None = None
     remote_status_updated_at: datetime | None = None
+    reconcile_after: datetime | None = None
     # call flow logic inherited from the participation, then the callout (read-only)
     inherited_call_flow_logic: str | None = None
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 
@@ -20,6 +21,7 @@ class RemoteCall:
     direction: str | None
     duration: int | None
     response: dict = field(default_factory=dict)  # the provider's JSON, as it answered
+    created_at: datetime | None = None
 
 
 class ProviderError(Exception):
@@ -51,11 +53,16 @@ class CallProvider(Protocol):
 
     def fetch_call(self, credentials: ProviderCredentials, sid: str) -> RemoteCall: ...
 
+    def find_calls(self, credentials: ProviderCredentials, to: str, created_after: datetime) -> list[RemoteCall]:
+        """The account's calls to `to` created at or after `created_after`, newest first."""
+
 
 class JobQueue(Protocol):
     def dial(self, phone_call_id: int) -> None: ...
 
     def fetch_remote_call(self, phone_call_id: int) -> None: ...
+
+    def reconcile_unknown_outcomes(self, phone_call_ids: list[int]) -> None: ...
 
     def run_batch_operation(self, batch_operation_id: int) -> None: ...
 

@@ -39,6 +39,12 @@ def fetch_remote_call(phone_call_id: int) -> str:
     return dialing.fetch_remote_call(deps.uow(), deps.provider, deps.settings.provider, phone_call_id)
 
 
+def reconcile_unknown_outcome(phone_call_id: int) -> str:
+    deps = bootstrap()
+    return dialing.reconcile_unknown_outcome(deps.uow, deps.provider, deps.settings.provider, phone_call_id,
+                                             deps.settings.timings)
+
+
 def run_batch_operation(batch_operation_id: int) -> str:
     deps = bootstrap()
     return batch_operations.run(deps.uow(), deps.jobs, batch_operation_id)

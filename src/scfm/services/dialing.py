@@ -2,8 +2,10 @@
 
 Queued calls wait in PostgreSQL. A dispatcher per account claims them in order (FOR UPDATE SKIP LOCKED) as
 the shared rate limiter allows; the claim is committed before the provider is asked, so a call is dialed at
-most once. An outcome that is unknown (killed worker, timeout, reset, 5xx) is never re-dialed: the status
-callback (which names our call) settles it, or the sweeper ends it as errored after a grace period.
+most once. An outcome that is unknown (killed worker, timeout, reset, 5xx) is never blindly re-dialed: the
+status callback (which names our call) settles it; after a grace period the sweeper asks the provider for
+its calls to that number, adopts the one it finds, dials again if it finds none, and otherwise ends the call
+as errored with a message saying the outcome was unknown.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from scfm.domain import state_machines as sm
 from scfm.domain.dialing import DialingPolicy, Timings
@@ -29,6 +31,7 @@ NO_CREDENTIALS = (
     "(set its twilio_account_sid/twilio_auth_token or somleng_* fields, or the server's defaults)"
 )
 UNKNOWN_OUTCOME = "The outcome of the request to the provider is unknown (no answer, and no status callback came)"
+CLOCK_SKEW = timedelta(minutes=2)  # between our clock and the provider's, when matching its calls to a claim
 
 
 @dataclass(frozen=True)
@@ -86,8 +89,16 @@ def dispatch(uow_for, provider: CallProvider, limiter, provider_defaults: dict, 
                 uow.commit()
             if call is None:
                 return
+            claimed = time.monotonic()
             if credentials is not None:
                 _wait_for_slot(limiter, credentials.account_sid, policy.slots_per_second)
+            if time.monotonic() - claimed > timings.unknown_outcome_grace / 2:
+                # the sweeper may soon ask the provider about this claim and, finding no call, dial it again:
+                # a request sent this late could make a second call
+                with uow_for(None) as uow:
+                    uow.phone_calls.release_claim(call.id, timings.retry_after_rate_limit, count_attempt=False)
+                    uow.commit()
+                continue
             outcome = dial_claimed(uow_for(None), provider, credentials, public_url, call, timings)
             if outcome.result == "retry" and credentials is not None and outcome.retry_in:
                 limiter.penalize(credentials.account_sid, outcome.retry_in)
@@ -161,18 +172,89 @@ def _record_remotely_queued(uow, phone_call_id: int, remote: RemoteCall) -> None
         uow.commit()
 
 
-def give_up_unknown_outcome(uow, phone_call_id: int) -> bool:
-    """A claimed call that nobody reported on: end it as errored, saying the outcome was unknown."""
+def reconcile_unknown_outcome(uow_for, provider: CallProvider, provider_defaults: dict, phone_call_id: int,
+                              timings: Timings = Timings()) -> str:
+    """A claimed call nobody reported on: ask the provider for its calls to the number since the claim.
+
+    One call that no phone call here knows is this one's: adopted. None: the request never made a call, so
+    the call is dialed again. Several (another unknown outcome to the same number): ended as errored, as is
+    a call the provider cannot list calls for. A provider out of reach is asked again later, and given up
+    on once the claim is `expire_after_silence` old. Returns what was done."""
+    with uow_for(None) as uow:
+        call = uow.phone_calls.find(phone_call_id)
+        if call is None or not _outcome_unknown(call):
+            return "skipped"
+        account = uow.accounts.get(call.account_id)
+    credentials = credentials_for(account, provider_defaults)
+    try:
+        if credentials is None:
+            raise ProviderRefused(NO_CREDENTIALS)
+        found = provider.find_calls(credentials, call.msisdn, call.dial_claimed_at - CLOCK_SKEW)
+    except (ProviderRateLimited, ProviderUnreachable, OutcomeUnknown) as error:
+        if _now() - call.dial_claimed_at < timedelta(seconds=timings.expire_after_silence):
+            log.info("phone call %s: the provider could not be asked about it (%s); asking again later",
+                     phone_call_id, error)
+            return "ask again"
+        return _give_up(uow_for(None), phone_call_id, f"{UNKNOWN_OUTCOME}; the provider could not be asked: {error}")
+    except ProviderRefused as refusal:
+        return _give_up(uow_for(None), phone_call_id,
+                        f"{UNKNOWN_OUTCOME}; the provider could not list its calls: {refusal.message}")
+    with uow_for(None) as uow:
+        call = uow.phone_calls.get(phone_call_id, for_update=True)
+        if not _outcome_unknown(call):
+            return "skipped"
+        known = uow.phone_calls.known_remote_call_ids([remote.sid for remote in found])
+        unclaimed = [remote for remote in found if remote.sid not in known]
+        if len(unclaimed) == 1:
+            _adopt(uow, call, unclaimed[0])
+            result = "adopted"
+        elif not unclaimed:
+            log.info("phone call %s: the provider has no call to %s since it was claimed; dialing again",
+                     phone_call_id, call.msisdn)
+            uow.phone_calls.release_claim(phone_call_id, 0, count_attempt=False)
+            result = "dial again"
+        else:
+            call.fire("error")
+            call.remote_error_message = (f"{UNKNOWN_OUTCOME}; the provider lists {len(unclaimed)} calls to this "
+                                         f"number since, none known here: {', '.join(r.sid for r in unclaimed)}")
+            uow.phone_calls.save(call, {"status", "remote_error_message"})
+            result = "errored"
+        uow.commit()
+    return result
+
+
+def _outcome_unknown(call) -> bool:
+    return call.status == sm.PhoneCallStatus.QUEUED.value and call.dial_claimed_at is not None and not call.remote_call_id
+
+
+def _adopt(uow, call, remote: RemoteCall) -> None:
+    call.remote_call_id = remote.sid
+    call.fire("remotely_queue")
+    call.remotely_queued_at = remote.created_at or _now()
+    call.remote_queue_response = remote.response
+    call.apply_remote_status(remote.status, fetched=True)
+    call.remote_status_updated_at = _now()
+    call.remote_direction = call.remote_direction or remote.direction
+    fields = {"remote_call_id", "status", "remotely_queued_at", "remote_queue_response", "remote_status",
+              "remote_status_updated_at", "remote_direction"}
+    if remote.duration is not None:
+        call.duration = remote.duration
+        fields.add("duration")
+    uow.phone_calls.save(call, fields)
+
+
+def _give_up(uow, phone_call_id: int, message: str) -> str:
+    """End a claimed call whose outcome stays unknown as errored, saying so."""
     with uow:
         call = uow.phone_calls.get(phone_call_id, for_update=True)
-        if call.status != sm.PhoneCallStatus.QUEUED.value or call.dial_claimed_at is None or call.remote_call_id:
-            return False
+        if not _outcome_unknown(call):
+            return "skipped"
         call.fire("error")
-        call.remote_error_message = UNKNOWN_OUTCOME
+        call.remote_error_message = message
         call.remotely_queued_at = call.remotely_queued_at or _now()
         uow.phone_calls.save(call, {"status", "remote_error_message", "remotely_queued_at"})
         uow.commit()
-    return True
+    return "errored"
 
 
 def fetch_remote_call(uow, provider: CallProvider, provider_defaults: dict, phone_call_id: int) -> str:

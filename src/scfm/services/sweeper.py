@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from scfm.domain.dialing import Timings
-from scfm.services import dialing
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +14,7 @@ def sweep(uow_for, jobs, timings: Timings) -> dict:
     with uow_for(None) as uow:
         calls = uow.phone_calls
         accounts = calls.accounts_with_due_calls()
-        stale_claims = calls.stale_claims(timings.unknown_outcome_grace)
+        unknown_outcomes = calls.claims_to_reconcile(timings.unknown_outcome_grace, timings.reconcile_interval)
         expired = calls.silent_calls(["remotely_queued", "in_progress", "remote_fetch_queued"],
                                      timings.expire_after_silence)
         if expired:
@@ -27,13 +26,13 @@ def sweep(uow_for, jobs, timings: Timings) -> dict:
         uow.commit()
     for account_id in accounts:
         jobs.dial_due(account_id)
-    for phone_call_id in stale_claims:
-        dialing.give_up_unknown_outcome(uow_for(None), phone_call_id)
+    if unknown_outcomes:
+        jobs.reconcile_unknown_outcomes(unknown_outcomes)
     if silent or lost_fetches:
         jobs.fetch_remote_calls(sorted(set(silent) | set(lost_fetches)))
     for operation_id in stalled:
         jobs.run_batch_operation(operation_id)
-    report.update(dispatched_accounts=len(accounts), unknown_outcomes=len(stale_claims), expired=len(expired),
+    report.update(dispatched_accounts=len(accounts), unknown_outcomes=len(unknown_outcomes), expired=len(expired),
                   fetches=len(set(silent) | set(lost_fetches)), batch_operations=len(stalled))
     if any(report.values()):
         log.info("sweep: %s", report)

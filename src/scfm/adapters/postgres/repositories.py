@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable
 
-from sqlalchemy import and_, case, delete, exists, func, insert, literal, select, type_coerce, update
+from sqlalchemy import and_, case, delete, exists, func, insert, literal, or_, select, type_coerce, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
@@ -344,12 +344,27 @@ class PhoneCallRepository(Repository):
             values.update(status=case((queued, "errored"), else_=pc.c.status), remote_error_message=refusal)
         self._run(update(pc).where(pc.c.id == phone_call_id).values(**values))
 
-    def stale_claims(self, older_than_seconds: float) -> list[int]:
-        """Calls claimed for dialing that never heard back: their outcome is unknown."""
+    def claims_to_reconcile(self, older_than_seconds: float, ask_again_in_seconds: float,
+                            limit: int = 1000) -> list[int]:
+        """Calls claimed for dialing that never heard back (their dial outcome is unknown) and are due to be
+        asked about; each is marked so that it is asked about again only after `ask_again_in_seconds`."""
         pc = self.table
-        return [row.id for row in self.conn.execute(select(pc.c.id).where(
+        due = (select(pc.c.id).where(
             pc.c.status == "queued", pc.c.dial_claimed_at.is_not(None), pc.c.remote_call_id.is_(None),
-            pc.c.dial_claimed_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds)))]
+            pc.c.dial_claimed_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds),
+            or_(pc.c.reconcile_after.is_(None), pc.c.reconcile_after <= func.now()),
+        ).order_by(pc.c.id).limit(limit).with_for_update(skip_locked=True))
+        return [row.id for row in self.conn.execute(
+            update(pc).where(pc.c.id.in_(due.scalar_subquery()))
+            .values(reconcile_after=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, ask_again_in_seconds))
+            .returning(pc.c.id))]
+
+    def known_remote_call_ids(self, sids: list[str]) -> set[str]:
+        """Which of these provider call sids belong to a phone call here (of any account: sids are unique)."""
+        if not sids:
+            return set()
+        pc = self.table
+        return set(self.conn.execute(select(pc.c.remote_call_id).where(pc.c.remote_call_id.in_(sids))).scalars())
 
     def silent_calls(self, statuses: list[str], older_than_seconds: float, limit: int = 10000) -> list[int]:
         """Calls in `statuses` with no news from the provider for a while."""

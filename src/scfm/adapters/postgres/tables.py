@@ -86,6 +86,7 @@ phone_calls = Table(
     Column("dial_attempts", Integer, nullable=False, server_default="0"),
     Column("next_attempt_at", DateTime(timezone=True)),
     Column("remote_status_updated_at", DateTime(timezone=True)),
+    Column("reconcile_after", DateTime(timezone=True)),  # an unknown dial outcome: ask the provider then
     *_timestamps(),
 )
 

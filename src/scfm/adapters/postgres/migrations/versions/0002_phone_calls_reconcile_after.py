@@ -1,0 +1,20 @@
+"""phone_calls.reconcile_after: when the sweeper may next ask the provider about a call whose dial outcome
+is unknown (set each time it asks, so one call is asked about once per interval, not once per sweep).
+
+Revision ID: 0002
+Revises: 0001
+"""
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.execute("ALTER TABLE phone_calls ADD COLUMN reconcile_after timestamptz")
+
+
+def downgrade():
+    op.execute("ALTER TABLE phone_calls DROP COLUMN reconcile_after")
