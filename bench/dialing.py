@@ -12,7 +12,7 @@ process, the jobs on the workers). When every call has been dialed, the provider
 
 printed as `dialing at R/s: achieved A/s (P% of configured), busiest second B`, against the target: at
 least 95% of the rate at 10 and 100 calls/s, and never more than R in a second. Note that the dialer spaces
-its slots by rate / 1.03 (SPACING_MARGIN in scfm.domain.dialing), so 97.1% is its ceiling.
+its slots by rate / 1.04 (SPACING_MARGIN in scfm.domain.dialing), so 96.2% is its ceiling.
 
 When a rate of 10/s or more falls short (or with --profile), a diagnosis follows: the workers and the
 scheduler are stopped and the same jobs (the batch operations, then the dispatcher `dial_due`) run in this
@@ -34,6 +34,7 @@ from bench.common import (
     Api, BenchError, CpuMeter, Env, Result, admin_api, busiest_window, free_port, new_account, percentile,
     processes, progress, summary, throwaway_env, wait_for_http,
 )
+from scfm.domain.dialing import SPACING_MARGIN
 
 TARGET_SHARE = 0.95
 TARGET_FROM_RATE = 10  # the 95% target applies from this rate on; every rate must stay at or below itself
@@ -68,7 +69,7 @@ class Figures:
         return (f"  {self.dialed} of {self.calls} calls dialed in {self.span:.1f}s (overall {self.overall:.2f}/s "
                 f"from first to last create), {self.rejected} rejected with 429, {self.other_errors} other errors; "
                 f"largest gap between two creates {self.largest_gap * 1000:.0f} ms "
-                f"(slot interval {1030 / self.rate:.0f} ms); {self.long_gaps} gaps of 2 or more intervals")
+                f"(slot interval {1000 * SPACING_MARGIN / self.rate:.0f} ms); {self.long_gaps} gaps of 2 or more intervals")
 
     def result(self) -> Result:
         below_rate = self.busiest <= self.rate
@@ -95,7 +96,7 @@ def analyse(rate: float, calls: int, creates: list[dict]) -> Figures:
         busiest=busiest_window([c["at"] for c in creates]),
         largest_gap=max(b - a for a, b in zip(ok, ok[1:])),
         span=ok[-1] - ok[0],
-        long_gaps=sum(1 for a, b in zip(ok, ok[1:]) if b - a >= 1.9 * 1.03 / rate),
+        long_gaps=sum(1 for a, b in zip(ok, ok[1:]) if b - a >= 1.9 * SPACING_MARGIN / rate),
     )
 
 
@@ -431,9 +432,9 @@ class Probe:
             mean = sum(busy) / len(busy)
             capacity = threads / mean
             lines.append(f"  capacity of {threads} threads with no waiting: {threads} / {mean * 1000:.1f} ms mean = "
-                         f"{capacity:.1f} calls/s; the slots come at {rate / 1.03:.1f}/s (rate / 1.03)")
+                         f"{capacity:.1f} calls/s; the slots come at {rate / SPACING_MARGIN:.1f}/s (rate / {SPACING_MARGIN})")
         given_up = self.reserves - self.waits
-        interval = 1.03 / rate
+        interval = SPACING_MARGIN / rate
         # a reservation answered with no wait found the schedule behind: the slots since the previous one went
         # by unused (the limiter does not catch up, so that it never bursts)
         slots = sorted(self.slots)
