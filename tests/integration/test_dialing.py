@@ -61,6 +61,20 @@ def test_concurrent_dispatchers_share_one_rate(rated_api, run_jobs, provider, de
     assert rated_api.get("/api/phone_calls?q[status]=remotely_queued").headers["Total"] == "30"
 
 
+def test_a_successor_dispatcher_waits_for_the_lease_and_takes_over(rated_api, run_jobs, provider, deps):
+    account_id = rated_api.get("/api/account").get_json()["id"]
+    name = f"{deps.settings.queue_name}:dispatcher:{account_id}"
+    assert deps.locks.acquire(name, "running-dispatcher", 30)
+    _queue_calls(rated_api, run_jobs, 3)
+    run_jobs()  # the calls are queued; the kick of the dispatcher finds the lease taken
+    assert jobs.dial_due(account_id) == "busy"
+    assert provider.created_calls == []
+    threading.Timer(0.3, deps.locks.release, args=(name, "running-dispatcher")).start()
+    result = jobs.dial_due(account_id, wait_for_lease=5.0)  # enqueued by a dispatcher near the end of its budget
+    assert result["dialed"] == 3 and len(provider.created_calls) == 3
+    assert jobs.dial_due(account_id, wait_for_lease=0.2) == {"dialed": 0}  # the lease was given back
+
+
 def test_max_calls_in_flight_holds_the_rest(rated_api, run_jobs, provider):
     rated_api.patch("/api/account", data={"max_calls_in_flight": "3"})
     _queue_calls(rated_api, run_jobs, 5)

@@ -47,9 +47,11 @@ class RqJobQueue:
         except RedisError as error:
             log.warning("could not enqueue %s for %d records (the sweeper will): %s", function, len(ids), error)
 
-    def dial_due(self, account_id: int, delay: float | None = None) -> None:
-        """Kick the account's dispatcher (a second one finds the lease taken and returns at once)."""
-        self._enqueue("dial_due", account_id, delay=delay, timeout=int(self.dispatcher_timeout))
+    def dial_due(self, account_id: int, delay: float | None = None, wait_for_lease: float = 0.0) -> None:
+        """Kick the account's dispatcher (a second one finds the lease taken and returns, at once or after
+        waiting `wait_for_lease` seconds for it)."""
+        args = (account_id, wait_for_lease) if wait_for_lease else (account_id,)
+        self._enqueue("dial_due", *args, delay=delay, timeout=int(self.dispatcher_timeout + wait_for_lease))
 
     def fetch_remote_call(self, phone_call_id: int) -> None:
         self._enqueue("fetch_remote_call", phone_call_id)

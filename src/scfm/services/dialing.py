@@ -61,24 +61,32 @@ def outgoing_params(call, public_url: str | None) -> dict:
 
 
 def dispatch(uow_for, provider: CallProvider, limiter, provider_defaults: dict, public_url: str | None,
-             account_id: int, timings: Timings = Timings(), stop: threading.Event | None = None) -> DispatchReport:
+             account_id: int, timings: Timings = Timings(), stop: threading.Event | None = None,
+             begin=None) -> DispatchReport:
     """Dial this account's due calls at its rate until none is due or the budget is spent.
 
     Runs `policy.concurrency` threads, each taking the next slot of the shared limiter, then the next due
     call; several dispatchers (on several workers) share the same limiter and never exceed the rate.
+    `begin`, once the threads are ready, may wait for the right to dial (a dispatcher taking over from
+    another), and returns whether it came.
     """
     with uow_for(None) as uow:
         account = uow.accounts.get(account_id)
     policy = DialingPolicy.for_account(account)
     credentials = credentials_for(account, provider_defaults)
-    deadline = time.monotonic() + timings.dispatcher_budget
     report = DispatchReport()
     lock = threading.Lock()
     stop = stop or threading.Event()
+    ready, go = threading.Barrier(policy.concurrency + 1), threading.Event()
+    deadline = 0.0
 
     def dial_loop():
         if credentials is not None and hasattr(provider, "warm"):
             provider.warm(credentials)  # first-use costs (imports, the client) must not fall between slot and send
+        with uow_for(None):
+            pass  # and a database connection in the pool
+        ready.wait()
+        go.wait()
         while not stop.is_set() and time.monotonic() < deadline:
             with uow_for(None) as uow:
                 if policy.max_calls_in_flight and uow.phone_calls.in_flight_count(account_id) >= policy.max_calls_in_flight:
@@ -109,6 +117,11 @@ def dispatch(uow_for, provider: CallProvider, limiter, provider_defaults: dict, 
     threads = [threading.Thread(target=dial_loop, daemon=True) for _ in range(policy.concurrency)]
     for thread in threads:
         thread.start()
+    ready.wait()
+    if begin is not None and not begin():
+        stop.set()
+    deadline = time.monotonic() + timings.dispatcher_budget
+    go.set()
     for thread in threads:
         thread.join()
     with uow_for(None) as uow:
