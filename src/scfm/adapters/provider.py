@@ -122,7 +122,8 @@ class TwilioProvider:
                        response={"sid": call.sid, "status": call.status, "to": call.to,
                                  "date_created": call.date_created.isoformat()},
                        created_at=call.date_created)
-            for call in instances if call.date_created is not None and call.date_created >= created_after
+            for call in instances  # filtered here too: a platform might ignore a filter it does not know
+            if call.to == to and call.date_created is not None and call.date_created >= created_after
         ]
 
 

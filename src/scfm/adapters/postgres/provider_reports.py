@@ -1,7 +1,7 @@
 """The provider webhook's reads and writes: the busiest path there is (a million calls report several times
-each), so it is two statements written out, not four built per request. The first finds the account by its
-AccountSid and, in the same statement, locks the call it reports on; the second updates the call and records
-the event together."""
+each), so it is two statements written out and prepared once per connection, not four built per request.
+The first finds the account by its AccountSid and, in the same statement, locks the call it reports on; the
+second updates the call and records the event together."""
 from __future__ import annotations
 
 import dataclasses
