@@ -177,6 +177,17 @@ def calling_api(app, admin, provider):
 
 
 @pytest.fixture
+def short_grace(deps, monkeypatch) -> float:
+    """A one-second grace for a dial's lost answer (15 minutes by default), for the sweeper and its jobs."""
+    from dataclasses import replace
+
+    grace = 1.0
+    settings = replace(deps.settings, timings=replace(deps.settings.timings, unknown_outcome_grace=grace))
+    monkeypatch.setattr(deps, "settings", settings)
+    return grace
+
+
+@pytest.fixture
 def run_jobs(deps):
     """Run every job waiting in the queue with a real (burst) RQ worker in this process."""
     from rq import SimpleWorker

@@ -1,5 +1,6 @@
 """Dialing under the account's rate: the shared limiter, the in-flight cap, pauses and the sweeper."""
 import threading
+import time
 
 import pytest
 from sqlalchemy import text
@@ -72,7 +73,23 @@ def test_a_successor_dispatcher_waits_for_the_lease_and_takes_over(rated_api, ru
     threading.Timer(0.3, deps.locks.release, args=(name, "running-dispatcher")).start()
     result = jobs.dial_due(account_id, wait_for_lease=5.0)  # enqueued by a dispatcher near the end of its budget
     assert result["dialed"] == 3 and len(provider.created_calls) == 3
-    assert jobs.dial_due(account_id, wait_for_lease=0.2) == {"dialed": 0}  # the lease was given back
+    assert deps.locks.acquire(name, "probe", 1)  # and it gave the lease back
+    deps.locks.release(name, "probe")
+
+
+def test_a_dispatcher_that_cannot_begin_dials_nothing_and_ends(rated_api, run_jobs, provider, deps):
+    from scfm.services import dialing
+
+    _queue_calls(rated_api, run_jobs, 1)
+    account_id = rated_api.get("/api/account").get_json()["id"]
+
+    def begin():
+        raise ConnectionError("Redis went away")
+
+    with pytest.raises(ConnectionError):
+        dialing.dispatch(deps.uow, deps.provider, deps.limiter, deps.settings.provider, deps.settings.public_url,
+                         account_id, deps.settings.timings, begin=begin)
+    assert provider.created_calls == []
 
 
 def test_max_calls_in_flight_holds_the_rest(rated_api, run_jobs, provider):
@@ -102,7 +119,7 @@ def test_a_paused_callout_holds_its_queued_calls_until_resumed(rated_api, run_jo
 
 
 def test_the_sweeper_fetches_silent_calls_and_asks_the_provider_about_unknown_outcomes(rated_api, run_jobs, provider,
-                                                                                       deps):
+                                                                                       deps, short_grace):
     _queue_calls(rated_api, run_jobs, 3)
     run_jobs()
     calls = rated_api.get("/api/phone_calls").get_json()
@@ -112,7 +129,8 @@ def test_the_sweeper_fetches_silent_calls_and_asks_the_provider_about_unknown_ou
                      {"id": calls[0]["id"]})
         # a call claimed by a worker that died before the provider answered
         conn.execute(text("UPDATE phone_calls SET status = 'queued', remote_call_id = NULL, "
-                          "dial_claimed_at = now() - interval '1 hour' WHERE id = :id"), {"id": calls[1]["id"]})
+                          "dial_claimed_at = remotely_queued_at WHERE id = :id"), {"id": calls[1]["id"]})
+    time.sleep(short_grace)
     report = sweeper.sweep(deps.uow, deps.jobs, deps.settings.timings)
     assert report["fetches"] == 1 and report["unknown_outcomes"] == 1
     run_jobs()

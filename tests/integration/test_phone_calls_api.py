@@ -1,9 +1,11 @@
 """Phone calls: create, update, delete, queue to the provider through a real worker, and fetch."""
+import time
+
 import pytest
 from sqlalchemy import text
 
 from scfm.entrypoints import jobs
-from scfm.services import sweeper
+from scfm.services import dialing, sweeper
 from tests.integration.conftest import PROVIDER_SID, Api, new_account_api, signed_webhook
 
 DEMO = {"remote_request_params[from]": "1234", "remote_request_params[url]": "https://demo.twilio.com/docs/voice.xml",
@@ -128,17 +130,20 @@ def test_a_timeout_is_not_a_refusal_and_is_never_redialed(calling_api, participa
     assert fetched["status"] == "in_progress" and fetched["remote_call_id"] == sid
 
 
-def _dial_with_unknown_outcome(api, participation, provider, run_jobs, deps):
+@pytest.fixture
+def unknown_outcome(calling_api, provider, run_jobs, short_grace):
     """Queue a call whose dial ends with no answer (the fault set on the provider), then let the grace for
-    its callback pass."""
-    call = _create(api, participation).get_json()
-    api.post(f"/api/phone_calls/{call['id']}/phone_call_events", data={"event": "queue"})
-    run_jobs()
-    assert api.get(f"/api/phone_calls/{call['id']}").get_json()["status"] == "queued"
-    with deps.engine.begin() as conn:
-        conn.execute(text("UPDATE phone_calls SET dial_claimed_at = now() - interval '1 hour' WHERE id = :id"),
-                     {"id": call["id"]})
-    return call
+    its status callback pass."""
+
+    def dial(participation):
+        call = _create(calling_api, participation).get_json()
+        calling_api.post(f"/api/phone_calls/{call['id']}/phone_call_events", data={"event": "queue"})
+        run_jobs()
+        assert calling_api.get(f"/api/phone_calls/{call['id']}").get_json()["status"] == "queued"
+        time.sleep(short_grace)
+        return call
+
+    return dial
 
 
 def _sweep(deps, run_jobs) -> dict:
@@ -148,9 +153,9 @@ def _sweep(deps, run_jobs) -> dict:
 
 
 def test_an_unknown_outcome_is_the_call_the_provider_lists_when_it_made_one(
-        calling_api, participation, provider, run_jobs, deps):
+        calling_api, participation, provider, run_jobs, deps, unknown_outcome):
     provider.fail_after_create = True  # the call is made, the answer is a 500
-    call = _dial_with_unknown_outcome(calling_api, participation, provider, run_jobs, deps)
+    call = unknown_outcome(participation)
     assert _sweep(deps, run_jobs)["unknown_outcomes"] == 1
     fetched = calling_api.get(f"/api/phone_calls/{call['id']}").get_json()
     made = provider.calls()
@@ -162,9 +167,9 @@ def test_an_unknown_outcome_is_the_call_the_provider_lists_when_it_made_one(
 
 
 def test_an_unknown_outcome_is_dialed_again_when_the_provider_made_no_call(
-        calling_api, participation, provider, run_jobs, deps):
+        calling_api, participation, provider, run_jobs, deps, unknown_outcome):
     provider.fail_ratio = 1.0  # a 500 before any call is made
-    call = _dial_with_unknown_outcome(calling_api, participation, provider, run_jobs, deps)
+    call = unknown_outcome(participation)
     provider.fail_ratio = 0.0
     assert _sweep(deps, run_jobs)["unknown_outcomes"] == 1
     assert calling_api.get(f"/api/phone_calls/{call['id']}").get_json()["status"] == "queued"
@@ -178,37 +183,78 @@ def test_an_unknown_outcome_is_dialed_again_when_the_provider_made_no_call(
 
 
 def test_an_unknown_outcome_the_provider_cannot_settle_ends_errored_saying_so(
-        calling_api, participation, provider, run_jobs, deps):
+        calling_api, participation, provider, run_jobs, deps, unknown_outcome):
     provider.fail_after_create = True
     # the same number dialed from another callout, with no answer either: two calls no phone call knows
     callout = calling_api.post("/api/callouts").get_json()
     other = calling_api.post(f"/api/callouts/{callout['id']}/callout_participations",
                              data={"contact_id": participation["contact_id"]}).get_json()
-    first = _dial_with_unknown_outcome(calling_api, participation, provider, run_jobs, deps)
-    second = _dial_with_unknown_outcome(calling_api, other, provider, run_jobs, deps)
+    first = unknown_outcome(participation)
+    second = unknown_outcome(other)
     assert _sweep(deps, run_jobs)["unknown_outcomes"] == 2
+    messages = []
     for call in (first, second):
         fetched = calling_api.get(f"/api/phone_calls/{call['id']}").get_json()
         assert fetched["status"] == "errored" and fetched["remote_call_id"] is None
         assert fetched["remote_error_message"].startswith("The outcome of the request to the provider is unknown")
-        assert "the provider lists 2 calls to this number" in fetched["remote_error_message"]
+        messages.append(fetched["remote_error_message"])
+    # the first is settled while the second is open too; then the second sees two calls no phone call knows
+    assert "another call to this number has an unknown outcome too" in messages[0]
+    assert "the provider lists 2 calls to this number" in messages[1]
     assert len(provider.created_calls) == 2
 
 
+def test_a_call_made_for_another_open_claim_to_the_number_is_not_adopted(
+        calling_api, participation, provider, run_jobs, deps, unknown_outcome):
+    callout = calling_api.post("/api/callouts").get_json()
+    other = calling_api.post(f"/api/callouts/{callout['id']}/callout_participations",
+                             data={"contact_id": participation["contact_id"]}).get_json()
+    # made first (the lower id, so settled first), its request makes no call...
+    provider.fail_ratio = 1.0
+    no_call = unknown_outcome(other)
+    # ...while this one's request makes a call whose answer is lost
+    provider.fail_ratio, provider.fail_after_create = 0.0, True
+    made_call = unknown_outcome(participation)
+    assert no_call["id"] < made_call["id"]
+    _sweep(deps, run_jobs)
+    made = provider.calls()
+    assert len(made) == 1
+    first = calling_api.get(f"/api/phone_calls/{no_call['id']}").get_json()
+    assert first["status"] == "errored" and "unknown outcome too" in first["remote_error_message"]
+    second = calling_api.get(f"/api/phone_calls/{made_call['id']}").get_json()
+    assert second["status"] == "remotely_queued" and second["remote_call_id"] == made[0]["sid"]
+
+
+def test_a_reconciliation_never_touches_a_newer_claim(calling_api, participation, provider, run_jobs, deps,
+                                                      unknown_outcome):
+    provider.fail_ratio = 1.0
+    call = unknown_outcome(participation)
+    provider.fail_ratio = 0.0
+    reconcile = (deps.uow, deps.provider, deps.settings.provider, call["id"], deps.settings.timings)
+    assert dialing.reconcile_unknown_outcome(*reconcile) == "dial again"
+    with deps.engine.begin() as conn:  # a dispatcher claims it again and is dialing it now
+        conn.execute(text("UPDATE phone_calls SET dial_claimed_at = now() WHERE id = :id"), {"id": call["id"]})
+    assert dialing.reconcile_unknown_outcome(*reconcile) == "skipped"  # a second delivery of the same job
+    with deps.engine.connect() as conn:
+        claimed = conn.execute(text("SELECT dial_claimed_at FROM phone_calls WHERE id = :id"),
+                               {"id": call["id"]}).scalar()
+    assert claimed is not None
+
+
 def test_an_unknown_outcome_ends_errored_when_the_provider_cannot_list_calls(
-        calling_api, participation, provider, run_jobs, deps):
+        calling_api, participation, provider, run_jobs, deps, unknown_outcome):
     provider.fail_after_create, provider.list_supported = True, False
-    call = _dial_with_unknown_outcome(calling_api, participation, provider, run_jobs, deps)
+    call = unknown_outcome(participation)
     _sweep(deps, run_jobs)
     fetched = calling_api.get(f"/api/phone_calls/{call['id']}").get_json()
-    assert fetched["status"] == "errored" and "could not list its calls" in fetched["remote_error_message"]
+    assert fetched["status"] == "errored" and "refused to list its calls" in fetched["remote_error_message"]
     assert len(provider.created_calls) == 1
 
 
 def test_an_unknown_outcome_is_asked_about_again_while_the_provider_is_out_of_reach(
-        calling_api, participation, provider, run_jobs, deps):
+        calling_api, participation, provider, run_jobs, deps, unknown_outcome):
     provider.fail_after_create = True
-    call = _dial_with_unknown_outcome(calling_api, participation, provider, run_jobs, deps)
+    call = unknown_outcome(participation)
     calling_api.patch("/api/account", data={"somleng_api_base_url": "http://127.0.0.1:9"})  # nothing listens
     assert _sweep(deps, run_jobs)["unknown_outcomes"] == 1
     assert calling_api.get(f"/api/phone_calls/{call['id']}").get_json()["status"] == "queued"

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime
 
 import requests
 from twilio.base.exceptions import TwilioException, TwilioRestException
@@ -100,8 +99,9 @@ class TwilioProvider:
             raise ProviderUnreachable(str(error)) from None
         return _remote_call(client)
 
-    def find_calls(self, credentials: ProviderCredentials, to: str, created_after: datetime) -> list[RemoteCall]:
-        """Newest first; a page of 50 reaches back far enough for the minutes an unknown outcome waits."""
+    def find_calls(self, credentials: ProviderCredentials, to: str) -> list[RemoteCall]:
+        """Newest first; a page of 50 reaches back far enough for the minutes an unknown outcome waits.
+        Nothing is filtered out here: a call this cannot read must count against adopting another one."""
         client = self._client(credentials)
         try:
             instances = client.calls.list(to=to, page_size=50, limit=50)
@@ -114,17 +114,23 @@ class TwilioProvider:
             if status is None or status >= 500:
                 raise ProviderUnreachable(str(error)) from None
             raise ProviderRefused(f"{error.args[0]}: HTTP {status}", status) from None
-        except (requests.ConnectionError, requests.Timeout) as error:
-            raise ProviderUnreachable(str(error)) from None
+        except (requests.RequestException, ValueError) as error:  # no answer, or one that is not a list
+            raise ProviderUnreachable(f"listing calls: {error!r}") from None
         return [
             RemoteCall(sid=call.sid, status=call.status, direction=call.direction,
-                       duration=int(call.duration) if call.duration not in (None, "") else None,
+                       duration=_int_or_none(call.duration),
                        response={"sid": call.sid, "status": call.status, "to": call.to,
-                                 "date_created": call.date_created.isoformat()},
+                                 "date_created": call.date_created.isoformat() if call.date_created else None},
                        created_at=call.date_created)
-            for call in instances  # filtered here too: a platform might ignore a filter it does not know
-            if call.to == to and call.date_created is not None and call.date_created >= created_after
+            for call in instances
         ]
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _never_sent(error: Exception) -> bool:

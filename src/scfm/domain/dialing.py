@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from scfm.domain.ports import RemoteCall
 
 DEFAULT_CALLS_PER_SECOND = 1.0  # Twilio's and Somleng's default per account
 # Slots are spaced a little wider than the rate: requests leave a few milliseconds apart from their slots,
@@ -47,3 +50,46 @@ class Timings:
     stalled_batch_operation: float = 120.0  # queued but not started, or running with no worker, for this long
     dispatcher_budget: float = 30.0  # one dispatcher job dials for at most this long, then yields the worker
     dispatcher_lease: float = 20.0  # a dispatcher renews its lease; a killed one's lease runs out after this
+
+
+# ---------------------------------------------------------------- unknown outcomes
+
+CLOCK_SKEW = timedelta(minutes=2)  # between our clock and the provider's
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What to do with a claim whose outcome is unknown, from the provider's list of calls to its number."""
+
+    action: str  # adopt, dial_again, ask_again, error
+    remote: RemoteCall | None = None
+    reason: str = ""
+
+
+def settle_unknown_outcome(claimed_at: datetime, grace_seconds: float, listed: list[RemoteCall],
+                           known_sids: set[str], rival_claims: list[datetime], now: datetime) -> Settlement:
+    """`listed`: the provider's calls to the number; `known_sids`: those a phone call here holds;
+    `rival_claims`: when the other calls to the number whose outcome is open (unknown, or being dialed) were
+    claimed. A claim's request leaves within half the grace (the dialer gives up a later slot), so a call
+    it made was created between the claim (less the clocks' skew) and the grace after it.
+
+    Nobody is called twice: a call is dialed again only when the provider made no call that could be its
+    own, and a call that could be another open claim's is never adopted."""
+    window = timedelta(seconds=grace_seconds)
+    unknown = [call for call in listed if call.sid not in known_sids]
+    if any(call.created_at is None for call in unknown):
+        return Settlement("error", reason="the provider lists a call to this number whose creation time cannot be read")
+    mine = [call for call in unknown if claimed_at - CLOCK_SKEW <= call.created_at <= claimed_at + window]
+    if not mine:
+        return Settlement("dial_again")
+    rivals = [at for at in rival_claims if abs(at - claimed_at) <= window + CLOCK_SKEW]
+    if any(now - at < window for at in rivals):
+        return Settlement("ask_again", reason="another call to this number is being dialed")
+    if rivals:
+        return Settlement("error", reason=f"another call to this number has an unknown outcome too, and the provider "
+                                          f"lists {len(mine)} call(s) it cannot tell apart: "
+                                          f"{', '.join(call.sid for call in mine)}")
+    if len(mine) > 1:
+        return Settlement("error", reason=f"the provider lists {len(mine)} calls to this number since, none known "
+                                          f"here: {', '.join(call.sid for call in mine)}")
+    return Settlement("adopt", mine[0])

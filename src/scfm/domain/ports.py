@@ -53,8 +53,8 @@ class CallProvider(Protocol):
 
     def fetch_call(self, credentials: ProviderCredentials, sid: str) -> RemoteCall: ...
 
-    def find_calls(self, credentials: ProviderCredentials, to: str, created_after: datetime) -> list[RemoteCall]:
-        """The account's calls to `to` created at or after `created_after`, newest first."""
+    def find_calls(self, credentials: ProviderCredentials, to: str) -> list[RemoteCall]:
+        """The account's latest calls to `to`, newest first (created_at None where it cannot be read)."""
 
 
 class JobQueue(Protocol):

@@ -35,14 +35,15 @@ def dial_due(account_id: int, wait_for_lease: float = 0.0) -> dict | str:
             if not deps.locks.acquire(name, token, lease):
                 stop.set()
 
-    def begin() -> bool:  # the dialing threads are ready: take over the lease if waiting for it, and go
+    def begin() -> bool:  # the dialing threads are ready: take (or renew) the lease, waiting for it if asked
         waiting_until = time.monotonic() + wait_for_lease
-        while wait_for_lease and not deps.locks.acquire(name, token, lease):
+        while not deps.locks.acquire(name, token, lease):
             if time.monotonic() >= waiting_until:
                 return False
             time.sleep(0.005)
         threading.Thread(target=renew, args=(time.monotonic() + timings.dispatcher_budget,), daemon=True).start()
-        successor.start()
+        if timings.dispatcher_budget > 2 * HANDOVER_SECONDS:  # else every dispatcher would enqueue another
+            successor.start()
         return True
 
     try:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from scfm.domain import state_machines as sm
-from scfm.domain.dialing import DialingPolicy, Timings
+from scfm.domain.dialing import DialingPolicy, Timings, settle_unknown_outcome
 from scfm.domain.ports import (
     CallProvider, OutcomeUnknown, ProviderRateLimited, ProviderRefused, ProviderUnreachable, RemoteCall,
 )
@@ -31,7 +31,6 @@ NO_CREDENTIALS = (
     "(set its twilio_account_sid/twilio_auth_token or somleng_* fields, or the server's defaults)"
 )
 UNKNOWN_OUTCOME = "The outcome of the request to the provider is unknown (no answer, and no status callback came)"
-CLOCK_SKEW = timedelta(minutes=2)  # between our clock and the provider's, when matching its calls to a claim
 
 
 @dataclass(frozen=True)
@@ -81,11 +80,13 @@ def dispatch(uow_for, provider: CallProvider, limiter, provider_defaults: dict, 
     deadline = 0.0
 
     def dial_loop():
-        if credentials is not None and hasattr(provider, "warm"):
-            provider.warm(credentials)  # first-use costs (imports, the client) must not fall between slot and send
-        with uow_for(None):
-            pass  # and a database connection in the pool
-        ready.wait()
+        try:
+            if credentials is not None and hasattr(provider, "warm"):
+                provider.warm(credentials)  # first-use costs (imports, the client) must not fall between slot and send
+            with uow_for(None):
+                pass  # and a database connection in the pool
+        finally:
+            ready.wait()  # a thread that failed to get ready must not keep the others waiting
         go.wait()
         while not stop.is_set() and time.monotonic() < deadline:
             with uow_for(None) as uow:
@@ -117,11 +118,15 @@ def dispatch(uow_for, provider: CallProvider, limiter, provider_defaults: dict, 
     threads = [threading.Thread(target=dial_loop, daemon=True) for _ in range(policy.concurrency)]
     for thread in threads:
         thread.start()
-    ready.wait()
-    if begin is not None and not begin():
-        stop.set()
-    deadline = time.monotonic() + timings.dispatcher_budget
-    go.set()
+    began = False
+    try:
+        ready.wait()
+        began = begin is None or begin()
+    finally:  # whatever happened, the threads are let go: to dial, or (stopped) to end
+        if not began:
+            stop.set()
+        deadline = time.monotonic() + timings.dispatcher_budget
+        go.set()
     for thread in threads:
         thread.join()
     with uow_for(None) as uow:
@@ -187,53 +192,58 @@ def _record_remotely_queued(uow, phone_call_id: int, remote: RemoteCall) -> None
 
 def reconcile_unknown_outcome(uow_for, provider: CallProvider, provider_defaults: dict, phone_call_id: int,
                               timings: Timings = Timings()) -> str:
-    """A claimed call nobody reported on: ask the provider for its calls to the number since the claim.
-
-    One call that no phone call here knows is this one's: adopted. None: the request never made a call, so
-    the call is dialed again. Several (another unknown outcome to the same number): ended as errored, as is
-    a call the provider cannot list calls for. A provider out of reach is asked again later, and given up
-    on once the claim is `expire_after_silence` old. Returns what was done."""
+    """A claimed call nobody reported on: ask the provider for its calls to the number, and settle the claim
+    as `settle_unknown_outcome` says (adopt the call it made, dial again, or end it errored saying why).
+    A provider out of reach is asked again later, and given up on once the claim is `expire_after_silence`
+    old. Returns what was done."""
     with uow_for(None) as uow:
         call = uow.phone_calls.find(phone_call_id)
-        if call is None or not _outcome_unknown(call):
+        if call is None or not _claim_is_stale(call, timings):
             return "skipped"
         account = uow.accounts.get(call.account_id)
+    claimed_at = call.dial_claimed_at
     credentials = credentials_for(account, provider_defaults)
     try:
         if credentials is None:
             raise ProviderRefused(NO_CREDENTIALS)
-        found = provider.find_calls(credentials, call.msisdn, call.dial_claimed_at - CLOCK_SKEW)
+        listed = provider.find_calls(credentials, call.msisdn)
     except (ProviderRateLimited, ProviderUnreachable, OutcomeUnknown) as error:
-        if _now() - call.dial_claimed_at < timedelta(seconds=timings.expire_after_silence):
+        if _now() - claimed_at < timedelta(seconds=timings.expire_after_silence):
             log.info("phone call %s: the provider could not be asked about it (%s); asking again later",
                      phone_call_id, error)
             return "ask again"
-        return _give_up(uow_for(None), phone_call_id, f"{UNKNOWN_OUTCOME}; the provider could not be asked: {error}")
+        return _give_up(uow_for(None), phone_call_id, claimed_at,
+                        f"{UNKNOWN_OUTCOME}; the provider could not be asked: {error}")
     except ProviderRefused as refusal:
-        return _give_up(uow_for(None), phone_call_id,
-                        f"{UNKNOWN_OUTCOME}; the provider could not list its calls: {refusal.message}")
+        return _give_up(uow_for(None), phone_call_id, claimed_at,
+                        f"{UNKNOWN_OUTCOME}; the provider refused to list its calls: {refusal.message}")
     with uow_for(None) as uow:
         call = uow.phone_calls.get(phone_call_id, for_update=True)
-        if not _outcome_unknown(call):
-            return "skipped"
-        known = uow.phone_calls.known_remote_call_ids([remote.sid for remote in found])
-        unclaimed = [remote for remote in found if remote.sid not in known]
-        if len(unclaimed) == 1:
-            _adopt(uow, call, unclaimed[0])
-            result = "adopted"
-        elif not unclaimed:
-            log.info("phone call %s: the provider has no call to %s since it was claimed; dialing again",
-                     phone_call_id, call.msisdn)
+        if call.dial_claimed_at != claimed_at or not _claim_is_stale(call, timings):
+            return "skipped"  # settled meanwhile, or claimed again: the list answered for another claim
+        settlement = settle_unknown_outcome(
+            claimed_at, timings.unknown_outcome_grace, listed,
+            uow.phone_calls.known_remote_call_ids([remote.sid for remote in listed]),
+            uow.phone_calls.open_claims_to(call.msisdn, excluding=call.id), _now())
+        if settlement.action == "adopt":
+            _adopt(uow, call, settlement.remote)
+        elif settlement.action == "dial_again":
+            log.info("phone call %s: the provider made no call to %s for it; dialing again", phone_call_id,
+                     call.msisdn)
             uow.phone_calls.release_claim(phone_call_id, 0, count_attempt=False)
-            result = "dial again"
-        else:
+        elif settlement.action == "error":
             call.fire("error")
-            call.remote_error_message = (f"{UNKNOWN_OUTCOME}; the provider lists {len(unclaimed)} calls to this "
-                                         f"number since, none known here: {', '.join(r.sid for r in unclaimed)}")
+            call.remote_error_message = f"{UNKNOWN_OUTCOME}; {settlement.reason}"
             uow.phone_calls.save(call, {"status", "remote_error_message"})
-            result = "errored"
+        else:
+            log.info("phone call %s: %s; asking again later", phone_call_id, settlement.reason)
         uow.commit()
-    return result
+    return settlement.action.replace("_", " ")
+
+
+def _claim_is_stale(call, timings: Timings) -> bool:
+    """A claim whose dial outcome is still unknown after the grace for its status callback."""
+    return _outcome_unknown(call) and _now() - call.dial_claimed_at >= timedelta(seconds=timings.unknown_outcome_grace)
 
 
 def _outcome_unknown(call) -> bool:
@@ -256,18 +266,18 @@ def _adopt(uow, call, remote: RemoteCall) -> None:
     uow.phone_calls.save(call, fields)
 
 
-def _give_up(uow, phone_call_id: int, message: str) -> str:
+def _give_up(uow, phone_call_id: int, claimed_at: datetime, message: str) -> str:
     """End a claimed call whose outcome stays unknown as errored, saying so."""
     with uow:
         call = uow.phone_calls.get(phone_call_id, for_update=True)
-        if not _outcome_unknown(call):
+        if not _outcome_unknown(call) or call.dial_claimed_at != claimed_at:
             return "skipped"
         call.fire("error")
         call.remote_error_message = message
         call.remotely_queued_at = call.remotely_queued_at or _now()
         uow.phone_calls.save(call, {"status", "remote_error_message", "remotely_queued_at"})
         uow.commit()
-    return "errored"
+    return "error"
 
 
 def fetch_remote_call(uow, provider: CallProvider, provider_defaults: dict, phone_call_id: int) -> str:

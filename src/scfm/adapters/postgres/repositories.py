@@ -269,6 +269,11 @@ class CalloutParticipationRepository(Repository):
         )]
 
 
+# a call claimed for dialing that has not heard back (index_phone_calls_open_claims has this predicate)
+_OPEN_CLAIM = (t.phone_calls.c.status == "queued", t.phone_calls.c.dial_claimed_at.is_not(None),
+               t.phone_calls.c.remote_call_id.is_(None))
+
+
 class PhoneCallRepository(Repository):
     table = t.phone_calls
     entity = model.PhoneCall
@@ -350,14 +355,20 @@ class PhoneCallRepository(Repository):
         asked about; each is marked so that it is asked about again only after `ask_again_in_seconds`."""
         pc = self.table
         due = (select(pc.c.id).where(
-            pc.c.status == "queued", pc.c.dial_claimed_at.is_not(None), pc.c.remote_call_id.is_(None),
-            pc.c.dial_claimed_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds),
+            *_OPEN_CLAIM, pc.c.dial_claimed_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds),
             or_(pc.c.reconcile_after.is_(None), pc.c.reconcile_after <= func.now()),
         ).order_by(pc.c.id).limit(limit).with_for_update(skip_locked=True))
         return [row.id for row in self.conn.execute(
             update(pc).where(pc.c.id.in_(due.scalar_subquery()))
             .values(reconcile_after=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, ask_again_in_seconds))
             .returning(pc.c.id))]
+
+    def open_claims_to(self, msisdn: str, excluding: int) -> list:
+        """When the other calls to this number whose dial is open (being dialed, or its outcome unknown) were
+        claimed, in any account: accounts may share the server's provider credentials."""
+        pc = self.table
+        return list(self.conn.execute(select(pc.c.dial_claimed_at).where(
+            *_OPEN_CLAIM, pc.c.msisdn == msisdn, pc.c.id != excluding)).scalars())
 
     def known_remote_call_ids(self, sids: list[str]) -> set[str]:
         """Which of these provider call sids belong to a phone call here (of any account: sids are unique)."""
