@@ -63,13 +63,16 @@ class Repository:
         return None
 
     def where(self, conditions=(), extra: Iterable = ()):
-        clauses = list(compile_conditions(self.table, conditions, self.custom_compilers()))
+        clauses = list(compile_conditions(self.table, conditions, self.custom_compilers(), self.eq_compilers()))
         clauses.extend(extra)
         if (scope := self.scope()) is not None:
             clauses.append(scope)
         return all_of(clauses)
 
     def custom_compilers(self) -> dict:
+        return {}
+
+    def eq_compilers(self) -> dict:
         return {}
 
     def to_entity(self, row) -> Any:
@@ -224,6 +227,12 @@ def _latest_call_status(participation_id_column):
     )
 
 
+def _own_or_inherited(own, values, parent_id, parents_with_value):
+    """The shown value (its own, else its parent's) is one of `values`: the parents are looked up only when
+    this key is filtered on, as a semi-join that leaves the plain list untouched."""
+    return own.in_(values) | (own.is_(None) & parent_id.in_(parents_with_value))
+
+
 class CalloutRepository(Repository):
     table = t.callouts
     entity = model.Callout
@@ -260,6 +269,11 @@ class CalloutParticipationRepository(Repository):
             "no_phone_calls_or_last_attempt": lambda statuses: (~has_calls) | _latest_call_status(p.c.id).in_(statuses),
         }
 
+    def eq_compilers(self) -> dict:
+        p, c = self.table, t.callouts
+        return {"call_flow_logic": lambda values: _own_or_inherited(
+            p.c.call_flow_logic, values, p.c.callout_id, select(c.c.id).where(c.c.call_flow_logic.in_(values)))}
+
     def has_dependents(self, participation_id: int) -> bool:
         return self.exists(t.phone_calls.c.callout_participation_id == participation_id)
 
@@ -287,6 +301,13 @@ class PhoneCallRepository(Repository):
             self.table.outerjoin(p, p.c.id == self.table.c.callout_participation_id).outerjoin(
                 c, c.c.id == p.c.callout_id)
         )
+
+    def eq_compilers(self) -> dict:
+        p, c = t.callout_participations, t.callouts
+        inherited = func.coalesce(p.c.call_flow_logic, c.c.call_flow_logic)
+        return {"call_flow_logic": lambda values: _own_or_inherited(
+            self.table.c.call_flow_logic, values, self.table.c.callout_participation_id,
+            select(p.c.id).join(c, c.c.id == p.c.callout_id).where(inherited.in_(values)))}
 
     def of_callout(self, callout_id: int):
         return [self.table.c.callout_participation_id.in_(
