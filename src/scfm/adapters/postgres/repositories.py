@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from scfm.adapters.postgres import tables as t
 from scfm.adapters.postgres.filters import all_of, compile_conditions
 from scfm.domain import model
-from scfm.domain.errors import NotFound, ValidationFailed
+from scfm.domain.errors import DeleteRefused, NotFound, ValidationFailed
 
 EXACT_TOTAL_UP_TO = 10_000
 
@@ -31,11 +31,29 @@ UNIQUE_ERRORS = {
 }
 
 
-def integrity_error_to_validation(error: IntegrityError) -> ValidationFailed | None:
-    name = getattr(getattr(error.orig, "diag", None), "constraint_name", None)
+# A parent deleted while its child was written (the delete committed first): the answer the same request
+# gets a moment later, 404 for the parent in the URL, 422 for one named in the body. Any other reference is
+# "<name> must exist".
+PARENT_GONE_ERRORS = {
+    "callout_participations_callout_id_fkey": "callout",
+    "phone_calls_callout_participation_id_fkey": "callout participation",
+}
+FOREIGN_KEY_VIOLATION = "23503"
+
+
+def integrity_error_to_validation(error: IntegrityError, deleting: bool = False) -> ValidationFailed | NotFound | None:
+    diag = getattr(error.orig, "diag", None)
+    name = getattr(diag, "constraint_name", None)
     if name in UNIQUE_ERRORS:
         field, message = UNIQUE_ERRORS[name]
         return ValidationFailed.on(field, message)
+    if getattr(error.orig, "pgcode", None) == FOREIGN_KEY_VIOLATION and name:
+        if deleting:  # a child written meanwhile still refers to the row
+            return DeleteRefused("dependent records exist")
+        if name in PARENT_GONE_ERRORS:
+            return NotFound(PARENT_GONE_ERRORS[name])
+        column = name.removeprefix(f"{diag.table_name}_").removesuffix("_fkey")
+        return ValidationFailed.on(column.removesuffix("_id"), "must exist")
     return None
 
 
@@ -133,12 +151,12 @@ class Repository:
         names = self.fields - {"id", "created_at", "updated_at"} if names is None else names
         return {name: getattr(entity, name) for name in names}
 
-    def _run(self, statement):
+    def _run(self, statement, deleting: bool = False):
         # no savepoint: a violated constraint ends the unit of work anyway, as the error it becomes
         try:
             return self.conn.execute(statement)
         except IntegrityError as error:
-            translated = integrity_error_to_validation(error)
+            translated = integrity_error_to_validation(error, deleting)
             if translated:
                 raise translated from None
             raise
@@ -160,7 +178,7 @@ class Repository:
         return self.to_entity(self.conn.execute(self.base_select().where(self.table.c.id == id_)).one())
 
     def remove(self, entity) -> None:
-        self._run(delete(self.table).where(self.table.c.id == entity.id))
+        self._run(delete(self.table).where(self.table.c.id == entity.id), deleting=True)
 
 
 class AccountRepository(Repository):
