@@ -27,7 +27,7 @@ UNIQUE_ERRORS = {
     "index_phone_calls_one_in_flight_per_participation": (
         "base", "Another phone call for this callout participation is already in progress",
     ),
-    "phone_calls_remote_call_id_key": ("remote_call_id", "has already been taken"),
+    "index_phone_calls_on_remote_call_id_and_account_id": ("remote_call_id", "has already been taken"),
 }
 
 
