@@ -30,7 +30,7 @@ def request_digest(url: str, lists: dict) -> bytes:
     """What the signature covers (the URL and every form value), as a digest: the same signed request made
     again has the same digest, and is recorded once."""
     pairs = sorted((key, str(value)) for key, values in lists.items() for value in values)
-    return hashlib.sha256(json.dumps([url, pairs], ensure_ascii=False).encode()).digest()
+    return hashlib.sha256(json.dumps([url, pairs]).encode()).digest()
 
 
 # The parameters the webhook reads: given twice they would be ambiguous (the provider never repeats them).
