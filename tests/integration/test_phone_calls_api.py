@@ -331,3 +331,30 @@ def test_one_call_in_flight_per_participation(calling_api, participation, run_jo
 
 
 __all__ = ["Api"]
+
+
+def test_filtering_by_call_flow_logic_finds_the_value_the_json_shows(calling_api):
+    hello, play, capom = ("CallFlowLogic::HelloWorld", "CallFlowLogic::PlayMessage",
+                          "CallFlowLogic::AvfCapom::CapomShort")
+    callout = calling_api.post("/api/callouts", data={"call_flow_logic": hello}).get_json()
+    plain = calling_api.post("/api/callouts").get_json()
+    participations = []
+    for n, (parent, own) in enumerate([(callout, None), (callout, play), (plain, None)]):
+        contact = calling_api.post("/api/contacts", data={"msisdn": f"+25266234567{n}"}).get_json()
+        data = {"contact_id": contact["id"], **({"call_flow_logic": own} if own else {})}
+        participations.append(calling_api.post(f"/api/callouts/{parent['id']}/callout_participations",
+                                               data=data).get_json())
+    inherits_callout, inherits_participation, own_value, no_value = (
+        _create(calling_api, participations[0]).get_json(), _create(calling_api, participations[1]).get_json(),
+        _create(calling_api, participations[0], data={**DEMO, "call_flow_logic": capom}).get_json(),
+        _create(calling_api, participations[2]).get_json())
+    for name, expected in [(hello, [inherits_callout]), (play, [inherits_participation]), (capom, [own_value])]:
+        found = calling_api.get(f"/api/phone_calls?q[call_flow_logic]={name}").get_json()
+        assert [call["id"] for call in found] == [call["id"] for call in expected], name
+        assert {call["call_flow_logic"] for call in found} == {name}
+    assert no_value["call_flow_logic"] is None
+    found = calling_api.get(f"/api/phone_calls?q[call_flow_logic]={hello}&q[contact_id]={participations[0]['contact_id']}")
+    assert found.headers["Total"] == "1"
+    for name, expected in [(hello, participations[0]), (play, participations[1])]:
+        found = calling_api.get(f"/api/callout_participations?q[call_flow_logic]={name}").get_json()
+        assert [p["id"] for p in found] == [expected["id"]] and found[0]["call_flow_logic"] == name

@@ -45,15 +45,85 @@ def test_signed_callbacks_drive_a_call_to_completion_and_late_ones_change_nothin
         call = calling_api.get(path).get_json()
         assert (call["status"], call["remote_status"]) == (local, remote)
     assert call["duration"] == 17
-    # a replayed or late webhook is recorded, but the call stays completed
-    signed_webhook(client, _params(remote_call, "ringing"))
-    signed_webhook(client, _params(remote_call, "completed", CallDuration="17"))
+    # a replayed webhook records nothing, and the call stays completed
+    assert signed_webhook(client, _params(remote_call, "ringing")).status_code == 200
+    assert signed_webhook(client, _params(remote_call, "completed", CallDuration="17")).status_code == 200
     assert calling_api.get(path).get_json()["status"] == "completed"
     events = calling_api.get(f"{path}/remote_phone_call_events")
-    assert events.headers["Total"] == "5"
+    assert events.headers["Total"] == "3"
     first = events.get_json()[0]
     assert first["details"]["CallStatus"] == "ringing" and first["remote_call_id"] == remote_call["remote_call_id"]
     assert first["call_flow_logic"] == "CallFlowLogic::Application" and first["phone_call_id"] == remote_call["id"]
+
+
+def test_a_replayed_callback_records_nothing_and_remote_status_never_moves_back(calling_api, remote_call, deps):
+    client, path = calling_api.client, f"/api/phone_calls/{remote_call['id']}"
+    assert signed_webhook(client, _params(remote_call, "ringing")).status_code == 201
+    completed = _params(remote_call, "completed", CallDuration="17")
+    first = signed_webhook(client, completed)
+    assert first.status_code == 201 and first.headers["Location"].startswith("/api/remote_phone_call_events/")
+    for _ in range(3):  # the same signed request again: answered (as the call now stands), recorded once
+        replay = signed_webhook(client, completed)
+        assert replay.status_code == 200 and "Location" not in replay.headers
+        assert ET.fromstring(replay.data).tag == "Response"
+    assert _event_count(deps) == 2
+    # a late report of an earlier status is a request of its own: recorded, but the call keeps its last word
+    late = signed_webhook(client, _params(remote_call, "in-progress", CallDuration="3", Timestamp="late"))
+    assert late.status_code == 201 and _event_count(deps) == 3
+    call = calling_api.get(path).get_json()
+    assert (call["status"], call["remote_status"], call["duration"]) == ("completed", "completed", 17)
+    with deps.engine.connect() as conn:
+        digests = conn.execute(text("SELECT count(DISTINCT request_digest) FROM remote_phone_call_events")).scalar()
+    assert digests == 3
+
+
+def test_a_parameter_the_webhook_reads_given_twice_is_a_422_and_records_nothing(calling_api, remote_call, deps):
+    from twilio.request_validator import RequestValidator
+    from werkzeug.datastructures import MultiDict
+
+    url = "http://scfm.test/api/remote_phone_call_events"
+    for name, values in [("CallStatus", ["completed", "in-progress"]), ("Digits", ["1", "2"]),
+                         ("CallSid", [remote_call["remote_call_id"]] * 2)]:
+        form = MultiDict(_params(remote_call, "completed"))
+        form.setlist(name, values)
+        signature = RequestValidator(PROVIDER_TOKEN).compute_signature(url, form)
+        response = calling_api.client.post(url, data=form, headers={"X-Twilio-Signature": signature})
+        assert response.status_code == 422, name
+        assert response.get_json() == {"errors": {name: ["must be given once"]}}
+    assert _event_count(deps) == 0
+    assert calling_api.get(f"/api/phone_calls/{remote_call['id']}").get_json()["status"] == "remotely_queued"
+    # a parameter the webhook does not read is kept, with its values, in the event's details
+    form = MultiDict(_params(remote_call, "ringing"))
+    form.setlist("Extra", ["a", "b"])
+    signature = RequestValidator(PROVIDER_TOKEN).compute_signature(url, form)
+    assert calling_api.client.post(url, data=form, headers={"X-Twilio-Signature": signature}).status_code == 201
+    [event] = calling_api.get("/api/remote_phone_call_events").get_json()
+    assert event["details"]["Extra"] == ["a", "b"]
+
+
+def test_an_inbound_call_naming_another_accounts_call_sid_is_answered_as_any_unknown_sid(
+        app, admin, calling_api, remote_call, deps):
+    from tests.integration.conftest import new_account_api
+
+    other_sid, other_token = "AC" + "2" * 32, "other-auth-token"
+    other = new_account_api(app, admin, platform_provider_name="twilio", twilio_account_sid=other_sid,
+                            twilio_auth_token=other_token)
+    inbound = {"CallSid": remote_call["remote_call_id"], "AccountSid": other_sid, "From": "+85510202103",
+               "To": "1294", "CallStatus": "ringing", "Direction": "inbound", "ApiVersion": "2010-04-01"}
+    unknown = {**inbound, "CallSid": "CA" + "7" * 32}
+    answers = [signed_webhook(other.client, params, token=other_token) for params in (inbound, unknown)]
+    assert [a.status_code for a in answers] == [201, 201]
+    assert answers[0].data == answers[1].data
+    calls = other.get("/api/phone_calls?q[remote_direction]=inbound").get_json()
+    assert sorted(c["remote_call_id"] for c in calls) == sorted([inbound["CallSid"], unknown["CallSid"]])
+    assert all(c["status"] == "in_progress" for c in calls)
+    # the first account's call is untouched, and still reported on as its own
+    mine = calling_api.get(f"/api/phone_calls/{remote_call['id']}").get_json()
+    assert (mine["status"], mine["remote_status"]) == ("remotely_queued", "queued")
+    assert calling_api.get(f"/api/phone_calls/{remote_call['id']}/remote_phone_call_events").headers["Total"] == "0"
+    assert signed_webhook(calling_api.client, _params(remote_call, "completed")).status_code == 201
+    assert calling_api.get(f"/api/phone_calls/{remote_call['id']}").get_json()["status"] == "completed"
+    assert other.get(f"/api/phone_calls/{calls[0]['id']}").get_json()["status"] == "in_progress"
 
 
 @pytest.mark.parametrize("prepared", [True, False], ids=["prepared statements", "prepared_statements=false"])
@@ -96,6 +166,26 @@ def test_capom_short_gathers_answers_into_the_calls_metadata(calling_api, remote
     assert first.find("Gather") is not None
     signed_webhook(calling_api.client, _params(remote_call, "in-progress", Digits="1"))
     assert calling_api.get(path).get_json()["metadata"]["capom"] == {"q1": "1"}
+
+
+def test_capom_short_answers_come_back_to_the_url_of_their_question_so_equal_digits_are_not_replays(
+        calling_api, remote_call, deps):
+    with deps.engine.begin() as conn:
+        conn.execute(text("UPDATE phone_calls SET call_flow_logic = 'CallFlowLogic::AvfCapom::CapomShort'"))
+    status_callback = f"/api/remote_phone_call_events?phone_call_id={remote_call['id']}"
+    query = status_callback.partition("?")[2]
+    twiml = ET.fromstring(signed_webhook(calling_api.client, _params(remote_call, "in-progress"), query=query).data)
+    for _ in range(3):  # "1" to every question: three requests alike but for the question in their URL
+        action = twiml.find("Gather").get("action")
+        assert action.startswith("http://scfm.test/api/remote_phone_call_events?")
+        response = signed_webhook(calling_api.client, _params(remote_call, "in-progress", Digits="1"),
+                                  query=action.partition("?")[2])
+        assert response.status_code == 201
+        twiml = ET.fromstring(response.data)
+    assert [child.tag for child in twiml] == ["Say", "Hangup"]
+    call = calling_api.get(f"/api/phone_calls/{remote_call['id']}").get_json()
+    assert call["metadata"]["capom"] == {"q1": "1", "q2": "1", "q3": "1"}
+    assert _event_count(deps) == 4
 
 
 def test_bad_signatures_unknown_accounts_and_missing_fields_leave_no_row(calling_api, remote_call, deps):

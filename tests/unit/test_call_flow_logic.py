@@ -1,7 +1,7 @@
 """Behaviour of built-in call flow logic, its TwiML rendering and the call flow registry."""
 
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import EntryPoint
 
 import pytest
@@ -47,8 +47,9 @@ def twiml_of(flow_name, request=None, registered=(HELLO_WORLD, PLAY_MESSAGE, CAP
     return root
 
 
-def capom_step(digits=None, answers=None):
-    response = CapomShort().respond(make_request(digits=digits, metadata={"capom": answers or {}}))
+def capom_step(digits=None, answers=None, url=WEBHOOK_URL):
+    request = replace(make_request(digits=digits, metadata={"capom": answers or {}}), webhook_url=url)
+    response = CapomShort().respond(request)
     return response, ET.fromstring(render(response))
 
 
@@ -56,8 +57,9 @@ def asked_question(root):
     gather = root.find("Gather")
     assert gather is not None
     assert gather.get("numDigits") == "1"
-    assert gather.get("action") == WEBHOOK_URL
-    assert root.find("Redirect").text == WEBHOOK_URL
+    question = CapomShort.QUESTIONS[[q.prompt for q in CapomShort.QUESTIONS].index(gather.find("Say").text)]
+    assert gather.get("action") == f"{WEBHOOK_URL}?capom_question={question.key}"
+    assert root.find("Redirect").text == gather.get("action")
     return gather.find("Say").text
 
 
@@ -144,6 +146,17 @@ def test_capom_short_hangs_up_without_updates_when_already_complete():
 
     assert [child.tag for child in root] == ["Say", "Hangup"]
     assert response.metadata_updates is None
+
+
+def test_capom_short_takes_digits_only_for_the_question_its_url_says_was_asked():
+    asked_q2 = f"{WEBHOOK_URL}?phone_call_id=7&capom_question=q2"
+    response, root = capom_step(digits="1", answers={"q1": "1"}, url=asked_q2)
+    assert response.metadata_updates == {"capom": {"q2": "1"}}
+    gather = root.find("Gather")
+    assert gather.get("action") == f"{WEBHOOK_URL}?phone_call_id=7&capom_question=q3"
+    # a retried answer to q1, already answered: not taken for q2, which is asked again
+    response, root = capom_step(digits="1", answers={"q1": "1"}, url=f"{WEBHOOK_URL}?capom_question=q1")
+    assert response.metadata_updates is None and asked_question(root) == questions()[1]
 
 
 def test_capom_short_ignores_unrelated_metadata():

@@ -107,6 +107,17 @@ def test_a_late_or_duplicate_report_never_moves_a_finished_call(terminal, late):
     assert call.remote_status == late  # the newest information is still kept
 
 
+@pytest.mark.parametrize("final", sorted(sm.FINAL_REMOTE_STATUSES))
+@pytest.mark.parametrize("late", ["queued", "ringing", "in-progress", "completed", "busy", None])
+@pytest.mark.parametrize("fetched", [False, True])
+def test_remote_status_never_moves_back_from_a_final_one(final, late, fetched):
+    call = PhoneCall(status="in_progress")
+    call.apply_remote_status(final, fetched=False)
+    call.apply_remote_status(late, fetched=fetched)
+    assert call.remote_status == final
+    assert call.status == sm.REMOTE_STATUS_MAP[final].value
+
+
 def test_status_only_moves_forward():
     call = PhoneCall(status="in_progress")
     call.apply_remote_status("ringing", fetched=False)

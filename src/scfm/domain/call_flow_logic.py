@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Protocol, runtime_checkable
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,10 @@ class CapomShort:
     )
     THANKS = "Thank you for taking part in this survey. Goodbye."
     GATHER_TIMEOUT = 10
+    # The question asked rides in the URL the answer comes back to: each answer is a request of its own (the
+    # webhook records a replayed request once, and "1" to q1 then "1" to q2 must be two), and a retried
+    # answer to a question already answered is not taken for the next one.
+    QUESTION_PARAMETER = "capom_question"
 
     def respond(self, request: CallFlowRequest) -> CallFlowResponse:
         answers = dict(request.metadata.get(self.METADATA_KEY) or {})
@@ -136,8 +141,9 @@ class CapomShort:
         if question is None:
             return self._finish(None)
 
+        asked = dict(parse_qsl(urlsplit(request.webhook_url).query)).get(self.QUESTION_PARAMETER)
         digits = (request.digits or "").strip()
-        if len(digits) != 1 or digits not in question.valid_digits:
+        if asked not in (None, question.key) or len(digits) != 1 or digits not in question.valid_digits:
             return self._ask(question, request.webhook_url)
 
         answers[question.key] = digits
@@ -151,15 +157,19 @@ class CapomShort:
         return next((q for q in self.QUESTIONS if q.key not in answers), None)
 
     def _ask(self, question: _Question, webhook_url: str, updates: dict | None = None) -> CallFlowResponse:
+        parts = urlsplit(webhook_url)
+        query = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True)
+                 if key != self.QUESTION_PARAMETER] + [(self.QUESTION_PARAMETER, question.key)]
+        url = urlunsplit(parts._replace(query=urlencode(query)))
         gather = Gather(
             num_digits=1,
-            action_url=webhook_url,
+            action_url=url,
             children=(Say(question.prompt),),
             timeout=self.GATHER_TIMEOUT,
         )
         # Without input the provider falls through past <Gather>; redirecting
         # back without Digits makes the same question be asked again.
-        return CallFlowResponse((gather, Redirect(webhook_url)), updates)
+        return CallFlowResponse((gather, Redirect(url)), updates)
 
     def _finish(self, updates: dict | None) -> CallFlowResponse:
         return CallFlowResponse((Say(self.THANKS), Hangup()), updates)

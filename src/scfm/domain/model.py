@@ -146,8 +146,7 @@ class PhoneCall(Entity):
             raise DeleteRefused(f"status is {self.status}")
 
     def apply_remote_status(self, remote_status: str | None, *, fetched: bool) -> None:
-        if remote_status:
-            self.remote_status = remote_status
+        self.remote_status = sm.remote_status_after(self.remote_status, remote_status)
         self.status = sm.apply_remote_status(self.status_enum, remote_status, fetched=fetched).value
 
 

@@ -86,6 +86,23 @@ REMOTE_STATUS_MAP: dict[str, PhoneCallStatus | None] = {
     "canceled": PhoneCallStatus.CANCELED,
 }
 
+# The provider's last word on a call: once reported, its remote_status keeps it (a late or replayed report
+# of an earlier status is recorded as an event, but changes nothing).
+FINAL_REMOTE_STATUSES = frozenset(key for key, status in REMOTE_STATUS_MAP.items()
+                                  if status in TERMINAL_PHONE_CALL_STATUSES)
+
+
+def is_final_remote_status(remote_status: str | None) -> bool:
+    return (remote_status or "").strip().lower() in FINAL_REMOTE_STATUSES
+
+
+def remote_status_after(current: str | None, reported: str | None) -> str | None:
+    """The call's remote_status after the provider reported `reported`: never back from a final one."""
+    if not reported or is_final_remote_status(current):
+        return current
+    return reported
+
+
 # How far along a call is; status only ever moves to a higher rank.
 _RANK = {
     PhoneCallStatus.CREATED: 0,

@@ -1,6 +1,8 @@
 """The provider webhook, and the remote phone call events it records."""
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -20,8 +22,19 @@ class Forbidden(DomainError):
 
 @dataclass
 class WebhookResult:
-    event: RemotePhoneCallEvent
+    event: RemotePhoneCallEvent | None  # None: a replay of a request already recorded, which changed nothing
     call_flow_response: object
+
+
+def request_digest(url: str, lists: dict) -> bytes:
+    """What the signature covers (the URL and every form value), as a digest: the same signed request made
+    again has the same digest, and is recorded once."""
+    pairs = sorted((key, str(value)) for key, values in lists.items() for value in values)
+    return hashlib.sha256(json.dumps([url, pairs]).encode()).digest()
+
+
+# The parameters the webhook reads: given twice they would be ambiguous (the provider never repeats them).
+READ_ONCE = ("AccountSid", "CallSid", "CallStatus", "Direction", "From", "CallDuration", "Digits")
 
 
 def _int(value) -> int | None:
@@ -48,7 +61,11 @@ def handle_webhook(uow_for, call_flows, provider_defaults: dict, validate_signat
         token = webhook_auth_token(account, account_sid, provider_defaults) if account else None
         if not token or not validate_signature(token, url, params, signature or ""):
             raise Forbidden("bad signature")
-        details = {key: (values if len(values) > 1 else values[0]) for key, values in _lists(params).items()}
+        lists = _lists(params)
+        for name in READ_ONCE:
+            if len(lists.get(name, ())) > 1:
+                raise ValidationFailed.on(name, "must be given once")
+        details = {key: (values if len(values) > 1 else values[0]) for key, values in lists.items()}
         if not call_sid:
             raise ValidationFailed.on("CallSid", "can't be blank")
         remote_status = (details.get("CallStatus") or "").lower() or None
@@ -80,7 +97,7 @@ def handle_webhook(uow_for, call_flows, provider_defaults: dict, validate_signat
         event = uow.provider_reports.record(call, fields, RemotePhoneCallEvent(
             account_id=account.id, phone_call_id=call.id, details=details, remote_call_id=call_sid,
             remote_direction=direction, call_flow_logic=name or call_flows.default_name,
-        ))
+        ), request_digest(url, lists))
         uow.commit()
     return WebhookResult(event, response)
 
@@ -122,6 +139,7 @@ def _inbound_call(uow, account_id: int, details: dict, call_sid: str) -> PhoneCa
 
 
 def _apply_report(call: PhoneCall, details: dict, remote_status: str | None, direction: str | None) -> set[str]:
+    finished = sm.is_final_remote_status(call.remote_status)  # the provider's last word is already in
     call.apply_remote_status(remote_status, fetched=False)
     fields = {"status", "remote_status", "remote_status_updated_at"}
     call.remote_status_updated_at = datetime.now(timezone.utc)
@@ -129,7 +147,7 @@ def _apply_report(call: PhoneCall, details: dict, remote_status: str | None, dir
         call.remote_direction = direction
         fields.add("remote_direction")
     duration = _int(details.get("CallDuration"))
-    if duration is not None:
+    if duration is not None and not finished:
         call.duration = duration
         fields.add("duration")
     return fields

@@ -35,10 +35,14 @@ def json_equals(column, path: tuple, value: str) -> ColumnElement:
     return or_(*contains) if len(contains) > 1 else contains[0]
 
 
-def compile_conditions(table, conditions, custom_compilers: dict | None = None) -> list[ColumnElement]:
+def compile_conditions(table, conditions, custom_compilers: dict | None = None,
+                       eq_compilers: dict | None = None) -> list[ColumnElement]:
+    """`eq_compilers`: column -> (values -> clause), for a column whose shown value is not its own."""
     clauses = []
     for condition in conditions:
-        if isinstance(condition, Eq):
+        if isinstance(condition, Eq) and eq_compilers and condition.column in eq_compilers:
+            clauses.append(eq_compilers[condition.column](condition.values))
+        elif isinstance(condition, Eq):
             column = table.c[condition.column]
             values = condition.values
             clauses.append(column == values[0] if len(values) == 1 else column.in_(values))

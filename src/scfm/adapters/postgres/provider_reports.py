@@ -1,7 +1,7 @@
 """The provider webhook's reads and writes: the busiest path there is (a million calls report several times
 each), so it is two statements written out and prepared once per connection, not four built per request.
 The first finds the account by its AccountSid and, in the same statement, locks the call it reports on; the
-second updates the call and records the event together."""
+second records the event and updates the call together (neither, for a request already recorded)."""
 from __future__ import annotations
 
 import dataclasses
@@ -18,7 +18,7 @@ _ACCOUNT_COLUMNS = [c.name for c in t.accounts.c]
 _CALL_COLUMNS = [c.name for c in t.phone_calls.c]
 _ACCOUNT_FIELDS = {f.name for f in dataclasses.fields(model.Account)} & set(_ACCOUNT_COLUMNS)
 _CALL_FIELDS = {f.name for f in dataclasses.fields(model.PhoneCall)} & {*_CALL_COLUMNS, "inherited_call_flow_logic"}
-_EVENT_COLUMNS = [c.name for c in t.remote_phone_call_events.c]
+_EVENT_COLUMNS = [c.name for c in t.remote_phone_call_events.c if c.name != "request_digest"]
 _JSON_COLUMNS = {c.name for c in t.phone_calls.c if isinstance(c.type, JSONB)}
 
 # The lateral subquery locks the call (FOR UPDATE OF its own row only) once the account is known, so a call
@@ -41,15 +41,20 @@ ORDER BY a.id
 LIMIT 1
 """
 
-# {assignments}: the call's changed columns; the event is inserted only if the call was there to update
+# {assignments}: the call's changed columns. The event goes in first, unless this very request (its digest) is
+# already recorded for the call: then nothing is inserted, the call is not updated, and no row comes back.
 _RECORD = """
-WITH call AS (UPDATE phone_calls SET {assignments}, updated_at = now() WHERE id = %(call_id)s RETURNING id)
-INSERT INTO remote_phone_call_events (account_id, phone_call_id, details, remote_call_id, remote_direction,
-                                      call_flow_logic, metadata)
-SELECT %(account_id)s::bigint, call.id, %(details)s::jsonb, %(remote_call_id)s::text, %(remote_direction)s::text,
-       %(call_flow_logic)s::text, %(metadata)s::jsonb
-FROM call
-RETURNING """ + ", ".join(_EVENT_COLUMNS)
+WITH event AS (
+    INSERT INTO remote_phone_call_events (account_id, phone_call_id, details, remote_call_id, remote_direction,
+                                          call_flow_logic, metadata, request_digest)
+    VALUES (%(account_id)s::bigint, %(call_id)s::bigint, %(details)s::jsonb, %(remote_call_id)s::text,
+            %(remote_direction)s::text, %(call_flow_logic)s::text, %(metadata)s::jsonb, %(request_digest)s::bytea)
+    ON CONFLICT (phone_call_id, request_digest) DO NOTHING
+    RETURNING """ + ", ".join(_EVENT_COLUMNS) + """
+), call AS (
+    UPDATE phone_calls SET {assignments}updated_at = now() WHERE id = %(call_id)s AND EXISTS (SELECT FROM event)
+)
+SELECT * FROM event"""
 
 
 class Prepared:
@@ -103,19 +108,22 @@ class ProviderReports:
         context = {**(row["callout_metadata"] or {}), **(row["participation_metadata"] or {}), **call.metadata}
         return ReportTarget(account, call, context)
 
-    def record(self, call: model.PhoneCall, fields: set[str], event: model.RemotePhoneCallEvent):
-        """Save `fields` of the call and add the event, in one statement; the event as stored."""
+    def record(self, call: model.PhoneCall, fields: set[str], event: model.RemotePhoneCallEvent,
+               request_digest: bytes) -> model.RemotePhoneCallEvent | None:
+        """Save `fields` of the call and add the event, in one statement; the event as stored, or None (and
+        nothing saved) when the request with this digest is already recorded for the call."""
         names = frozenset(fields & set(_CALL_COLUMNS) - {"id", "created_at", "updated_at"})
         statement = _WRITES.get(names)
         if statement is None:
-            assignments = ", ".join(f"{name} = %(call_{name})s" for name in sorted(names))
+            assignments = "".join(f"{name} = %(call_{name})s, " for name in sorted(names))
             statement = _WRITES[names] = Prepared(_RECORD.replace("{assignments}", assignments))
         params = {f"call_{name}": _adapt(name, getattr(call, name)) for name in names}
         params.update(call_id=call.id, account_id=event.account_id, details=Json(event.details),
                       remote_call_id=event.remote_call_id, remote_direction=event.remote_direction,
-                      call_flow_logic=event.call_flow_logic, metadata=Json(event.metadata))
-        row = statement.run(self.conn, params).mappings().one()
-        return model.RemotePhoneCallEvent(**dict(row))
+                      call_flow_logic=event.call_flow_logic, metadata=Json(event.metadata),
+                      request_digest=request_digest)
+        row = statement.run(self.conn, params).mappings().first()
+        return model.RemotePhoneCallEvent(**dict(row)) if row else None
 
 
 def _adapt(name: str, value):

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from scfm.adapters.postgres import tables as t
 from scfm.adapters.postgres.filters import all_of, compile_conditions
 from scfm.domain import model
-from scfm.domain.errors import NotFound, ValidationFailed
+from scfm.domain.errors import DeleteRefused, NotFound, ValidationFailed
 
 EXACT_TOTAL_UP_TO = 10_000
 
@@ -27,15 +27,33 @@ UNIQUE_ERRORS = {
     "index_phone_calls_one_in_flight_per_participation": (
         "base", "Another phone call for this callout participation is already in progress",
     ),
-    "phone_calls_remote_call_id_key": ("remote_call_id", "has already been taken"),
+    "index_phone_calls_on_remote_call_id_and_account_id": ("remote_call_id", "has already been taken"),
 }
 
 
-def integrity_error_to_validation(error: IntegrityError) -> ValidationFailed | None:
-    name = getattr(getattr(error.orig, "diag", None), "constraint_name", None)
+# A parent deleted while its child was written (the delete committed first): the answer the same request
+# gets a moment later, 404 for the parent in the URL, 422 for one named in the body. Any other reference is
+# "<name> must exist".
+PARENT_GONE_ERRORS = {
+    "callout_participations_callout_id_fkey": "callout",
+    "phone_calls_callout_participation_id_fkey": "callout participation",
+}
+FOREIGN_KEY_VIOLATION = "23503"
+
+
+def integrity_error_to_validation(error: IntegrityError, deleting: bool = False) -> ValidationFailed | NotFound | None:
+    diag = getattr(error.orig, "diag", None)
+    name = getattr(diag, "constraint_name", None)
     if name in UNIQUE_ERRORS:
         field, message = UNIQUE_ERRORS[name]
         return ValidationFailed.on(field, message)
+    if getattr(error.orig, "pgcode", None) == FOREIGN_KEY_VIOLATION and name:
+        if deleting:  # a child written meanwhile still refers to the row
+            return DeleteRefused("dependent records exist")
+        if name in PARENT_GONE_ERRORS:
+            return NotFound(PARENT_GONE_ERRORS[name])
+        column = name.removeprefix(f"{diag.table_name}_").removesuffix("_fkey")
+        return ValidationFailed.on(column.removesuffix("_id"), "must exist")
     return None
 
 
@@ -63,13 +81,16 @@ class Repository:
         return None
 
     def where(self, conditions=(), extra: Iterable = ()):
-        clauses = list(compile_conditions(self.table, conditions, self.custom_compilers()))
+        clauses = list(compile_conditions(self.table, conditions, self.custom_compilers(), self.eq_compilers()))
         clauses.extend(extra)
         if (scope := self.scope()) is not None:
             clauses.append(scope)
         return all_of(clauses)
 
     def custom_compilers(self) -> dict:
+        return {}
+
+    def eq_compilers(self) -> dict:
         return {}
 
     def to_entity(self, row) -> Any:
@@ -130,12 +151,12 @@ class Repository:
         names = self.fields - {"id", "created_at", "updated_at"} if names is None else names
         return {name: getattr(entity, name) for name in names}
 
-    def _run(self, statement):
+    def _run(self, statement, deleting: bool = False):
         # no savepoint: a violated constraint ends the unit of work anyway, as the error it becomes
         try:
             return self.conn.execute(statement)
         except IntegrityError as error:
-            translated = integrity_error_to_validation(error)
+            translated = integrity_error_to_validation(error, deleting)
             if translated:
                 raise translated from None
             raise
@@ -157,7 +178,7 @@ class Repository:
         return self.to_entity(self.conn.execute(self.base_select().where(self.table.c.id == id_)).one())
 
     def remove(self, entity) -> None:
-        self._run(delete(self.table).where(self.table.c.id == entity.id))
+        self._run(delete(self.table).where(self.table.c.id == entity.id), deleting=True)
 
 
 class AccountRepository(Repository):
@@ -224,6 +245,12 @@ def _latest_call_status(participation_id_column):
     )
 
 
+def _own_or_inherited(own, values, parent_id, parents_with_value):
+    """The shown value (its own, else its parent's) is one of `values`: the parents are looked up only when
+    this key is filtered on, as a semi-join that leaves the plain list untouched."""
+    return own.in_(values) | (own.is_(None) & parent_id.in_(parents_with_value))
+
+
 class CalloutRepository(Repository):
     table = t.callouts
     entity = model.Callout
@@ -260,6 +287,11 @@ class CalloutParticipationRepository(Repository):
             "no_phone_calls_or_last_attempt": lambda statuses: (~has_calls) | _latest_call_status(p.c.id).in_(statuses),
         }
 
+    def eq_compilers(self) -> dict:
+        p, c = self.table, t.callouts
+        return {"call_flow_logic": lambda values: _own_or_inherited(
+            p.c.call_flow_logic, values, p.c.callout_id, select(c.c.id).where(c.c.call_flow_logic.in_(values)))}
+
     def has_dependents(self, participation_id: int) -> bool:
         return self.exists(t.phone_calls.c.callout_participation_id == participation_id)
 
@@ -287,6 +319,13 @@ class PhoneCallRepository(Repository):
             self.table.outerjoin(p, p.c.id == self.table.c.callout_participation_id).outerjoin(
                 c, c.c.id == p.c.callout_id)
         )
+
+    def eq_compilers(self) -> dict:
+        p, c = t.callout_participations, t.callouts
+        inherited = func.coalesce(p.c.call_flow_logic, c.c.call_flow_logic)
+        return {"call_flow_logic": lambda values: _own_or_inherited(
+            self.table.c.call_flow_logic, values, self.table.c.callout_participation_id,
+            select(p.c.id).join(c, c.c.id == p.c.callout_id).where(inherited.in_(values)))}
 
     def of_callout(self, callout_id: int):
         return [self.table.c.callout_participation_id.in_(

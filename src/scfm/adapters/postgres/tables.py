@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
-    BigInteger, Column, DateTime, Float, ForeignKey, Integer, MetaData, Table, Text, func, text,
+    BigInteger, Column, DateTime, LargeBinary, Float, ForeignKey, Integer, MetaData, Table, Text, func, text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -76,7 +76,7 @@ phone_calls = Table(
     _fk("create_batch_operation_id", "batch_operations"), _fk("queue_batch_operation_id", "batch_operations"),
     _fk("queue_remote_fetch_batch_operation_id", "batch_operations"),
     Column("status", Text, nullable=False, server_default="created"), Column("msisdn", Text, nullable=False),
-    Column("remote_call_id", Text, unique=True), Column("remote_status", Text),
+    Column("remote_call_id", Text), Column("remote_status", Text),
     Column("remote_direction", Text), Column("remote_error_message", Text),
     _json("remote_response"), _json("remote_request_params"), _json("remote_queue_response"),
     Column("call_flow_logic", Text), Column("remotely_queued_at", DateTime(timezone=True)),
@@ -94,5 +94,7 @@ remote_phone_call_events = Table(
     "remote_phone_call_events", metadata_obj, _id(), _fk("account_id", "accounts", False),
     _fk("phone_call_id", "phone_calls", False),
     _json("details"), Column("remote_call_id", Text), Column("remote_direction", Text),
-    Column("call_flow_logic", Text), _json("metadata"), *_timestamps(),
+    Column("call_flow_logic", Text), _json("metadata"),
+    Column("request_digest", LargeBinary),  # of the signed request: a replay is not recorded twice
+    *_timestamps(),
 )

@@ -32,6 +32,8 @@ WEBHOOK_DOC = {
             "AccountSid", "CallSid", "CallStatus", "Direction", "From", "To", "ApiVersion", "CallDuration", "Digits")},
     }}}},
     "responses": {
+        "200": {"description": "A replay of a request already recorded: nothing recorded, TwiML as the call now stands",
+                "content": {"application/xml": {"schema": {"type": "string"}}}},
         "201": {"description": "TwiML of the call's call flow logic",
                 "content": {"application/xml": {"schema": {"type": "string"}}}},
         "400": {"description": "Malformed request", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
@@ -40,7 +42,7 @@ WEBHOOK_DOC = {
         "404": {"description": "A CallSid that is neither ours nor inbound",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
         "413": {"description": "Body too large", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-        "422": {"description": "Missing CallSid", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+        "422": {"description": "Missing CallSid, or a parameter the webhook reads given twice", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
     },
 }
 
@@ -78,6 +80,8 @@ class RemotePhoneCallEvents(MethodView):
             d.uow, call_flows(), d.settings.provider, signature_is_valid, public_url(), request.form,
             request.headers.get("X-Twilio-Signature", ""), request.args.get("phone_call_id"),
         )
+        if result.event is None:  # a replay: nothing recorded, the call flow answers as the call now stands
+            return Response(render(result.call_flow_response), status=200, mimetype="application/xml")
         return Response(render(result.call_flow_response), status=201, mimetype="application/xml",
                         headers={"Location": f"/api/remote_phone_call_events/{result.event.id}"})
 
