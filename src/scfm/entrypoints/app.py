@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 
 from flask import Flask, Response, g, jsonify, request
 from flask_smorest import Api
@@ -37,6 +38,17 @@ def _token_from(req) -> str | None:
     if header.lower().startswith("bearer "):
         return header[7:].strip()
     return req.args.get("access_token")
+
+
+def _described(error: Exception) -> str:
+    """A database error as the log may show it: its class, SQLSTATE and first line, never its statement's
+    parameters nor PostgreSQL's DETAIL, which quotes the failing row (auth tokens included)."""
+    orig = getattr(error, "orig", None)
+    if orig is None:
+        return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    diag = getattr(orig, "diag", None)
+    message = getattr(diag, "message_primary", None) or (str(orig).splitlines() or [""])[0]
+    return f"{type(orig).__name__} {getattr(orig, 'pgcode', None) or ''}: {message}"
 
 
 def _error(status: int, message: str) -> Response:
@@ -131,19 +143,19 @@ def create_app(deps: Deps | None = None) -> Flask:
     def unavailable(error):
         if (getattr(getattr(error, "orig", None), "pgcode", None) or "").startswith("54"):
             return unstorable(error)  # program_limit_exceeded (e.g. an index row too large): the value's fault
-        log.warning("backing service unavailable: %s", error)
+        log.warning("backing service unavailable: %s", _described(error))
         return _error(503, "Service Unavailable")
 
     @app.errorhandler(DataError)
     def unstorable(error):
-        log.info("refused a value the database cannot store: %s", error.orig)
+        log.info("refused a value the database cannot store: %s", _described(error))
         return jsonify({"errors": {"base": ["a value is out of range or cannot be stored"]}}), 400
 
     @app.errorhandler(DBAPIError)
     def database_error(error):
         if getattr(error, "connection_invalidated", False):
             return unavailable(error)
-        log.exception("database error")
+        log.error("database error %s\n%s", _described(error), "".join(traceback.format_tb(error.__traceback__)))
         return _error(500, "Internal Server Error")
 
     @app.errorhandler(HTTPException)

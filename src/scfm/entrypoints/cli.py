@@ -9,6 +9,9 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import unquote_plus
+
+from gunicorn.glogging import Logger as GunicornLogger
 
 from scfm.config import Settings
 
@@ -55,12 +58,52 @@ def cmd_create_access_token(args) -> int:
     return 0
 
 
+FILTERED = "[FILTERED]"
+
+
+def scrub_query(query: str) -> str:
+    """The query string with the value of every `access_token` (however its name is encoded) filtered out."""
+    pairs = query.split("&")
+    for index, pair in enumerate(pairs):
+        name, equals, _value = pair.partition("=")
+        if unquote_plus(name).strip() == "access_token":
+            pairs[index] = f"{name}{equals}{FILTERED}"
+    return "&".join(pairs)
+
+
+def scrub_url(url: str) -> str:
+    path, question, query = url.partition("?")
+    return f"{path}{question}{scrub_query(query)}" if question else url
+
+
+class ScrubbingLogger(GunicornLogger):
+    """gunicorn's access log without access tokens: no Basic user name (the token), no `?access_token=`
+    in the request line, the query or the referrer, and no Authorization header, whatever the log format."""
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        atoms["u"] = "-"
+        atoms["r"] = "%s %s %s" % (environ["REQUEST_METHOD"], scrub_url(environ.get("RAW_URI", "")),
+                                   environ["SERVER_PROTOCOL"])
+        atoms["q"] = scrub_query(environ.get("QUERY_STRING", ""))
+        atoms["f"] = scrub_url(environ.get("HTTP_REFERER", "-"))
+        for key in ("{authorization}i", "{proxy-authorization}i", "{http_authorization}e",
+                    "{http_proxy_authorization}e"):
+            if key in atoms:
+                atoms[key] = FILTERED
+        for key in ("{query_string}e", "{raw_uri}e", "{request_uri}e", "{http_referer}e", "{referer}i"):
+            if key in atoms:
+                atoms[key] = scrub_url(atoms[key]) if key != "{query_string}e" else scrub_query(atoms[key])
+        return atoms
+
+
 def cmd_serve(args) -> int:
     settings = Settings.from_env()
     bind = f"{args.host or settings.host}:{args.port or settings.port}"
     os.execvp(sys.executable, [
         sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(args.workers),
-        "--threads", str(args.threads), "--access-logfile", "-", "scfm.entrypoints.wsgi:app",
+        "--threads", str(args.threads), "--access-logfile", "-",
+        "--logger-class", "scfm.entrypoints.cli.ScrubbingLogger", "scfm.entrypoints.wsgi:app",
     ])
     return 0
 

@@ -31,6 +31,7 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
     engine = create_engine(
         parsed.difference_update_query(["prepared_statements"]), pool_size=pool_size, max_overflow=10,
         connect_args={"connect_timeout": 5}, execution_options={"prepared_statements": prepared},
+        hide_parameters=True,  # a failed statement's error (logged) must not carry tokens or tenants' data
     )
     _ping_connections_that_were_idle(engine)
     return engine

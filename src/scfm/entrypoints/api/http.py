@@ -298,12 +298,12 @@ def paging(args: dict) -> PageRequest:
 
 
 def paginated(page):
-    """(items, 200, headers) with Per-Page, Total and an RFC 8288 Link that keeps the query."""
+    """(items, 200, headers) with Per-Page, Total and an RFC 8288 Link that keeps the query, but never a token."""
     last = max(1, -(-page.total // page.per_page))
     base = request.base_url
 
     def link(number: int, rel: str) -> str:
-        args = [(k, v) for k, v in request.args.items(multi=True) if k != "page"]
+        args = [(k, v) for k, v in request.args.items(multi=True) if k not in ("page", "access_token")]
         args.append(("page", str(number)))
         return f'<{base}?{urlencode(args)}>; rel="{rel}"'
 
