@@ -27,6 +27,7 @@ MIB = 1024 * 1024
 TWILIO_TOKEN = "twilio-auth-token-of-the-tenant"
 REFUSED_TOKEN = "auth-token-of-a-statement-that-failed"
 LONG_SID_TOKEN = "auth-token-next-to-a-20000-character-sid"
+SIP_PASSWORD = "sip-auth-password-in-remote-request-params"
 LONG_SID = secrets.token_hex(10000)  # random: PostgreSQL cannot compress it into an index entry
 
 
@@ -118,6 +119,26 @@ def test_no_token_reaches_the_logs_of_a_real_server_and_worker(deps, admin, call
                 assert time.monotonic() < deadline, "the worker did not dial the call"
                 time.sleep(0.2)
             assert basic.get(f"{url}/api/phone_calls/{call['id']}").json()["remote_call_id"]
+
+            with deps.engine.begin() as conn:  # a dial whose outcome the database refuses to record
+                conn.execute(text("ALTER TABLE phone_calls ADD CONSTRAINT scfm_test_refuses "
+                                  "CHECK (remote_call_id IS NULL OR metadata->>'refuse' IS NULL) NOT VALID"))
+            try:
+                other = basic.post(f"{url}/api/contacts", data={"msisdn": "+252662345679"}).json()["id"]
+                other = basic.post(f"{url}/api/callouts/{callout}/callout_participations",
+                                   data={"contact_id": other}).json()["id"]
+                refused_call = basic.post(f"{url}/api/callout_participations/{other}/phone_calls", data={
+                    **DEMO, "remote_request_params[sip_auth_password]": SIP_PASSWORD,
+                    "metadata[refuse]": "yes"}).json()
+                assert basic.post(f"{url}/api/phone_calls/{refused_call['id']}/phone_call_events",
+                                  data={"event": "queue"}).status_code == 201
+                deadline = time.monotonic() + 60
+                while "scfm_test_refuses" not in worker.log.read_text(errors="replace"):
+                    assert time.monotonic() < deadline, "the worker did not try to record the dial"
+                    time.sleep(0.2)
+            finally:
+                with deps.engine.begin() as conn:
+                    conn.execute(text("ALTER TABLE phone_calls DROP CONSTRAINT scfm_test_refuses"))
             long_sid = basic.patch(f"{url}/api/account", json={  # the database once refused it, and logged it
                 "somleng_account_sid": LONG_SID, "somleng_auth_token": LONG_SID_TOKEN})
     finally:
@@ -126,7 +147,8 @@ def test_no_token_reaches_the_logs_of_a_real_server_and_worker(deps, admin, call
 
     assert "GET /api/contacts" in server_log and "database error" in server_log  # the logs were written
     assert "dial_due" in worker_log
-    for secret in (token, admin_token, TWILIO_TOKEN, REFUSED_TOKEN, LONG_SID_TOKEN, PROVIDER_TOKEN, LONG_SID[:100]):
+    for secret in (token, admin_token, TWILIO_TOKEN, REFUSED_TOKEN, LONG_SID_TOKEN, PROVIDER_TOKEN, SIP_PASSWORD,
+                   LONG_SID[:100]):
         assert secret not in server_log, f"{secret[:20]}... in the server's log:\n{server_log[-3000:]}"
         assert secret not in worker_log, f"{secret[:20]}... in the worker's log:\n{worker_log[-3000:]}"
     assert long_sid.status_code == 422

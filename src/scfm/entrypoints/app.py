@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException, LengthRequired, RequestEntityTooLarge
 
+from scfm.adapters.postgres.db import described
 from scfm.bootstrap import Deps, bootstrap
 from scfm.domain.errors import NotFound, ValidationFailed
 from scfm.entrypoints.api import (
@@ -38,17 +39,6 @@ def _token_from(req) -> str | None:
     if header.lower().startswith("bearer "):
         return header[7:].strip()
     return req.args.get("access_token")
-
-
-def _described(error: Exception) -> str:
-    """A database error as the log may show it: its class, SQLSTATE and first line, never its statement's
-    parameters nor PostgreSQL's DETAIL, which quotes the failing row (auth tokens included)."""
-    orig = getattr(error, "orig", None)
-    if orig is None:
-        return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-    diag = getattr(orig, "diag", None)
-    message = getattr(diag, "message_primary", None) or (str(orig).splitlines() or [""])[0]
-    return f"{type(orig).__name__} {getattr(orig, 'pgcode', None) or ''}: {message}"
 
 
 def _error(status: int, message: str) -> Response:
@@ -143,19 +133,19 @@ def create_app(deps: Deps | None = None) -> Flask:
     def unavailable(error):
         if (getattr(getattr(error, "orig", None), "pgcode", None) or "").startswith("54"):
             return unstorable(error)  # program_limit_exceeded (e.g. an index row too large): the value's fault
-        log.warning("backing service unavailable: %s", _described(error))
+        log.warning("backing service unavailable: %s", described(error))
         return _error(503, "Service Unavailable")
 
     @app.errorhandler(DataError)
     def unstorable(error):
-        log.info("refused a value the database cannot store: %s", _described(error))
+        log.info("refused a value the database cannot store: %s", described(error))
         return jsonify({"errors": {"base": ["a value is out of range or cannot be stored"]}}), 400
 
     @app.errorhandler(DBAPIError)
     def database_error(error):
         if getattr(error, "connection_invalidated", False):
             return unavailable(error)
-        log.error("database error %s\n%s", _described(error), "".join(traceback.format_tb(error.__traceback__)))
+        log.error("database error %s\n%s", described(error), "".join(traceback.format_tb(error.__traceback__)))
         return _error(500, "Internal Server Error")
 
     @app.errorhandler(HTTPException)

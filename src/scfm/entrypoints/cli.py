@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -108,9 +110,46 @@ def cmd_serve(args) -> int:
     return 0
 
 
+_DETAIL = re.compile(r"^DETAIL:.*$", re.MULTILINE)
+
+
+class HideRowData(logging.Filter):
+    """PostgreSQL's DETAIL quotes the row a statement failed on (auth tokens, remote request parameters):
+    a failed job's traceback, as RQ logs it, keeps the error's first line and loses the DETAIL."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "DETAIL:" in message:
+            record.msg, record.args = _DETAIL.sub("DETAIL:  [FILTERED]", message), ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text and "DETAIL:" in record.exc_text:
+            record.exc_text = _DETAIL.sub("DETAIL:  [FILTERED]", record.exc_text)
+        return True
+
+
+def _log_to_stderr(log_format: str) -> None:
+    """One handler for every logger of the process (RQ's included), through HideRowData."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(log_format, datefmt="%H:%M:%S"))
+    handler.addFilter(HideRowData())
+    logging.getLogger().addHandler(handler)
+
+
+def _log_thread_death(hook) -> None:
+    """A thread's uncaught exception goes through the log (and HideRowData), not straight to stderr."""
+    if hook.exc_type is SystemExit:
+        return
+    name = hook.thread.name if hook.thread else "a thread"
+    logging.getLogger("scfm.worker").error("%s died", name,
+                                           exc_info=(hook.exc_type, hook.exc_value, hook.exc_traceback))
+
+
 def cmd_worker(args) -> int:
     from rq import Worker
 
+    _log_to_stderr("%(asctime)s %(message)s")
+    threading.excepthook = _log_thread_death
     deps = _deps()
     worker = Worker([deps.queue], connection=deps.redis)
     worker.work(with_scheduler=True, burst=args.burst)
@@ -119,12 +158,13 @@ def cmd_worker(args) -> int:
 
 def cmd_scheduler(args) -> int:
     """Sweep every few seconds: re-deliver what the database says is due (one sweeper at a time)."""
-    import logging
     import uuid
 
+    from scfm.adapters.postgres.db import described
     from scfm.services import sweeper
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s scheduler %(message)s")
+    _log_to_stderr("%(asctime)s scheduler %(message)s")
+    logging.getLogger().setLevel(logging.INFO)
     deps = _deps()
     interval = args.interval or deps.settings.sweep_interval_seconds
     token, lease = uuid.uuid4().hex, f"{deps.settings.queue_name}:sweeper"
@@ -134,7 +174,7 @@ def cmd_scheduler(args) -> int:
             if deps.locks.acquire(lease, token, interval * 3):
                 sweeper.sweep(deps.uow, deps.jobs, deps.settings.timings)
         except Exception as error:  # a database or Redis outage: try again at the next tick
-            logging.warning("sweep failed: %s", error)
+            logging.warning("sweep failed: %s", described(error))
         if args.once or stopping.wait(interval):
             break
     return 0

@@ -57,6 +57,16 @@ def _ping_connections_that_were_idle(engine: Engine) -> None:
             raise exc.DisconnectionError(str(error)) from error  # the pool connects afresh and tries again
 
 
+def described(error: BaseException) -> str:
+    """A database error as a log may show it: its class, SQLSTATE and PostgreSQL's first message line, never
+    its statement's parameters nor PostgreSQL's DETAIL, which quotes the failing row (auth tokens included)."""
+    orig = getattr(error, "orig", None)
+    if orig is None:
+        return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+    message = getattr(getattr(orig, "diag", None), "message_primary", None) or (str(orig).splitlines() or [""])[0]
+    return f"{type(orig).__name__} {getattr(orig, 'pgcode', None) or ''}: {message}"
+
+
 def upgrade(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
