@@ -88,15 +88,13 @@ def _reject_constant(name: str):
 
 def check_depth(value, where: str = "the body") -> None:
     """Refuse documents nested deeper than MAX_DEPTH (counted without recursion: the point is to avoid it)."""
-    stack = [(value, 1)]
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
     while stack:
         node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
-        if children is None:
-            continue
         if depth > MAX_DEPTH:
             raise BadRequest(f"{where} is nested too deeply (maximum is {MAX_DEPTH} levels)")
-        stack.extend((child, depth + 1) for child in children)
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
 
 
 def check_text(value, where: str = "parameters"):
