@@ -26,3 +26,12 @@ def test_conflicting_or_malformed_names_are_bad_requests(pairs):
 def test_errors_flatten_to_rails_messages():
     assert flatten_errors({"msisdn": ["Missing data for required field."], "a": {"b": ["Not a valid integer."]}}) == {
         "msisdn": ["can't be blank"], "a[b]": ["is invalid"]}
+
+
+def test_names_nest_at_most_32_levels():
+    assert nest([("a" + "[b]" * 31, "1")])["a"]["b"]
+    with pytest.raises(BadRequest, match="nested too deeply"):
+        nest([("a" + "[b]" * 32, "1")])
+    with pytest.raises(BadRequest) as refused:
+        nest([("a" + "[b]" * 100000, "1")])
+    assert len(str(refused.value)) < 200  # the name is not echoed whole

@@ -62,3 +62,27 @@ def test_an_unknown_mode_is_an_error():
 def test_metadata_must_be_an_object(value):
     with pytest.raises(ValidationFailed):
         merge_metadata({}, value, MergeMode.MERGE)
+
+
+def test_a_number_a_provider_reports_is_kept_as_given_within_a_bound():
+    assert msisdn_or_as_given("1294") == "1294"
+    assert msisdn_or_as_given("client:alice") == "client:alice"
+    assert msisdn_or_as_given("+85510202103") == "+85510202103"
+    with pytest.raises(ValidationFailed) as refused:
+        msisdn_or_as_given("+" + "8" * 100000, field="From")
+    assert refused.value.errors == {"From": ["is too long (maximum is 64 characters)"]}
+
+
+def test_an_over_long_msisdn_is_too_long_before_it_is_parsed():
+    with pytest.raises(ValidationFailed) as refused:
+        normalize_msisdn("+" + "2" * 20000)
+    assert refused.value.errors == {"msisdn": ["is too long (maximum is 32 characters)"]}
+
+
+def test_merged_metadata_is_bounded_as_a_whole():
+    old = {"a": "x" * 40000}
+    assert merge_metadata(old, {"b": "1"}, MergeMode.MERGE) == {"a": "x" * 40000, "b": "1"}
+    for mode in (MergeMode.MERGE, MergeMode.DEEP_MERGE):
+        with pytest.raises(ValidationFailed):
+            merge_metadata(old, {"b": "x" * 40000}, mode)
+    assert merge_metadata(old, {"b": "x" * 40000}, MergeMode.REPLACE) == {"b": "x" * 40000}

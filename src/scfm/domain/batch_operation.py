@@ -7,6 +7,7 @@ from typing import Any
 from scfm.domain import filters as f
 from scfm.domain.errors import ValidationFailed
 from scfm.domain.provider import validate_remote_request_params
+from scfm.domain.values import MAX_DOCUMENT_BYTES, document_size
 
 CALLOUT_POPULATION = "BatchOperation::CalloutPopulation"
 PHONE_CALL_CREATE = "BatchOperation::PhoneCallCreate"
@@ -105,6 +106,8 @@ def plan(type_: str, parameters: Any) -> Plan:
         parameters = {}
     if not isinstance(parameters, dict):
         raise ValidationFailed.on("parameters", "is invalid")
+    if document_size(parameters) > MAX_DOCUMENT_BYTES:
+        raise ValidationFailed.on("parameters", f"is too large (maximum is {MAX_DOCUMENT_BYTES} bytes)")
     errors: dict[str, list[str]] = {}
     for name in sorted(set(parameters) - ALLOWED_PARAMETERS[type_]):
         errors[name] = ["is not a known parameter"]
@@ -144,7 +147,7 @@ def _period_cap(parameters: dict, errors: dict) -> PeriodCap | None:
     except (TypeError, ValueError):
         errors["max_per_period_hours"] = ["must be greater than 0 and at most ten years"]
     attribute = parameters.get("max_per_period_timestamp_attribute") or "remotely_queued_at"
-    if attribute not in TIMESTAMP_ATTRIBUTES:
+    if not isinstance(attribute, str) or attribute not in TIMESTAMP_ATTRIBUTES:
         errors["max_per_period_timestamp_attribute"] = ["is not included in the list"]
     statuses = parameters.get("max_per_period_statuses")
     if statuses not in (None, "", []):

@@ -20,6 +20,25 @@ REMOTE_REQUEST_PARAMS = frozenset({
 })
 
 
+# Every other parameter is a string; these the provider also takes as a number, a boolean or a list of strings.
+NUMBER_PARAMS = frozenset({
+    "timeout", "time_limit", "machine_detection_timeout", "machine_detection_speech_threshold",
+    "machine_detection_speech_end_threshold", "machine_detection_silence_timeout",
+})
+BOOLEAN_PARAMS = frozenset({"record"})
+LIST_PARAMS = frozenset({"status_callback_event", "recording_status_callback_event"})
+
+
+def _of_its_type(name: str, value: Any) -> bool:
+    if isinstance(value, str):
+        return True
+    if name in LIST_PARAMS and isinstance(value, list):
+        return all(isinstance(item, str) for item in value)
+    if name in BOOLEAN_PARAMS and isinstance(value, bool):
+        return True
+    return name in NUMBER_PARAMS and isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def validate_remote_request_params(value: Any, field: str = "remote_request_params") -> dict:
     if value is None or value == {} or value == "":
         raise ValidationFailed.on(field, "can't be blank")
@@ -28,6 +47,9 @@ def validate_remote_request_params(value: Any, field: str = "remote_request_para
     unknown = sorted(set(value) - REMOTE_REQUEST_PARAMS)
     if unknown:
         raise ValidationFailed.on(field, "is not included in the list")
+    wrong = {f"{field}[{name}]": ["is invalid"] for name in sorted(value) if not _of_its_type(name, value[name])}
+    if wrong:
+        raise ValidationFailed(wrong)
     return value
 
 

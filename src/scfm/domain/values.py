@@ -10,7 +10,16 @@ import phonenumbers
 
 from scfm.domain.errors import ValidationFailed
 
-MAX_METADATA_BYTES = 64 * 1024
+# Every JSON document a tenant stores (metadata, account settings, batch operation parameters, remote request
+# parameters) is at most this long, serialized.
+MAX_DOCUMENT_BYTES = 64 * 1024
+MAX_METADATA_BYTES = MAX_DOCUMENT_BYTES
+MAX_MSISDN_LENGTH = 32  # E.164 is at most 15 digits: room for a plus sign and spaces, not for a payload
+MAX_REPORTED_NUMBER_LENGTH = 64  # a provider's From/To as given: a short code, `client:alice`, a short SIP URI
+
+
+def document_size(value: Any) -> int:
+    return len(json.dumps(value))
 
 
 def normalize_msisdn(raw: Any, field: str = "msisdn") -> str:
@@ -20,6 +29,8 @@ def normalize_msisdn(raw: Any, field: str = "msisdn") -> str:
     if not isinstance(raw, (str, int)) or isinstance(raw, bool):
         raise ValidationFailed.on(field, "is invalid")
     text = str(raw).strip()
+    if len(text) > MAX_MSISDN_LENGTH:
+        raise ValidationFailed.on(field, f"is too long (maximum is {MAX_MSISDN_LENGTH} characters)")
     digits = text[1:] if text.startswith("+") else text
     if not digits.isdigit():
         raise ValidationFailed.on(field, "is invalid")
@@ -32,10 +43,12 @@ def normalize_msisdn(raw: Any, field: str = "msisdn") -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def msisdn_or_as_given(raw: str) -> str:
-    """Numbers a provider reports are kept even when they are not valid (e.g. a short code)."""
+def msisdn_or_as_given(raw: str, field: str = "msisdn") -> str:
+    """Numbers a provider reports are kept even when they are not valid (e.g. a short code), within a bound."""
+    if len(raw) > MAX_REPORTED_NUMBER_LENGTH:
+        raise ValidationFailed.on(field, f"is too long (maximum is {MAX_REPORTED_NUMBER_LENGTH} characters)")
     try:
-        return normalize_msisdn(raw)
+        return normalize_msisdn(raw, field)
     except ValidationFailed:
         return raw
 
@@ -68,8 +81,8 @@ def deep_merge(old: dict, new: dict) -> dict:
 def validate_json_object(value: Any, field: str = "metadata") -> dict:
     if not isinstance(value, dict):
         raise ValidationFailed.on(field, "is invalid")
-    if len(json.dumps(value)) > MAX_METADATA_BYTES:
-        raise ValidationFailed.on(field, f"is too large (maximum is {MAX_METADATA_BYTES} bytes)")
+    if document_size(value) > MAX_DOCUMENT_BYTES:
+        raise ValidationFailed.on(field, f"is too large (maximum is {MAX_DOCUMENT_BYTES} bytes)")
     return value
 
 
@@ -78,6 +91,5 @@ def merge_metadata(old: dict | None, new: Any, mode: MergeMode, field: str = "me
     old = old or {}
     if mode is MergeMode.REPLACE:
         return copy.deepcopy(new)
-    if mode is MergeMode.DEEP_MERGE:
-        return deep_merge(old, new)
-    return {**old, **copy.deepcopy(new)}
+    merged = deep_merge(old, new) if mode is MergeMode.DEEP_MERGE else {**old, **copy.deepcopy(new)}
+    return validate_json_object(merged, field)  # merges of small parts must not grow it without bound

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import logging
+import traceback
 
 from flask import Flask, Response, g, jsonify, request
 from flask_smorest import Api
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, LengthRequired, RequestEntityTooLarge
 
+from scfm.adapters.postgres.db import described
 from scfm.bootstrap import Deps, bootstrap
 from scfm.domain.errors import NotFound, ValidationFailed
 from scfm.entrypoints.api import (
@@ -80,6 +82,18 @@ def create_app(deps: Deps | None = None) -> Flask:
     _document_authentication(api)
 
     @app.before_request
+    def refuse_oversized_streamed_body():
+        """A chunked body has no Content-Length for werkzeug to check: read it, up to the limit, and refuse
+        it whole when more follows (werkzeug alone stops at the limit and hands on what it read)."""
+        if request.content_length is not None or "chunked" not in request.headers.get("Transfer-Encoding", ""):
+            return
+        if not request.environ.get("wsgi.input_terminated"):
+            raise LengthRequired()  # a server that cannot end a chunked body would hand us an empty one
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        if len(request.get_data(cache=True)) >= limit and request.environ["wsgi.input"].read(1):
+            raise RequestEntityTooLarge()
+
+    @app.before_request
     def refuse_unstorable_text():
         check_text(request.args.to_dict(flat=False), "the query")
         if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
@@ -117,19 +131,21 @@ def create_app(deps: Deps | None = None) -> Flask:
     @app.errorhandler(OperationalError)
     @app.errorhandler(RedisError)
     def unavailable(error):
-        log.warning("backing service unavailable: %s", error)
+        if (getattr(getattr(error, "orig", None), "pgcode", None) or "").startswith("54"):
+            return unstorable(error)  # program_limit_exceeded (e.g. an index row too large): the value's fault
+        log.warning("backing service unavailable: %s", described(error))
         return _error(503, "Service Unavailable")
 
     @app.errorhandler(DataError)
     def unstorable(error):
-        log.info("refused a value the database cannot store: %s", error.orig)
+        log.info("refused a value the database cannot store: %s", described(error))
         return jsonify({"errors": {"base": ["a value is out of range or cannot be stored"]}}), 400
 
     @app.errorhandler(DBAPIError)
     def database_error(error):
         if getattr(error, "connection_invalidated", False):
             return unavailable(error)
-        log.exception("database error")
+        log.error("database error %s\n%s", described(error), "".join(traceback.format_tb(error.__traceback__)))
         return _error(500, "Internal Server Error")
 
     @app.errorhandler(HTTPException)

@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import unquote_plus
+
+from gunicorn.glogging import Logger as GunicornLogger
 
 from scfm.config import Settings
 
@@ -55,19 +60,96 @@ def cmd_create_access_token(args) -> int:
     return 0
 
 
+FILTERED = "[FILTERED]"
+
+
+def scrub_query(query: str) -> str:
+    """The query string with the value of every `access_token` (however its name is encoded) filtered out."""
+    pairs = query.split("&")
+    for index, pair in enumerate(pairs):
+        name, equals, _value = pair.partition("=")
+        if unquote_plus(name).strip() == "access_token":
+            pairs[index] = f"{name}{equals}{FILTERED}"
+    return "&".join(pairs)
+
+
+def scrub_url(url: str) -> str:
+    path, question, query = url.partition("?")
+    return f"{path}{question}{scrub_query(query)}" if question else url
+
+
+class ScrubbingLogger(GunicornLogger):
+    """gunicorn's access log without access tokens: no Basic user name (the token), no `?access_token=`
+    in the request line, the query or the referrer, and no Authorization header, whatever the log format."""
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        atoms["u"] = "-"
+        atoms["r"] = "%s %s %s" % (environ["REQUEST_METHOD"], scrub_url(environ.get("RAW_URI", "")),
+                                   environ["SERVER_PROTOCOL"])
+        atoms["q"] = scrub_query(environ.get("QUERY_STRING", ""))
+        atoms["f"] = scrub_url(environ.get("HTTP_REFERER", "-"))
+        for key in ("{authorization}i", "{proxy-authorization}i", "{http_authorization}e",
+                    "{http_proxy_authorization}e"):
+            if key in atoms:
+                atoms[key] = FILTERED
+        for key in ("{query_string}e", "{raw_uri}e", "{request_uri}e", "{http_referer}e", "{referer}i"):
+            if key in atoms:
+                atoms[key] = scrub_url(atoms[key]) if key != "{query_string}e" else scrub_query(atoms[key])
+        return atoms
+
+
 def cmd_serve(args) -> int:
     settings = Settings.from_env()
     bind = f"{args.host or settings.host}:{args.port or settings.port}"
     os.execvp(sys.executable, [
         sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(args.workers),
-        "--threads", str(args.threads), "--access-logfile", "-", "scfm.entrypoints.wsgi:app",
+        "--threads", str(args.threads), "--access-logfile", "-",
+        "--logger-class", "scfm.entrypoints.cli.ScrubbingLogger", "scfm.entrypoints.wsgi:app",
     ])
     return 0
+
+
+_DETAIL = re.compile(r"^DETAIL:.*$", re.MULTILINE)
+
+
+class HideRowData(logging.Filter):
+    """PostgreSQL's DETAIL quotes the row a statement failed on (auth tokens, remote request parameters):
+    a failed job's traceback, as RQ logs it, keeps the error's first line and loses the DETAIL."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "DETAIL:" in message:
+            record.msg, record.args = _DETAIL.sub("DETAIL:  [FILTERED]", message), ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text and "DETAIL:" in record.exc_text:
+            record.exc_text = _DETAIL.sub("DETAIL:  [FILTERED]", record.exc_text)
+        return True
+
+
+def _log_to_stderr(log_format: str) -> None:
+    """One handler for every logger of the process (RQ's included), through HideRowData."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(log_format, datefmt="%H:%M:%S"))
+    handler.addFilter(HideRowData())
+    logging.getLogger().addHandler(handler)
+
+
+def _log_thread_death(hook) -> None:
+    """A thread's uncaught exception goes through the log (and HideRowData), not straight to stderr."""
+    if hook.exc_type is SystemExit:
+        return
+    name = hook.thread.name if hook.thread else "a thread"
+    logging.getLogger("scfm.worker").error("%s died", name,
+                                           exc_info=(hook.exc_type, hook.exc_value, hook.exc_traceback))
 
 
 def cmd_worker(args) -> int:
     from rq import Worker
 
+    _log_to_stderr("%(asctime)s %(message)s")
+    threading.excepthook = _log_thread_death
     deps = _deps()
     worker = Worker([deps.queue], connection=deps.redis)
     worker.work(with_scheduler=True, burst=args.burst)
@@ -76,12 +158,13 @@ def cmd_worker(args) -> int:
 
 def cmd_scheduler(args) -> int:
     """Sweep every few seconds: re-deliver what the database says is due (one sweeper at a time)."""
-    import logging
     import uuid
 
+    from scfm.adapters.postgres.db import described
     from scfm.services import sweeper
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s scheduler %(message)s")
+    _log_to_stderr("%(asctime)s scheduler %(message)s")
+    logging.getLogger().setLevel(logging.INFO)
     deps = _deps()
     interval = args.interval or deps.settings.sweep_interval_seconds
     token, lease = uuid.uuid4().hex, f"{deps.settings.queue_name}:sweeper"
@@ -91,7 +174,7 @@ def cmd_scheduler(args) -> int:
             if deps.locks.acquire(lease, token, interval * 3):
                 sweeper.sweep(deps.uow, deps.jobs, deps.settings.timings)
         except Exception as error:  # a database or Redis outage: try again at the next tick
-            logging.warning("sweep failed: %s", error)
+            logging.warning("sweep failed: %s", described(error))
         if args.once or stopping.wait(interval):
             break
     return 0

@@ -31,6 +31,7 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
     engine = create_engine(
         parsed.difference_update_query(["prepared_statements"]), pool_size=pool_size, max_overflow=10,
         connect_args={"connect_timeout": 5}, execution_options={"prepared_statements": prepared},
+        hide_parameters=True,  # a failed statement's error (logged) must not carry tokens or tenants' data
     )
     _ping_connections_that_were_idle(engine)
     return engine
@@ -54,6 +55,16 @@ def _ping_connections_that_were_idle(engine: Engine) -> None:
             engine.dialect.do_ping(dbapi_connection)
         except engine.dialect.loaded_dbapi.Error as error:
             raise exc.DisconnectionError(str(error)) from error  # the pool connects afresh and tries again
+
+
+def described(error: BaseException) -> str:
+    """A database error as a log may show it: its class, SQLSTATE and PostgreSQL's first message line, never
+    its statement's parameters nor PostgreSQL's DETAIL, which quotes the failing row (auth tokens included)."""
+    orig = getattr(error, "orig", None)
+    if orig is None:
+        return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+    message = getattr(getattr(orig, "diag", None), "message_primary", None) or (str(orig).splitlines() or [""])[0]
+    return f"{type(orig).__name__} {getattr(orig, 'pgcode', None) or ''}: {message}"
 
 
 def upgrade(engine: Engine) -> None:

@@ -6,7 +6,8 @@ from flask.views import MethodView
 from marshmallow import fields, validate
 
 from scfm.entrypoints.api.http import (
-    Blueprint, MetadataArgs, PaginationArgs, ResourceSchema, created, deps, paginated, paging,
+    NAME_LENGTH, SECRET_LENGTH, SID_LENGTH, URL_LENGTH, Blueprint, JsonObject, MetadataArgs, PaginationArgs,
+    ResourceSchema, bounded_string, created, deps, paginated, paging,
 )
 from scfm.services import accounts as services
 
@@ -27,14 +28,14 @@ class AccountSchema(ResourceSchema):
 
 
 class AccountArgs(MetadataArgs):
-    settings = fields.Dict()
-    twilio_account_sid = fields.String(allow_none=True)
-    twilio_auth_token = fields.String(allow_none=True, load_only=True)
-    somleng_account_sid = fields.String(allow_none=True)
-    somleng_auth_token = fields.String(allow_none=True, load_only=True)
+    settings = JsonObject()
+    twilio_account_sid = bounded_string(SID_LENGTH, allow_none=True)
+    twilio_auth_token = bounded_string(SECRET_LENGTH, allow_none=True, load_only=True)
+    somleng_account_sid = bounded_string(SID_LENGTH, allow_none=True)
+    somleng_auth_token = bounded_string(SECRET_LENGTH, allow_none=True, load_only=True)
     platform_provider_name = fields.String(allow_none=True, validate=validate.OneOf(["twilio", "somleng"]))
-    somleng_api_host = fields.String(allow_none=True)
-    somleng_api_base_url = fields.String(allow_none=True)
+    somleng_api_host = bounded_string(NAME_LENGTH, allow_none=True)
+    somleng_api_base_url = bounded_string(URL_LENGTH, allow_none=True)
     calls_per_second = fields.Float(allow_none=True, validate=validate.Range(min=0, max=10000, min_inclusive=False))
     max_calls_in_flight = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=2**31 - 1))
 

@@ -5,7 +5,8 @@ from flask.views import MethodView
 from marshmallow import fields
 
 from scfm.entrypoints.api.http import (
-    Blueprint, MetadataArgs, PaginationArgs, ResourceSchema, call_flows, created, paginated, paging, uow,
+    NAME_LENGTH, Blueprint, MetadataArgs, PaginationArgs, ResourceSchema, bounded_string, call_flows, created,
+    msisdn_string, paginated, paging, uow,
 )
 from scfm.services import callouts as services
 
@@ -21,8 +22,8 @@ class CalloutParticipationSchema(ResourceSchema):
 
 
 class CalloutParticipationUpdateArgs(MetadataArgs):
-    msisdn = fields.String()
-    call_flow_logic = fields.String(allow_none=True)
+    msisdn = msisdn_string()
+    call_flow_logic = bounded_string(NAME_LENGTH, allow_none=True)
 
 
 class CalloutParticipationArgs(CalloutParticipationUpdateArgs):

@@ -5,7 +5,7 @@ from flask.views import MethodView
 from marshmallow import fields
 
 from scfm.entrypoints.api.http import (
-    event_args,
+    NAME_LENGTH, bounded_string, event_args,
     Blueprint, MetadataArgs, PaginationArgs, ResourceSchema, call_flows, created, deps, paginated, paging,
     uow,
 )
@@ -21,7 +21,7 @@ class CalloutSchema(ResourceSchema):
 
 
 class CalloutArgs(MetadataArgs):
-    call_flow_logic = fields.String(allow_none=True)
+    call_flow_logic = bounded_string(NAME_LENGTH, allow_none=True)
 
 
 EventArgs = event_args("Callout", "start", "pause", "resume", "stop")

@@ -5,7 +5,7 @@ from flask.views import MethodView
 from marshmallow import fields
 
 from scfm.entrypoints.api.http import (
-    Blueprint, MetadataArgs, PaginationArgs, ResourceSchema, created, paginated, paging, uow,
+    Blueprint, MetadataArgs, PaginationArgs, ResourceSchema, created, msisdn_string, paginated, paging, uow,
 )
 from scfm.services import callouts as callout_services
 from scfm.services import contacts as services
@@ -19,11 +19,11 @@ class ContactSchema(ResourceSchema):
 
 
 class ContactUpdateArgs(MetadataArgs):
-    msisdn = fields.String(metadata={"description": "Phone number, normalized to E.164"})
+    msisdn = msisdn_string()
 
 
 class ContactArgs(ContactUpdateArgs):
-    msisdn = fields.String(required=True, metadata={"description": "Phone number, normalized to E.164"})
+    msisdn = msisdn_string(required=True)
 
 
 @blp.route("/contacts")

@@ -13,11 +13,25 @@ from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validat
 from webargs.flaskparser import FlaskParser
 
 from scfm.domain.errors import ValidationFailed
+from scfm.domain.values import MAX_DOCUMENT_BYTES, MAX_MSISDN_LENGTH, document_size
 from scfm.services.common import MAX_PER_PAGE, PageRequest
 
 
 class BadRequest(Exception):
     """Malformed JSON or form: 400 {"errors": {"base": [message]}}."""
+
+
+# Bounds of every input: how deep a body or query may nest, and how long each kind of string may be.
+MAX_DEPTH = 32
+SID_LENGTH = 64  # Twilio's SIDs have 34 characters, Somleng's (UUIDs) 36
+SECRET_LENGTH = 255
+NAME_LENGTH = 255  # call flow logic names, host names
+URL_LENGTH = 2048
+
+
+def _shown(key: str) -> str:
+    """A parameter name as an error message quotes it: never the whole of a megabyte-long name."""
+    return key if len(key) <= 100 else key[:100] + "..."
 
 
 # ---------------------------------------------------------------- parameters
@@ -30,8 +44,11 @@ def _key_parts(key: str) -> list[str]:
         key = re.sub(r"^\[([^\[\]]*)\]", r"\1", key, count=1)
     match = _KEY.match(key)
     if not match or not match.group(1):
-        raise BadRequest(f"malformed parameter name: {key}")
-    return [match.group(1)] + re.findall(r"\[([^\[\]]*)\]", match.group(2))
+        raise BadRequest(f"malformed parameter name: {_shown(key)}")
+    parts = [match.group(1)] + re.findall(r"\[([^\[\]]*)\]", match.group(2))
+    if len(parts) > MAX_DEPTH:
+        raise BadRequest(f"parameter name nested too deeply (maximum is {MAX_DEPTH} levels): {_shown(key)}")
+    return parts
 
 
 def nest(pairs) -> dict:
@@ -45,28 +62,39 @@ def nest(pairs) -> dict:
             following = None if last else parts[index + 1]
             if last:
                 if part == "":
-                    raise BadRequest(f"malformed parameter name: {key}")
+                    raise BadRequest(f"malformed parameter name: {_shown(key)}")
                 if isinstance(node.get(part), dict):
-                    raise BadRequest(f"conflicting parameters: {key}")
+                    raise BadRequest(f"conflicting parameters: {_shown(key)}")
                 node[part] = value
             elif following == "" and index + 1 == len(parts) - 1:
                 existing = node.setdefault(part, [])
                 if not isinstance(existing, list):
-                    raise BadRequest(f"conflicting parameters: {key}")
+                    raise BadRequest(f"conflicting parameters: {_shown(key)}")
                 existing.append(value)
                 break
             else:
                 if part == "":
-                    raise BadRequest(f"malformed parameter name: {key}")
+                    raise BadRequest(f"malformed parameter name: {_shown(key)}")
                 child = node.setdefault(part, {})
                 if not isinstance(child, dict):
-                    raise BadRequest(f"conflicting parameters: {key}")
+                    raise BadRequest(f"conflicting parameters: {_shown(key)}")
                 node = child
     return root
 
 
 def _reject_constant(name: str):
     raise BadRequest(f"malformed JSON: {name} is not a number JSON allows")
+
+
+def check_depth(value, where: str = "the body") -> None:
+    """Refuse documents nested deeper than MAX_DEPTH (counted without recursion: the point is to avoid it)."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise BadRequest(f"{where} is nested too deeply (maximum is {MAX_DEPTH} levels)")
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
 
 
 def check_text(value, where: str = "parameters"):
@@ -97,10 +125,13 @@ def body_params(req: Request) -> dict:
     if req.mimetype == "application/json" or (req.mimetype in ("", None) and raw.lstrip()[:1] in (b"{", b"[")):
         try:
             data = json.loads(raw or b"{}", parse_constant=_reject_constant)
+        except RecursionError:
+            raise BadRequest(f"the body is nested too deeply (maximum is {MAX_DEPTH} levels)") from None
         except (ValueError, UnicodeDecodeError) as error:
             raise BadRequest(f"malformed JSON: {error}") from None
         if not isinstance(data, dict):
             raise BadRequest("the JSON body must be an object")
+        check_depth(data)
     elif not raw:
         data = {}
     elif req.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data", "", None):
@@ -123,12 +154,15 @@ RAILS_MESSAGES = [
     ("Not a valid", "is invalid"),
     ("Invalid value.", "is invalid"),
     ("Must be greater", "must be greater than 0"),
+    ("Longer than maximum length", None),
 ]
 
 
 def _rails_message(message: str) -> str:
     for prefix, replacement in RAILS_MESSAGES:
         if message.startswith(prefix):
+            if replacement is None:  # "Longer than maximum length 64."
+                return f"is too long (maximum is {message.rstrip('.').rsplit(' ', 1)[-1]} characters)"
             return replacement
     return message
 
@@ -182,12 +216,23 @@ class Timestamp(fields.DateTime):
 
 
 class JsonObject(fields.Raw):
-    """A JSON object (metadata and the like)."""
+    """A JSON object (metadata, settings, parameters) of at most MAX_DOCUMENT_BYTES."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         if not isinstance(value, dict):
             raise ValidationError("is invalid")
+        if document_size(value) > MAX_DOCUMENT_BYTES:
+            raise ValidationError(f"is too large (maximum is {MAX_DOCUMENT_BYTES} bytes)")
         return value
+
+
+def bounded_string(max_length: int, **kwargs) -> fields.String:
+    """A string parameter of at most `max_length` characters (longer is a 422 naming the field)."""
+    return fields.String(validate=validate.Length(max=max_length), **kwargs)
+
+
+def msisdn_string(**kwargs) -> fields.String:
+    return bounded_string(MAX_MSISDN_LENGTH, metadata={"description": "Phone number, normalized to E.164"}, **kwargs)
 
 
 class ArgsSchema(Schema):
@@ -234,7 +279,7 @@ class PaginationArgs(ArgsSchema):
     per_page = fields.Integer(load_default=25, validate=validate.Range(min=1))
     q = fields.Dict(metadata={"description": "Filters, e.g. q[metadata][gender]=f", "style": "deepObject",
                               "explode": True})
-    access_token = fields.String(load_only=True)
+    access_token = bounded_string(SECRET_LENGTH, load_only=True)
 
 
 def paging(args: dict) -> PageRequest:
@@ -251,12 +296,12 @@ def paging(args: dict) -> PageRequest:
 
 
 def paginated(page):
-    """(items, 200, headers) with Per-Page, Total and an RFC 8288 Link that keeps the query."""
+    """(items, 200, headers) with Per-Page, Total and an RFC 8288 Link that keeps the query, but never a token."""
     last = max(1, -(-page.total // page.per_page))
     base = request.base_url
 
     def link(number: int, rel: str) -> str:
-        args = [(k, v) for k, v in request.args.items(multi=True) if k != "page"]
+        args = [(k, v) for k, v in request.args.items(multi=True) if k not in ("page", "access_token")]
         args.append(("page", str(number)))
         return f'<{base}?{urlencode(args)}>; rel="{rel}"'
 

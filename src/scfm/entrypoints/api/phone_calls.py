@@ -5,8 +5,8 @@ from flask.views import MethodView
 from marshmallow import fields
 
 from scfm.entrypoints.api.http import (
-    Blueprint, JsonObject, MetadataArgs, event_args, PaginationArgs, ResourceSchema, Timestamp, call_flows, created, deps,
-    paginated, paging, uow,
+    NAME_LENGTH, Blueprint, JsonObject, MetadataArgs, event_args, PaginationArgs, ResourceSchema, Timestamp,
+    bounded_string, call_flows, created, deps, msisdn_string, paginated, paging, uow,
 )
 from scfm.services import phone_calls as services
 
@@ -35,8 +35,8 @@ class PhoneCallSchema(ResourceSchema):
 
 
 class PhoneCallUpdateArgs(MetadataArgs):
-    msisdn = fields.String(metadata={"description": "Defaults to the participation's"})
-    call_flow_logic = fields.String(allow_none=True)
+    msisdn = msisdn_string()
+    call_flow_logic = bounded_string(NAME_LENGTH, allow_none=True)
     remote_request_params = JsonObject(metadata={"description": "Twilio create-call parameters, snake_case"})
 
 
