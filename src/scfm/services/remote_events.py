@@ -125,7 +125,7 @@ def _adopt(uow, phone_call_id, call_sid: str) -> PhoneCall | None:
 
 
 def _inbound_call(uow, account_id: int, details: dict, call_sid: str) -> PhoneCall:
-    msisdn = msisdn_or_as_given(str(details.get("From") or "").strip())
+    msisdn = msisdn_or_as_given(str(details.get("From") or "").strip(), field="From")
     if not msisdn:
         raise ValidationFailed.on("From", "can't be blank")
     contact = uow.contacts.by_msisdn(msisdn) or uow.contacts.add_if_missing(Contact(account_id=account_id, msisdn=msisdn))
