@@ -59,6 +59,7 @@ def settings(server_urls):
     os.environ.update(
         DATABASE_URL=database_url, REDIS_URL=redis_url, SCFM_QUEUE=f"scfm_test_{RUN_ID}", PUBLIC_URL=PUBLIC_URL,
         REGISTERED_CALL_FLOW_LOGIC=REGISTERED, PROVIDER_TIMEOUT_SECONDS="3",
+        SCFM_ALLOWED_PROVIDER_URLS="http://127.0.0.1:9",  # where nothing listens
     )
     bootstrap_module._deps = None
     yield Settings.from_env()
@@ -160,11 +161,20 @@ PROVIDER_SID = "AC" + "1" * 32
 PROVIDER_TOKEN = "provider-auth-token"
 
 
+def allow_provider_url(deps, monkeypatch, url: str) -> None:
+    """Let accounts choose `url` as their provider's, as the operator does with SCFM_ALLOWED_PROVIDER_URLS."""
+    from scfm.domain.provider import ALLOWED_URLS, normalise_provider_url
+
+    allowed = deps.settings.provider.get(ALLOWED_URLS, frozenset())
+    monkeypatch.setitem(deps.settings.provider, ALLOWED_URLS, allowed | {normalise_provider_url(url)})
+
+
 @pytest.fixture
-def provider():
+def provider(deps, monkeypatch):
     from tests.support.fake_provider import FakeProvider
 
     with FakeProvider({PROVIDER_SID: PROVIDER_TOKEN}, seed=7) as server:
+        allow_provider_url(deps, monkeypatch, server.url)
         yield server
 
 
