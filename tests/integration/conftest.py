@@ -163,10 +163,8 @@ PROVIDER_TOKEN = "provider-auth-token"
 
 def allow_provider_url(deps, monkeypatch, url: str) -> None:
     """Let accounts choose `url` as their provider's, as the operator does with SCFM_ALLOWED_PROVIDER_URLS."""
-    from scfm.domain.provider import ALLOWED_URLS, normalise_provider_url
-
-    allowed = deps.settings.provider.get(ALLOWED_URLS, frozenset())
-    monkeypatch.setitem(deps.settings.provider, ALLOWED_URLS, allowed | {normalise_provider_url(url)})
+    allowed = deps.settings.provider.get("SCFM_ALLOWED_PROVIDER_URLS", frozenset())
+    monkeypatch.setitem(deps.settings.provider, "SCFM_ALLOWED_PROVIDER_URLS", allowed | {url.rstrip("/")})
 
 
 @pytest.fixture

@@ -46,7 +46,6 @@ class RecordingHttpClient(TwilioHttpClient):
 def _client(credentials: ProviderCredentials, timeout: float) -> Client:
     http_client = RecordingHttpClient(timeout=timeout)
     http_client.session.trust_env = False
-    http_client.session.max_redirects = 0
     client = Client(credentials.account_sid, credentials.auth_token, http_client=http_client)
     client.edge = client.region = None
     if credentials.base_url:
@@ -69,8 +68,8 @@ def _describe(answer) -> str:
     """What an answer was, without its body: the body may be anything (an internal page, a secret)."""
     if answer is None:
         return "no answer"
-    kind = bounded((answer.headers.get("Content-Type") or "no content type").split(";")[0], 100)
-    return f"HTTP {answer.status_code}, {kind}, {len(answer.content or b'')} bytes"
+    kind = bounded(((answer.headers or {}).get("Content-Type") or "no content type").split(";")[0], 100)
+    return f"HTTP {answer.status_code}, {kind}, {len(answer.text or '')} characters"
 
 
 class NotACallResource(Exception):
