@@ -161,18 +161,19 @@ PROVIDER_SID = "AC" + "1" * 32
 PROVIDER_TOKEN = "provider-auth-token"
 
 
-def allow_provider_url(deps, monkeypatch, url: str) -> None:
+def allow_provider_url(monkeypatch, url: str, *settings: Settings) -> None:
     """Let accounts choose `url` as their provider's, as the operator does with SCFM_ALLOWED_PROVIDER_URLS."""
-    allowed = deps.settings.provider.get("SCFM_ALLOWED_PROVIDER_URLS", frozenset())
-    monkeypatch.setitem(deps.settings.provider, "SCFM_ALLOWED_PROVIDER_URLS", allowed | {url.rstrip("/")})
+    for each in settings:
+        allowed = each.provider.get("SCFM_ALLOWED_PROVIDER_URLS", frozenset())
+        monkeypatch.setitem(each.provider, "SCFM_ALLOWED_PROVIDER_URLS", allowed | {url.rstrip("/")})
 
 
 @pytest.fixture
-def provider(deps, monkeypatch):
+def provider(settings, deps, monkeypatch):
     from tests.support.fake_provider import FakeProvider
 
     with FakeProvider({PROVIDER_SID: PROVIDER_TOKEN}, seed=7) as server:
-        allow_provider_url(deps, monkeypatch, server.url)
+        allow_provider_url(monkeypatch, server.url, settings, deps.settings)  # the tests' Deps of either
         yield server
 
 
