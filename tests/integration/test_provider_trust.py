@@ -158,6 +158,14 @@ def test_a_provider_sid_names_one_account_whichever_column(app, admin, deps):
         conn.execute(text("UPDATE accounts SET twilio_account_sid = 'SID-D' WHERE somleng_account_sid = 'SID-B'"))
 
 
+def test_a_tenant_cannot_claim_the_servers_provider_sid(api, admin, server_defaults):
+    taken = api.patch("/api/account", data={"somleng_account_sid": PROVIDER_SID})
+    assert taken.status_code == 422 and taken.get_json() == {"errors": {"somleng_account_sid": ["has already been taken"]}}
+    assert api.patch("/api/account", data={"twilio_account_sid": PROVIDER_SID}).status_code == 422
+    # the operator may give it to the account its webhooks belong to
+    assert admin.post("/api/accounts", data={"somleng_account_sid": PROVIDER_SID}).status_code == 201
+
+
 def test_a_webhook_naming_a_sid_two_accounts_hold_is_refused(calling_api, app, admin, deps, run_jobs):
     call = _queued_call(calling_api)
     run_jobs()

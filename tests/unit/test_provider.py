@@ -127,3 +127,25 @@ def test_ceilings_on_the_rate_and_calls_in_flight():
     assert list(refused.value.errors) == ["max_calls_in_flight"]
     with pytest.raises(ValidationFailed):
         validate_dialing_limits({"calls_per_second": 10000}, {})  # the default ceiling: 100 calls/s
+
+
+def test_the_dialer_keeps_an_account_within_the_ceilings_set_after_it():
+    from scfm.domain.dialing import DialingPolicy
+    from scfm.services.dialing import _capped
+
+    limits = {"SCFM_MAX_CALLS_PER_SECOND": 20.0, "SCFM_MAX_CALLS_IN_FLIGHT": 50}
+    assert _capped(DialingPolicy(500.0, None), limits) == DialingPolicy(20.0, 50)
+    assert _capped(DialingPolicy(5.0, 10), limits) == DialingPolicy(5.0, 10)
+
+
+def test_a_listed_call_without_a_readable_sid_is_never_adopted():
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    from scfm.adapters.provider import _listed
+
+    when = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    listed = SimpleNamespace(sid="../etc", status="queued", direction="outbound-api", duration=None, to="+1",
+                             date_created=when)
+    assert _listed(listed).created_at is None
+    assert _listed(SimpleNamespace(**{**vars(listed), "sid": "CA" + "a" * 32})).created_at == when

@@ -218,8 +218,9 @@ class TwilioProvider:
 
 def _listed(call) -> RemoteCall:
     """A listed call; values it cannot read are None (and a call without a readable date is never adopted)."""
-    created_at = call.date_created if isinstance(call.date_created, datetime) else None
     sid, status = _text_or_none(call.sid), _text_or_none(call.status)
+    readable = sid is not None and _SID.match(sid) and isinstance(call.date_created, datetime)
+    created_at = call.date_created if readable else None
     return RemoteCall(sid=sid, status=status, direction=_text_or_none(call.direction),
                       duration=_int_or_none(call.duration),
                       response={"sid": sid, "status": status, "to": _text_or_none(call.to),

@@ -129,6 +129,15 @@ def _chosen_somleng_url(account: Account) -> tuple[str, str | None] | None:
     return None
 
 
+def validate_own_provider_sids(params: dict, defaults: dict) -> None:
+    """The server's provider account SIDs are not a tenant's to claim: the webhooks they sign would be
+    attributed to that tenant (a super admin may give them to an account)."""
+    reserved = {defaults.get("TWILIO_ACCOUNT_SID"), defaults.get("SOMLENG_ACCOUNT_SID")} - {None, ""}
+    for field in ("twilio_account_sid", "somleng_account_sid"):
+        if params.get(field) and params[field] in reserved:
+            raise ValidationFailed.on(field, "has already been taken")
+
+
 def dialing_ceilings(defaults: dict) -> tuple[float, int]:
     """The operator's ceilings on calls_per_second and max_calls_in_flight, for any one account."""
     return (float(defaults.get(MAX_CALLS_PER_SECOND) or DEFAULT_MAX_CALLS_PER_SECOND),

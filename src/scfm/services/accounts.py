@@ -4,7 +4,7 @@ from __future__ import annotations
 from scfm.domain.errors import DeleteRefused, NotFound, ValidationFailed
 from scfm.domain.filters import ACCESS_TOKEN_FILTERS, ACCOUNT_FILTERS
 from scfm.domain.model import SUPER_ADMIN, AccessToken, Account
-from scfm.domain.provider import validate_dialing_limits, validate_provider_endpoint
+from scfm.domain.provider import validate_dialing_limits, validate_own_provider_sids, validate_provider_endpoint
 from scfm.services.common import Page, PageRequest, apply_metadata, assign, list_page
 
 # What an account's own token may change; a super admin may also set permissions.
@@ -22,6 +22,8 @@ def _apply(account: Account, params: dict, allow_permissions: bool, provider_set
         if field in params:
             validate_provider_endpoint(field, params[field], provider_settings)
     validate_dialing_limits(params, provider_settings)
+    if not allow_permissions:  # the account's own token, not a super admin
+        validate_own_provider_sids(params, provider_settings)
     changed = assign(account, params, ACCOUNT_FIELDS)
     if "permissions" in params:
         if not allow_permissions:
