@@ -158,6 +158,23 @@ def test_a_provider_sid_names_one_account_whichever_column(app, admin, deps):
         conn.execute(text("UPDATE accounts SET twilio_account_sid = 'SID-D' WHERE somleng_account_sid = 'SID-B'"))
 
 
+def test_two_accounts_claiming_one_sid_at_once_one_wins(app, admin):
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    first, second = new_account_api(app, admin), new_account_api(app, admin)
+    for round_ in range(10):
+        barrier = Barrier(2)
+
+        def claim(api, field):
+            barrier.wait()
+            return api.patch("/api/account", data={field: f"SID-RACE-{round_}"}).status_code
+
+        with ThreadPoolExecutor(2) as pool:
+            results = sorted(pool.map(claim, (first, second), ("twilio_account_sid", "somleng_account_sid")))
+        assert results == [204, 422], results
+
+
 def test_a_tenant_cannot_claim_the_servers_provider_sid(api, admin, server_defaults):
     taken = api.patch("/api/account", data={"somleng_account_sid": PROVIDER_SID})
     assert taken.status_code == 422 and taken.get_json() == {"errors": {"somleng_account_sid": ["has already been taken"]}}
