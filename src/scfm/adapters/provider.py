@@ -139,9 +139,11 @@ class TwilioProvider:
         self._local = threading.local()  # a client (and its kept-alive connection) per thread and credentials
 
     def _client(self, credentials: ProviderCredentials) -> Client:
+        """This thread's client, with no answer yet (an exception tells by it whether the provider answered)."""
         clients = self._local.__dict__.setdefault("clients", {})
         if credentials not in clients:
             clients[credentials] = _client(credentials, self.timeout)
+        clients[credentials].http_client.answer = None
         return clients[credentials]
 
     def warm(self, credentials: ProviderCredentials) -> None:
