@@ -247,6 +247,18 @@ def test_a_create_refused_in_any_form_errors_the_call_with_a_bounded_message(cal
     assert provider.redirected == []
 
 
+def test_a_create_answered_with_a_sid_another_call_holds_errors_the_call(calling_api, provider, run_jobs):
+    first = _queued_call(calling_api)
+    run_jobs()
+    provider.bad_answer = "repeat_sid"
+    second = _queued_call(calling_api, "+252662345679")
+    assert jobs.dial_due(second["account_id"]) == {"dialed": 1, "errored": 1}
+    fetched = _fetched(calling_api, second)
+    assert fetched["status"] == "errored" and fetched["remote_call_id"] is None
+    assert fetched["remote_error_message"] == "The provider answered with the sid of a call that another phone call already holds"
+    assert _fetched(calling_api, first)["status"] == "remotely_queued"
+
+
 @pytest.mark.parametrize("kind", sorted(set(BAD_ANSWERS) - {"problem_5xx"}))
 def test_a_fetch_answered_with_anything_but_a_call_records_a_bounded_error(calling_api, provider, run_jobs, kind):
     call = _queued_call(calling_api)

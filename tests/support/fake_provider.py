@@ -87,7 +87,7 @@ class FakeProvider:
         self.fetches: list[dict] = []
         self.lists: list[dict] = []  # GET .../Calls.json requests: {"account_sid", "query", "at", "status_code"}
         self.list_supported = True  # False: answer a list of calls with 404, as a platform without it
-        # One of BAD_ANSWERS: every create, fetch and list (those in bad_answer_on) gets that answer instead
+        # One of BAD_ANSWERS, or "repeat_sid" (the last call made, again): every create, fetch and list (those in bad_answer_on) gets that answer instead
         self.bad_answer: str | None = None
         self.bad_answer_on = {"create", "fetch", "list"}
         self.bad_answered: list[dict] = []  # {"request": create/fetch/list, "answer": the kind, "authorization"}
@@ -454,7 +454,10 @@ class _Handler(BaseHTTPRequestHandler):
         with provider._lock:
             provider.bad_answered.append({"request": request, "answer": kind,
                                           "authorization": self.headers.get("Authorization")})
-        status, content_type, body, headers = BAD_ANSWERS[kind]
+            if kind == "repeat_sid":  # the resource of the last call made, as if it were a new one
+                last = json.dumps(list(provider._calls.values())[-1]["resource"])
+        status, content_type, body, headers = (201, "application/json", last, {}) if kind == "repeat_sid" \
+            else BAD_ANSWERS[kind]
         payload = body.encode()
         try:
             self.send_response(status)

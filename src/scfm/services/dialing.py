@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 
 from scfm.domain import state_machines as sm
 from scfm.domain.dialing import DialingPolicy, Timings, settle_unknown_outcome
+from scfm.domain.errors import ValidationFailed
 from scfm.domain.ports import (
     CallProvider, OutcomeUnknown, ProviderRateLimited, ProviderRefused, ProviderUnreachable, RemoteCall,
 )
@@ -30,6 +31,7 @@ NO_CREDENTIALS = (
     "Unable to create record: no provider credentials are configured for this account "
     "(set its twilio_account_sid/twilio_auth_token or somleng_* fields, or the server's defaults)"
 )
+DUPLICATE_SID = "The provider answered with the sid of a call that another phone call already holds"
 UNKNOWN_OUTCOME = "The outcome of the request to the provider is unknown (no answer, and no status callback came)"
 
 
@@ -194,7 +196,11 @@ def dial_claimed(uow, provider: CallProvider, credentials, public_url: str | Non
     except Exception:  # whatever else a provider adapter lets through: the claim waits for reconciliation
         log.exception("phone call %s: the dial failed unexpectedly; its outcome is left to reconciliation", call.id)
         return DialOutcome("unknown")
-    _record_remotely_queued(uow, call.id, remote)
+    try:
+        _record_remotely_queued(uow, call.id, remote)
+    except ValidationFailed:  # the provider answered with the sid of a call another phone call holds
+        _record_refusal(uow, call.id, DUPLICATE_SID)
+        return DialOutcome("errored")
     return DialOutcome("remotely_queued")
 
 
