@@ -61,7 +61,8 @@ def elsewhere():
     ("somleng_api_base_url", "gopher://127.0.0.1:6379/_FLUSHALL"),
     ("somleng_api_base_url", "http://169.254.169.254/latest/meta-data"),
     ("somleng_api_base_url", "https://user:secret@api.somleng.org"), ("somleng_api_host", "127.0.0.1:6379"),
-    ("somleng_api_host", "localhost"),
+    ("somleng_api_host", "localhost"), ("somleng_api_base_url", "https://localtest.me"),  # a name for 127.0.0.1
+    ("somleng_api_base_url", "https://api.somleng.org.127.0.0.1.nip.io"),
 ])
 def test_a_provider_url_the_operator_did_not_allow_is_refused_naming_the_field(api, server_defaults, field, value):
     response = api.patch("/api/account", data={"platform_provider_name": "somleng", field: value})
