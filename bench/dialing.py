@@ -103,9 +103,9 @@ def analyse(rate: float, calls: int, creates: list[dict]) -> Figures:
 class Provider:
     """The fake provider in its own process, for one account, enforcing `rate` (429 above it)."""
 
-    def __init__(self, procs, rate: float):
+    def __init__(self, procs, rate: float, port: int):
         self.sid, self.token = "AC" + uuid.uuid4().hex, uuid.uuid4().hex
-        self.port, self.report_port = free_port(), free_port()
+        self.port, self.report_port = port, free_port()
         self.process = procs.start(
             f"provider {rate:g}/s", "-m", "tests.support.provider_process", "--port", str(self.port),
             "--report-port", str(self.report_port), "--account", f"{self.sid}:{self.token}", "--rate", str(rate),
@@ -129,8 +129,9 @@ class Provider:
 
 
 class Bench:
-    def __init__(self, env: Env, procs, args, api_port: int):
+    def __init__(self, env: Env, procs, args, api_port: int, provider_ports: list[int]):
         self.env = env
+        self.provider_ports = list(provider_ports)  # the URLs the operator allows (SCFM_ALLOWED_PROVIDER_URLS)
         self.procs = procs
         self.args = args
         self.api_port = api_port
@@ -173,7 +174,7 @@ class Bench:
     def prepare(self, rate: float, calls: int) -> tuple[Provider, Api, int, int]:
         """The provider, an account dialing it at `rate`, `calls` contacts, a started callout: (provider,
         api, account id, callout id)."""
-        provider = Provider(self.procs, rate)
+        provider = Provider(self.procs, rate, self.provider_ports.pop())
         self.groups[provider.process.popen.pid] = "fake provider"
         account_id, token = new_account(
             self.admin, platform_provider_name="somleng", somleng_account_sid=provider.sid,
@@ -452,10 +453,13 @@ def main(args: argparse.Namespace) -> int:
     code = 1
     bench = None
     api_port = free_port()
+    provider_ports = [free_port() for _ in range(len(args.rates) + 2)]  # each rate, and two diagnosis runs
+    extra_env = {"PUBLIC_URL": f"http://127.0.0.1:{api_port}", "SCFM_MAX_CALLS_PER_SECOND": str(max(args.rates)),
+                 "SCFM_ALLOWED_PROVIDER_URLS": " ".join(f"http://127.0.0.1:{port}" for port in provider_ports)}
     try:
-        with throwaway_env("dialing", keep=args.keep, extra_env={"PUBLIC_URL": f"http://127.0.0.1:{api_port}"}) as env:
-            with processes(env.child_env(PUBLIC_URL=f"http://127.0.0.1:{api_port}")) as procs:
-                bench = Bench(env, procs, args, api_port)
+        with throwaway_env("dialing", keep=args.keep, extra_env=extra_env) as env:
+            with processes(env.child_env(**extra_env)) as procs:
+                bench = Bench(env, procs, args, api_port, provider_ports)
                 try:
                     bench.run()
                 finally:

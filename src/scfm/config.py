@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass, field, fields
 
 from scfm.domain.dialing import Timings
+from scfm.domain.provider import ALLOWED_URLS, MAX_CALLS_IN_FLIGHT, MAX_CALLS_PER_SECOND, parse_allowed_urls
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,8 @@ class Settings:
     queue_name: str = "scfm"
     registered_call_flow_logic: str | None = None
     default_call_flow_logic: str | None = None
+    # the provider's environment (PLATFORM_PROVIDER, TWILIO_*, SOMLENG_*) and the operator's limits on what
+    # tenants may choose (ALLOWED_URLS, MAX_CALLS_PER_SECOND, MAX_CALLS_IN_FLIGHT of scfm.domain.provider)
     provider: dict = field(default_factory=dict)
     max_body_bytes: int = 1024 * 1024
     job_timeout_seconds: int = 600
@@ -45,7 +48,14 @@ class Settings:
             queue_name=env.get("SCFM_QUEUE") or "scfm",
             registered_call_flow_logic=env.get("REGISTERED_CALL_FLOW_LOGIC") or None,
             default_call_flow_logic=env.get("DEFAULT_CALL_FLOW_LOGIC") or None,
-            provider={key: env[key] for key in provider_keys if env.get(key)},
+            provider={
+                **{key: env[key] for key in provider_keys if env.get(key)},
+                ALLOWED_URLS: parse_allowed_urls(env.get(ALLOWED_URLS)),
+                **({MAX_CALLS_PER_SECOND: _positive(env, MAX_CALLS_PER_SECOND, float)}
+                   if env.get(MAX_CALLS_PER_SECOND) else {}),
+                **({MAX_CALLS_IN_FLIGHT: _positive(env, MAX_CALLS_IN_FLIGHT, int)}
+                   if env.get(MAX_CALLS_IN_FLIGHT) else {}),
+            },
             provider_timeout_seconds=float(env.get("PROVIDER_TIMEOUT_SECONDS") or 15),
             timings=Timings(**{
                 f.name: float(env[f"SCFM_{f.name.upper()}"]) for f in fields(Timings)
@@ -53,3 +63,10 @@ class Settings:
             }),
             sweep_interval_seconds=float(env.get("SCFM_SWEEP_INTERVAL") or 10),
         )
+
+
+def _positive(env, name: str, kind):
+    value = kind(env[name])
+    if not value > 0:
+        raise ValueError(f"{name} must be greater than 0")
+    return value

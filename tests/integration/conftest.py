@@ -59,6 +59,7 @@ def settings(server_urls):
     os.environ.update(
         DATABASE_URL=database_url, REDIS_URL=redis_url, SCFM_QUEUE=f"scfm_test_{RUN_ID}", PUBLIC_URL=PUBLIC_URL,
         REGISTERED_CALL_FLOW_LOGIC=REGISTERED, PROVIDER_TIMEOUT_SECONDS="3",
+        SCFM_ALLOWED_PROVIDER_URLS="http://127.0.0.1:9",  # where nothing listens
     )
     bootstrap_module._deps = None
     yield Settings.from_env()
@@ -160,11 +161,19 @@ PROVIDER_SID = "AC" + "1" * 32
 PROVIDER_TOKEN = "provider-auth-token"
 
 
+def allow_provider_url(monkeypatch, url: str, *settings: Settings) -> None:
+    """Let accounts choose `url` as their provider's, as the operator does with SCFM_ALLOWED_PROVIDER_URLS."""
+    for each in settings:
+        allowed = each.provider.get("SCFM_ALLOWED_PROVIDER_URLS", frozenset())
+        monkeypatch.setitem(each.provider, "SCFM_ALLOWED_PROVIDER_URLS", allowed | {url.rstrip("/")})
+
+
 @pytest.fixture
-def provider():
+def provider(settings, deps, monkeypatch):
     from tests.support.fake_provider import FakeProvider
 
     with FakeProvider({PROVIDER_SID: PROVIDER_TOKEN}, seed=7) as server:
+        allow_provider_url(monkeypatch, server.url, settings, deps.settings)  # the tests' Deps of either
         yield server
 
 

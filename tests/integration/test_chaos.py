@@ -16,7 +16,7 @@ import time
 import requests
 from sqlalchemy import text
 
-from tests.integration.conftest import PROVIDER_SID, PROVIDER_TOKEN, new_account_api
+from tests.integration.conftest import PROVIDER_SID, PROVIDER_TOKEN, allow_provider_url, new_account_api
 
 CALLS = int(os.environ.get("SCFM_CHAOS_CALLS", "1000"))
 RATE = 20
@@ -51,7 +51,7 @@ class Cluster:
             str(self.report_port), "--account", f"{PROVIDER_SID}:{PROVIDER_TOKEN}", "--rate", str(RATE),
             "--fail-ratio", "0.03", "--drop-callbacks", "0.25", "--delay-seconds", "2.5", "--delay-ratio", "0.03",
             "--fail-after-create", "0.02", "--seed", "99")]
-        env.update(PUBLIC_URL=f"http://127.0.0.1:{self.api_port}")
+        env.update(PUBLIC_URL=f"http://127.0.0.1:{self.api_port}", SCFM_ALLOWED_PROVIDER_URLS=self.provider_url)
         self.processes.append(self._scfm("serve", "--port", str(self.api_port), "--workers", "2"))
         self.processes.append(self._scfm("scheduler", "--interval", "1"))
         self.workers = [self._scfm("worker") for _ in range(workers)]
@@ -94,12 +94,13 @@ class Cluster:
                 os.killpg(process.pid, signal.SIGKILL)
 
 
-def test_chaos(app, admin, deps):
+def test_chaos(app, admin, deps, monkeypatch):
     rng = random.Random(1234)
     env = {**os.environ, "PROVIDER_TIMEOUT_SECONDS": "1", "SCFM_UNKNOWN_OUTCOME_GRACE": "8",
            "SCFM_FETCH_AFTER_SILENCE": "4", "SCFM_STALLED_BATCH_OPERATION": "5", "SCFM_DISPATCHER_BUDGET": "5",
            "SCFM_DISPATCHER_LEASE": "3", "SCFM_RETRY_AFTER_UNREACHABLE": "1"}
     cluster = Cluster(env, workers=3)
+    allow_provider_url(monkeypatch, cluster.provider_url, deps.settings)
     try:
         api = new_account_api(app, admin, platform_provider_name="somleng", somleng_account_sid=PROVIDER_SID,
                               somleng_auth_token=PROVIDER_TOKEN, somleng_api_base_url=cluster.provider_url,

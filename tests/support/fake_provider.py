@@ -87,6 +87,11 @@ class FakeProvider:
         self.fetches: list[dict] = []
         self.lists: list[dict] = []  # GET .../Calls.json requests: {"account_sid", "query", "at", "status_code"}
         self.list_supported = True  # False: answer a list of calls with 404, as a platform without it
+        # One of BAD_ANSWERS, or "repeat_sid" (the last call made, again): every create, fetch and list (those in bad_answer_on) gets that answer instead
+        self.bad_answer: str | None = None
+        self.bad_answer_on = {"create", "fetch", "list"}
+        self.bad_answered: list[dict] = []  # {"request": create/fetch/list, "answer": the kind, "authorization"}
+        self.redirected: list[dict] = []  # requests that followed a redirect answer to /redirected
         self.callbacks: list[dict] = []
         self._calls: dict[str, dict] = {}
         self._rng = random.Random(seed)
@@ -384,6 +389,27 @@ class FakeProvider:
         return status, body
 
 
+# Answers that are not what a Twilio-compatible API gives: (status, content type, body, extra headers)
+SECRET = "internal-secret-do-not-store"
+BAD_ANSWERS = {
+    "html_2xx": (200, "text/html", f"<html><body>admin console {SECRET}</body></html>", {}),
+    "text_2xx": (201, "text/plain", f"OK {SECRET}", {}),
+    "empty_2xx": (201, "application/json", "", {}),
+    "json_2xx": (200, "application/json", json.dumps({"internal": SECRET, "keys": list(range(50))}), {}),
+    "array_2xx": (200, "application/json", json.dumps([SECRET, 1, 2]), {}),
+    "bad_sid_2xx": (201, "application/json", json.dumps({"sid": f"../{SECRET}", "status": "queued"}), {}),
+    "html_4xx": (403, "text/html", f"<html><body>Forbidden {SECRET}</body></html>", {}),
+    "problem_4xx": (400, "application/problem+json", json.dumps({
+        "type": "https://www.twilio.com/docs/api/errors/21211", "title": "Invalid 'To' Phone Number",
+        "status": 400, "code": 21211, "detail": "The number is not valid", "instance": "/Calls"}), {}),
+    "problem_5xx": (503, "application/problem+json", json.dumps({
+        "type": "about:blank", "title": "Service Unavailable", "status": "503", "code": "x"}), {}),
+    "long_message_4xx": (400, "application/json", json.dumps({
+        "code": 21210, "message": "x" * 100_000 + SECRET, "status": 400}), {}),
+    "redirect": (302, "text/plain", "", {"Location": "/redirected"}),
+}
+
+
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head[0].upper() + head[1:] + "".join(p.capitalize() for p in rest)
@@ -412,11 +438,46 @@ class _Handler(BaseHTTPRequestHandler):
     def _not_found(self, path: str) -> None:
         self._send_json(404, twilio_error(20404, f"The requested resource {path} was not found", 404))
 
+    def _bad_answer(self, path: str) -> bool:
+        """Answer with the provider's switched-on bad answer, or a redirect's target; False: answer normally."""
+        provider = self.provider
+        if path.startswith("/redirected"):
+            with provider._lock:
+                provider.redirected.append({"method": self.command, "path": self.path,
+                                            "authorization": self.headers.get("Authorization")})
+            self._send_json(200, {"sid": "CA" + "f" * 32, "status": "queued", "note": SECRET})
+            return True
+        request = "create" if self.command == "POST" else "list" if _CALLS.match(path) else "fetch"
+        kind = provider.bad_answer
+        if kind is None or request not in provider.bad_answer_on:
+            return False
+        with provider._lock:
+            provider.bad_answered.append({"request": request, "answer": kind,
+                                          "authorization": self.headers.get("Authorization")})
+            if kind == "repeat_sid":  # the resource of the last call made, as if it were a new one
+                last = json.dumps(list(provider._calls.values())[-1]["resource"])
+        status, content_type, body, headers = (201, "application/json", last, {}) if kind == "repeat_sid" \
+            else BAD_ANSWERS[kind]
+        payload = body.encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        return True
+
     def do_POST(self):
         at = time.monotonic()
         path = urllib.parse.urlsplit(self.path).path
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode("utf-8") if length else ""
+        if self._bad_answer(path):
+            return
         match = _CALLS.match(path)
         if not match:
             return self._not_found(path)
@@ -430,6 +491,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         at = time.monotonic()
         path = urllib.parse.urlsplit(self.path).path
+        if self._bad_answer(path):
+            return
         if listing := _CALLS.match(path):
             query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
             status, payload = self.provider._list(listing["account"], self.headers.get("Authorization"), path,

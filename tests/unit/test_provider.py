@@ -1,7 +1,14 @@
-"""Which credentials an account dials with, and which token signs its webhooks."""
+"""Which credentials an account dials with, where they go, and which token signs its webhooks."""
+import pytest
+
+from scfm.config import Settings
+from scfm.domain.errors import ValidationFailed
 from scfm.domain.model import Account, PhoneCall
 from scfm.domain.ports import ProviderCredentials
-from scfm.domain.provider import credentials_for, webhook_auth_token
+from scfm.domain.provider import (
+    ALLOWED_URLS, EndpointNotAllowed, credentials_for, normalise_provider_url, validate_dialing_limits,
+    validate_provider_endpoint, webhook_auth_token,
+)
 from scfm.services.dialing import outgoing_params
 
 DEFAULTS = {"PLATFORM_PROVIDER": "twilio", "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t1",
@@ -15,7 +22,8 @@ def test_server_defaults_apply_when_the_account_has_none():
 def test_the_accounts_own_credentials_win():
     account = Account(platform_provider_name="somleng", somleng_account_sid="S2", somleng_auth_token="s2",
                       somleng_api_base_url="http://fake:1")
-    assert credentials_for(account, DEFAULTS) == ProviderCredentials("somleng", "S2", "s2", "http://fake:1")
+    defaults = {**DEFAULTS, ALLOWED_URLS: frozenset({"http://fake:1"})}
+    assert credentials_for(account, defaults) == ProviderCredentials("somleng", "S2", "s2", "http://fake:1")
 
 
 def test_somleng_host_becomes_a_base_url():
@@ -44,3 +52,100 @@ def test_outgoing_params_add_a_status_callback_that_names_the_call():
     assert outgoing_params(call, None) == {"from": "1234", "url": "https://x/y"}
     own = PhoneCall(id=7, remote_request_params={"from": "1", "url": "u", "status_callback": "https://mine"})
     assert outgoing_params(own, "https://scfm.example.org")["status_callback"] == "https://mine"
+
+
+# ---------------------------------------------------------------- provider endpoints (issue 9, cases 1 and 2)
+
+SERVER = {"PLATFORM_PROVIDER": "somleng", "SOMLENG_ACCOUNT_SID": "S1", "SOMLENG_AUTH_TOKEN": "server-token",
+          "SOMLENG_CLIENT_REST_API_BASE_URL": "https://api.somleng.org",
+          ALLOWED_URLS: Settings.from_env({ALLOWED_URLS: "https://eu.somleng.example, http://10.0.0.5:8080/api"}
+                                          ).provider[ALLOWED_URLS]}
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:9999/x", "file:///etc/passwd", "gopher://127.0.0.1:6379/_INFO", "http://169.254.169.254/latest",
+    "https://eu.somleng.example@127.0.0.1", "https://user:pw@eu.somleng.example", "http://eu.somleng.example",
+    "https://eu.somleng.example/../x", "https://eu.somleng.example?x=1", "https://eu.somleng.example#x",
+    "https://eu.somleng.example:8443", "https://eu.somleng.example.evil.org", "https://eu.somleng.example\\@x",
+    "https://eu.somleng.example /x", "javascript:alert(1)", "https://" + "a" * 3000,
+])
+def test_a_tenant_cannot_choose_a_base_url_the_operator_did_not_list(url):
+    with pytest.raises(ValidationFailed) as refused:
+        validate_provider_endpoint("somleng_api_base_url", url, SERVER)
+    assert list(refused.value.errors) == ["somleng_api_base_url"]
+
+
+@pytest.mark.parametrize("field,value", [
+    ("somleng_api_base_url", "https://eu.somleng.example"), ("somleng_api_base_url", "HTTPS://EU.Somleng.example:443/"),
+    ("somleng_api_base_url", "http://10.0.0.5:8080/api/"), ("somleng_api_base_url", "https://api.somleng.org"),
+    ("somleng_api_host", "eu.somleng.example"), ("somleng_api_host", "api.somleng.org"),
+])
+def test_a_tenant_may_choose_what_the_operator_allows(field, value):
+    assert validate_provider_endpoint(field, value, SERVER) == value
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:6379", "eu.somleng.example/x", "eu.somleng.example:80", "localhost"])
+def test_a_host_is_checked_as_https_at_that_host(host):
+    with pytest.raises(ValidationFailed) as refused:
+        validate_provider_endpoint("somleng_api_host", host, SERVER)
+    assert list(refused.value.errors) == ["somleng_api_host"]
+
+
+def test_an_allow_list_entry_that_is_not_a_plain_url_is_a_configuration_error():
+    with pytest.raises(ValueError):
+        Settings.from_env({ALLOWED_URLS: "https://ok.example file:///etc/passwd"})
+    assert normalise_provider_url("https://Ok.Example.:443/a/") == "https://ok.example/a"
+
+
+def test_the_servers_credentials_go_only_to_the_servers_url():
+    for chosen in ({"somleng_api_base_url": "http://127.0.0.1:9999/x"}, {"somleng_api_host": "127.0.0.1:6379"},
+                   {"somleng_api_base_url": "https://eu.somleng.example"}):  # even one the operator allows
+        with pytest.raises(EndpointNotAllowed, match="server's provider credentials are sent nowhere else"):
+            credentials_for(Account(platform_provider_name="somleng", **chosen), SERVER)
+    assert credentials_for(Account(platform_provider_name="somleng"), SERVER) == ProviderCredentials(
+        "somleng", "S1", "server-token", "https://api.somleng.org")
+    same = Account(platform_provider_name="somleng", somleng_api_base_url="https://api.somleng.org/")
+    assert credentials_for(same, SERVER).base_url == "https://api.somleng.org"
+
+
+def test_an_accounts_own_credentials_go_only_to_a_url_still_allowed():
+    account = Account(platform_provider_name="somleng", somleng_account_sid="S2", somleng_auth_token="own",
+                      somleng_api_base_url="https://EU.somleng.example/")
+    assert credentials_for(account, SERVER).base_url == "https://eu.somleng.example"
+    with pytest.raises(EndpointNotAllowed, match="not among the provider URLs this server allows"):
+        credentials_for(account, {**SERVER, ALLOWED_URLS: frozenset()})  # the operator took it off the list
+
+
+def test_ceilings_on_the_rate_and_calls_in_flight():
+    limits = Settings.from_env({"SCFM_MAX_CALLS_PER_SECOND": "20", "SCFM_MAX_CALLS_IN_FLIGHT": "50"}).provider
+    validate_dialing_limits({"calls_per_second": 20, "max_calls_in_flight": 50}, limits)
+    with pytest.raises(ValidationFailed) as refused:
+        validate_dialing_limits({"calls_per_second": 20.5}, limits)
+    assert refused.value.errors == {"calls_per_second": ["must be less than or equal to 20"]}
+    with pytest.raises(ValidationFailed) as refused:
+        validate_dialing_limits({"max_calls_in_flight": 51}, limits)
+    assert list(refused.value.errors) == ["max_calls_in_flight"]
+    with pytest.raises(ValidationFailed):
+        validate_dialing_limits({"calls_per_second": 10000}, {})  # the default ceiling: 100 calls/s
+
+
+def test_the_dialer_keeps_an_account_within_the_ceilings_set_after_it():
+    from scfm.domain.dialing import DialingPolicy
+    from scfm.services.dialing import _capped
+
+    limits = {"SCFM_MAX_CALLS_PER_SECOND": 20.0, "SCFM_MAX_CALLS_IN_FLIGHT": 50}
+    assert _capped(DialingPolicy(500.0, None), limits) == DialingPolicy(20.0, 50)
+    assert _capped(DialingPolicy(5.0, 10), limits) == DialingPolicy(5.0, 10)
+
+
+def test_a_listed_call_without_a_readable_sid_is_never_adopted():
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    from scfm.adapters.provider import _listed
+
+    when = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    listed = SimpleNamespace(sid="../etc", status="queued", direction="outbound-api", duration=None, to="+1",
+                             date_created=when)
+    assert _listed(listed).created_at is None
+    assert _listed(SimpleNamespace(**{**vars(listed), "sid": "CA" + "a" * 32})).created_at == when

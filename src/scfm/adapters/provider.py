@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
+from datetime import datetime
 
 import requests
-from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
@@ -15,14 +17,28 @@ from scfm.domain.ports import (
 )
 
 RATE_LIMITED_CODE = 20429
+MAX_MESSAGE = 500  # characters of a provider's error text kept in remote_error_message
+MAX_VALUE = 1000  # characters of one value of a call resource
+# A Twilio call resource, as stored in remote_response/remote_queue_response: these keys and nothing else
+CALL_RESOURCE_KEYS = frozenset({
+    "sid", "date_created", "date_updated", "parent_call_sid", "account_sid", "to", "to_formatted", "from",
+    "from_formatted", "phone_number_sid", "status", "start_time", "end_time", "duration", "price", "price_unit",
+    "direction", "answered_by", "annotation", "api_version", "forwarded_from", "group_sid", "caller_name",
+    "queue_time", "trunk_sid", "uri", "subresource_uris",
+})
+_SID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # Twilio's CA…, Somleng's UUIDs
+_STATUS = re.compile(r"^[a-z][a-z-]{0,31}$")
 
 
 class RecordingHttpClient(TwilioHttpClient):
-    """Keeps the provider's last answer: its JSON is stored as it came (remote_queue_response)."""
+    """Keeps the provider's answer to the last request, to check it is a call resource before storing it.
+    Redirects are never followed: credentials and requests go to the configured URL and nowhere else."""
 
     answer = None
 
     def request(self, *args, **kwargs):
+        self.answer = None
+        kwargs["allow_redirects"] = False
         self.answer = super().request(*args, **kwargs)
         return self.answer
 
@@ -42,22 +58,79 @@ def _kwargs(params: dict) -> dict:
     return kwargs
 
 
+def bounded(text, limit: int = MAX_MESSAGE) -> str:
+    """A provider's text as one printable line of at most `limit` characters."""
+    text = "".join(ch if ch.isprintable() else " " for ch in str(text))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _describe(answer) -> str:
+    """What an answer was, without its body: the body may be anything (an internal page, a secret)."""
+    if answer is None:
+        return "no answer"
+    kind = bounded(((answer.headers or {}).get("Content-Type") or "no content type").split(";")[0], 100)
+    return f"HTTP {answer.status_code}, {kind}, {len(answer.text or '')} characters"
+
+
+class NotACallResource(Exception):
+    pass
+
+
+def call_resource(body) -> dict:
+    """The answer's call resource, limited to a Twilio call resource's keys; NotACallResource otherwise."""
+    if not isinstance(body, dict) or not isinstance(body.get("sid"), str) or not _SID.match(body["sid"]):
+        raise NotACallResource("no call sid")
+    if body.get("status") is not None and not (isinstance(body["status"], str) and _STATUS.match(body["status"])):
+        raise NotACallResource("no call status")
+    resource = {}
+    for key in CALL_RESOURCE_KEYS & body.keys():
+        value = body[key]
+        if key == "subresource_uris" and isinstance(value, dict):
+            value = {bounded(k, 100): bounded(v, MAX_VALUE) for k, v in list(value.items())[:20] if isinstance(v, str)}
+        elif isinstance(value, str):
+            value = bounded(value, MAX_VALUE)
+        elif not (value is None or isinstance(value, (bool, int, float))):
+            raise NotACallResource(f"{key} is not a value")
+        resource[key] = value
+    return resource
+
+
 def _remote_call(client: Client) -> RemoteCall:
-    response = json.loads(client.http_client.answer.text or "{}")
-    duration = response.get("duration")
+    answer = client.http_client.answer
+    try:
+        response = call_resource(json.loads(answer.text))
+    except (ValueError, NotACallResource):
+        raise NotACallResource(f"The provider's answer is not a call resource ({_describe(answer)})") from None
     return RemoteCall(
-        sid=response.get("sid"), status=response.get("status"), direction=response.get("direction"),
-        duration=int(duration) if duration not in (None, "") else None, response=response,
+        sid=response["sid"], status=response.get("status"), direction=response.get("direction"),
+        duration=_int_or_none(response.get("duration")), response=response,
     )
 
 
-def _translate(error: TwilioRestException, created: bool) -> Exception:
-    if error.status == 429 or error.code == RATE_LIMITED_CODE:
-        return ProviderRateLimited(error.msg)
-    if error.status is not None and error.status >= 500:
+def _status(client: Client, error: Exception) -> int | None:
+    """The HTTP status of the answer (a problem body's own `status` may be anything)."""
+    answer = client.http_client.answer
+    if answer is not None:
+        return answer.status_code
+    status = getattr(error, "status", None)
+    return status if isinstance(status, int) else None
+
+
+def _translate(error: TwilioException, client: Client, created: bool) -> Exception:
+    status = _status(client, error)
+    code = getattr(error, "code", None)
+    code = code if isinstance(code, int) and not isinstance(code, bool) else None
+    if isinstance(error, TwilioServiceException):
+        message = f"{error.title}: {error.detail}" if error.detail else str(error.title)
+    else:
+        message = error.msg
+    message = bounded(message)
+    if status == 429 or code == RATE_LIMITED_CODE:
+        return ProviderRateLimited(message)
+    if status is None or status >= 500:
         # the provider may have created the call before failing
-        return OutcomeUnknown(error.msg) if created else ProviderUnreachable(error.msg)
-    return ProviderRefused(error.msg, error.status, error.code)
+        return OutcomeUnknown(message) if created else ProviderUnreachable(message)
+    return ProviderRefused(message, status, code)
 
 
 class TwilioProvider:
@@ -66,9 +139,11 @@ class TwilioProvider:
         self._local = threading.local()  # a client (and its kept-alive connection) per thread and credentials
 
     def _client(self, credentials: ProviderCredentials) -> Client:
+        """This thread's client, with no answer yet (an exception tells by it whether the provider answered)."""
         clients = self._local.__dict__.setdefault("clients", {})
         if credentials not in clients:
             clients[credentials] = _client(credentials, self.timeout)
+        clients[credentials].http_client.answer = None
         return clients[credentials]
 
     def warm(self, credentials: ProviderCredentials) -> None:
@@ -79,51 +154,84 @@ class TwilioProvider:
         client = self._client(credentials)
         try:
             client.calls.create(to=to, **_kwargs(params))
-        except TwilioRestException as error:
-            raise _translate(error, created=True) from None
+            return _remote_call(client)
+        except (TwilioRestException, TwilioServiceException) as error:
+            raise _translate(error, client, created=True) from None
         except (requests.ConnectionError, requests.Timeout) as error:
             if _never_sent(error):
-                raise ProviderUnreachable(str(error)) from None
-            raise OutcomeUnknown(str(error)) from None
+                raise ProviderUnreachable(bounded(error)) from None
+            raise OutcomeUnknown(bounded(error)) from None
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema) as error:  # nothing was sent, nor can be
+            raise ProviderRefused(f"Unable to create record: the provider URL is invalid ({bounded(error)})") from None
         except TypeError as error:  # a parameter the client does not know
-            raise ProviderRefused(f"Unable to create record: {error}") from None
-        return _remote_call(client)
+            if client.http_client.answer is None:
+                raise ProviderRefused(f"Unable to create record: {bounded(error)}") from None
+            raise self._unknown(client, error) from None
+        except Exception as error:  # a 2xx that is no call resource (not JSON, arbitrary JSON), or the unforeseen
+            raise self._unknown(client, error) from None
+
+    @staticmethod
+    def _unknown(client: Client, error: Exception) -> OutcomeUnknown:
+        """The provider answered (or may have) but not with a call: whether it made one is unknown."""
+        if isinstance(error, NotACallResource):
+            return OutcomeUnknown(str(error))
+        if client.http_client.answer is not None:
+            return OutcomeUnknown(f"The provider's answer is not a call resource ({_describe(client.http_client.answer)})")
+        return OutcomeUnknown(bounded(f"Unexpected failure of the provider request: {error!r}"))
 
     def fetch_call(self, credentials: ProviderCredentials, sid: str) -> RemoteCall:
         client = self._client(credentials)
         try:
             client.calls(sid).fetch()
-        except TwilioRestException as error:
-            raise _translate(error, created=False) from None
-        except (requests.ConnectionError, requests.Timeout) as error:
-            raise ProviderUnreachable(str(error)) from None
-        return _remote_call(client)
+            return _remote_call(client)
+        except (TwilioRestException, TwilioServiceException) as error:
+            raise _translate(error, client, created=False) from None
+        except requests.RequestException as error:
+            raise ProviderUnreachable(bounded(error)) from None
+        except NotACallResource as error:
+            raise ProviderRefused(str(error), _status(client, error)) from None
+        except Exception as error:  # a 2xx that is not JSON, or the unforeseen
+            answer = client.http_client.answer
+            message = (f"The provider's answer is not a call resource ({_describe(answer)})" if answer is not None
+                       else bounded(f"Unexpected failure of the provider request: {error!r}"))
+            raise ProviderRefused(message, _status(client, error)) from None
 
     def find_calls(self, credentials: ProviderCredentials, to: str) -> list[RemoteCall]:
         """Newest first; a page of 50 reaches back far enough for the minutes an unknown outcome waits.
         Nothing is filtered out here: a call this cannot read must count against adopting another one."""
         client = self._client(credentials)
         try:
-            instances = client.calls.list(to=to, page_size=50, limit=50)
-        except TwilioRestException as error:
-            raise _translate(error, created=False) from None
+            return [_listed(call) for call in client.calls.list(to=to, page_size=50, limit=50)]
+        except (TwilioRestException, TwilioServiceException) as error:
+            raise _translate(error, client, created=False) from None
         except TwilioException as error:  # a page that did not load: ('Unable to fetch page', response)
             status = getattr(error.args[1] if len(error.args) > 1 else None, "status_code", None)
             if status == 429:
-                raise ProviderRateLimited(str(error)) from None
+                raise ProviderRateLimited(bounded(error)) from None
             if status is None or status >= 500:
-                raise ProviderUnreachable(str(error)) from None
-            raise ProviderRefused(f"{error.args[0]}: HTTP {status}", status) from None
-        except (requests.RequestException, ValueError) as error:  # no answer, or one that is not a list
-            raise ProviderUnreachable(f"listing calls: {error!r}") from None
-        return [
-            RemoteCall(sid=call.sid, status=call.status, direction=call.direction,
-                       duration=_int_or_none(call.duration),
-                       response={"sid": call.sid, "status": call.status, "to": call.to,
-                                 "date_created": call.date_created.isoformat() if call.date_created else None},
-                       created_at=call.date_created)
-            for call in instances
-        ]
+                raise ProviderUnreachable(bounded(error)) from None
+            raise ProviderRefused(f"{bounded(error.args[0])}: HTTP {status}", status) from None
+        except Exception as error:  # no answer, or one that is not a list of calls
+            answer = client.http_client.answer
+            detail = f"the answer is not a list of calls ({_describe(answer)})" if answer is not None else repr(error)
+            raise ProviderUnreachable(bounded(f"listing calls: {detail}")) from None
+
+
+def _listed(call) -> RemoteCall:
+    """A listed call; values it cannot read are None (and a call without a readable date is never adopted)."""
+    sid, status = _text_or_none(call.sid), _text_or_none(call.status)
+    readable = sid is not None and _SID.match(sid) and isinstance(call.date_created, datetime)
+    created_at = call.date_created if readable else None
+    return RemoteCall(sid=sid, status=status, direction=_text_or_none(call.direction),
+                      duration=_int_or_none(call.duration),
+                      response={"sid": sid, "status": status, "to": _text_or_none(call.to),
+                                "date_created": created_at.isoformat() if created_at else None},
+                      created_at=created_at)
+
+
+def _text_or_none(value) -> str | None:
+    return bounded(value, MAX_VALUE) if isinstance(value, str) else None
 
 
 def _int_or_none(value) -> int | None:

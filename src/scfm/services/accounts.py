@@ -4,6 +4,7 @@ from __future__ import annotations
 from scfm.domain.errors import DeleteRefused, NotFound, ValidationFailed
 from scfm.domain.filters import ACCESS_TOKEN_FILTERS, ACCOUNT_FILTERS
 from scfm.domain.model import SUPER_ADMIN, AccessToken, Account
+from scfm.domain.provider import validate_dialing_limits, validate_own_provider_sids, validate_provider_endpoint
 from scfm.services.common import Page, PageRequest, apply_metadata, assign, list_page
 
 # What an account's own token may change; a super admin may also set permissions.
@@ -15,7 +16,14 @@ ACCOUNT_FIELDS = {
 PERMISSIONS = {SUPER_ADMIN}
 
 
-def _apply(account: Account, params: dict, allow_permissions: bool) -> set[str]:
+def _apply(account: Account, params: dict, allow_permissions: bool, provider_settings: dict) -> set[str]:
+    """`provider_settings`: the server's (Settings.provider): which provider URLs and rates it allows."""
+    for field in ("somleng_api_base_url", "somleng_api_host"):
+        if field in params:
+            validate_provider_endpoint(field, params[field], provider_settings)
+    validate_dialing_limits(params, provider_settings)
+    if not allow_permissions:  # the account's own token, not a super admin
+        validate_own_provider_sids(params, provider_settings)
     changed = assign(account, params, ACCOUNT_FIELDS)
     if "permissions" in params:
         if not allow_permissions:
@@ -28,19 +36,19 @@ def _apply(account: Account, params: dict, allow_permissions: bool) -> set[str]:
     return changed | apply_metadata(account, params)
 
 
-def create_account(uow, params: dict) -> Account:
+def create_account(uow, params: dict, provider_settings: dict) -> Account:
     with uow:
         account = Account()
-        _apply(account, params, allow_permissions=True)
+        _apply(account, params, allow_permissions=True, provider_settings=provider_settings)
         account = uow.accounts.add(account)
         uow.commit()
     return account
 
 
-def update_account(uow, account_id: int, params: dict, allow_permissions: bool) -> Account:
+def update_account(uow, account_id: int, params: dict, allow_permissions: bool, provider_settings: dict) -> Account:
     with uow:
         account = uow.accounts.get(account_id, for_update=True)
-        changed = _apply(account, params, allow_permissions)
+        changed = _apply(account, params, allow_permissions, provider_settings)
         account = uow.accounts.save(account, changed)
         uow.commit()
     return account

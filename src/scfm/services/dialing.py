@@ -17,10 +17,11 @@ from datetime import datetime, timedelta, timezone
 
 from scfm.domain import state_machines as sm
 from scfm.domain.dialing import DialingPolicy, Timings, settle_unknown_outcome
+from scfm.domain.errors import ValidationFailed
 from scfm.domain.ports import (
     CallProvider, OutcomeUnknown, ProviderRateLimited, ProviderRefused, ProviderUnreachable, RemoteCall,
 )
-from scfm.domain.provider import credentials_for
+from scfm.domain.provider import credentials_for, dialing_ceilings
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ NO_CREDENTIALS = (
     "Unable to create record: no provider credentials are configured for this account "
     "(set its twilio_account_sid/twilio_auth_token or somleng_* fields, or the server's defaults)"
 )
+DUPLICATE_SID = "The provider answered with the sid of a call that another phone call already holds"
 UNKNOWN_OUTCOME = "The outcome of the request to the provider is unknown (no answer, and no status callback came)"
 
 
@@ -71,8 +73,8 @@ def dispatch(uow_for, provider: CallProvider, limiter, provider_defaults: dict, 
     """
     with uow_for(None) as uow:
         account = uow.accounts.get(account_id)
-    policy = DialingPolicy.for_account(account)
-    credentials = credentials_for(account, provider_defaults)
+    policy = _capped(DialingPolicy.for_account(account), provider_defaults)
+    credentials, unusable = _credentials(account, provider_defaults)
     report = DispatchReport()
     lock = threading.Lock()
     stop = stop or threading.Event()
@@ -108,7 +110,7 @@ def dispatch(uow_for, provider: CallProvider, limiter, provider_defaults: dict, 
                     uow.phone_calls.release_claim(call.id, timings.retry_after_rate_limit, count_attempt=False)
                     uow.commit()
                 continue
-            outcome = dial_claimed(uow_for(None), provider, credentials, public_url, call, timings)
+            outcome = dial_claimed(uow_for(None), provider, credentials, public_url, call, timings, unusable)
             if outcome.result == "retry" and credentials is not None and outcome.retry_in:
                 limiter.penalize(credentials.account_sid, outcome.retry_in)
             with lock:
@@ -134,6 +136,22 @@ def dispatch(uow_for, provider: CallProvider, limiter, provider_defaults: dict, 
     return report
 
 
+def _capped(policy: DialingPolicy, provider_defaults: dict) -> DialingPolicy:
+    """The account's policy within the server's ceilings (an account may have been set before they were)."""
+    max_rate, max_in_flight = dialing_ceilings(provider_defaults)
+    return DialingPolicy(min(policy.calls_per_second, max_rate),
+                         min(policy.max_calls_in_flight or max_in_flight, max_in_flight))
+
+
+def _credentials(account, provider_defaults: dict):
+    """(credentials, None), or (None, why the account's calls cannot be made)."""
+    try:
+        credentials = credentials_for(account, provider_defaults)
+    except ProviderRefused as refusal:  # an endpoint the server does not (or no longer) allow
+        return None, refusal.message
+    return credentials, None if credentials else NO_CREDENTIALS
+
+
 MAX_SLOT_LATENESS = 0.010
 
 
@@ -154,10 +172,11 @@ def _wait_for_slot(limiter, name: str, per_second: float) -> None:
 
 
 def dial_claimed(uow, provider: CallProvider, credentials, public_url: str | None, call,
-                 timings: Timings = Timings()) -> DialOutcome:
-    """Ask the provider for a call this worker has claimed, and record the answer."""
+                 timings: Timings = Timings(), unusable: str | None = None) -> DialOutcome:
+    """Ask the provider for a call this worker has claimed, and record the answer. `unusable`: why there are
+    no credentials to dial with."""
     if credentials is None:
-        _record_refusal(uow, call.id, NO_CREDENTIALS)
+        _record_refusal(uow, call.id, unusable or NO_CREDENTIALS)
         return DialOutcome("errored")
     try:
         remote = provider.create_call(credentials, call.msisdn, outgoing_params(call, public_url))
@@ -174,7 +193,14 @@ def dial_claimed(uow, provider: CallProvider, credentials, public_url: str | Non
     except OutcomeUnknown as error:
         log.warning("phone call %s: outcome of the dial is unknown: %s", call.id, error)
         return DialOutcome("unknown")
-    _record_remotely_queued(uow, call.id, remote)
+    except Exception:  # whatever else a provider adapter lets through: the claim waits for reconciliation
+        log.exception("phone call %s: the dial failed unexpectedly; its outcome is left to reconciliation", call.id)
+        return DialOutcome("unknown")
+    try:
+        _record_remotely_queued(uow, call.id, remote)
+    except ValidationFailed:  # the provider answered with the sid of a call another phone call holds
+        _record_refusal(uow, call.id, DUPLICATE_SID)
+        return DialOutcome("errored")
     return DialOutcome("remotely_queued")
 
 
@@ -202,8 +228,8 @@ def reconcile_unknown_outcome(uow_for, provider: CallProvider, provider_defaults
             return "skipped"
         account = uow.accounts.get(call.account_id)
     claimed_at = call.dial_claimed_at
-    credentials = credentials_for(account, provider_defaults)
     try:
+        credentials = credentials_for(account, provider_defaults)
         if credentials is None:
             raise ProviderRefused(NO_CREDENTIALS)
         listed = provider.find_calls(credentials, call.msisdn)
@@ -217,6 +243,9 @@ def reconcile_unknown_outcome(uow_for, provider: CallProvider, provider_defaults
     except ProviderRefused as refusal:
         return _give_up(uow_for(None), phone_call_id, claimed_at,
                         f"{UNKNOWN_OUTCOME}; the provider refused to list its calls: {refusal.message}")
+    except Exception:  # an adapter's unforeseen failure: asked again, like an unreachable provider
+        log.exception("phone call %s: listing the provider's calls failed unexpectedly", phone_call_id)
+        return "ask again"
     with uow_for(None) as uow:
         call = uow.phone_calls.get(phone_call_id, for_update=True)
         if call.dial_claimed_at != claimed_at or not _claim_is_stale(call, timings):
@@ -286,17 +315,20 @@ def fetch_remote_call(uow, provider: CallProvider, provider_defaults: dict, phon
         if call.status != sm.PhoneCallStatus.REMOTE_FETCH_QUEUED.value or not call.remote_call_id:
             return "skipped"
         account = uow.accounts.get(call.account_id)
-    credentials = credentials_for(account, provider_defaults)
-    if credentials is None:
-        return "skipped"
     try:
+        credentials = credentials_for(account, provider_defaults)
+        if credentials is None:
+            return "skipped"
         remote = provider.fetch_call(credentials, call.remote_call_id)
     except (ProviderRateLimited, ProviderUnreachable):
         raise  # the job is retried; the sweeper re-enqueues it if the retries run out
-    except ProviderRefused as refusal:
+    except Exception as error:  # a refusal (an endpoint no longer allowed, too), or an adapter's unforeseen failure
+        if not isinstance(error, ProviderRefused):
+            log.exception("phone call %s: fetching it from the provider failed unexpectedly", phone_call_id)
+        message = error.message if isinstance(error, ProviderRefused) else "The provider could not be asked about the call"
         with uow:
             call = uow.phone_calls.get(phone_call_id, for_update=True)
-            call.remote_error_message = refusal.message
+            call.remote_error_message = message
             if call.status == sm.PhoneCallStatus.REMOTE_FETCH_QUEUED.value:
                 call.status = sm.PhoneCallStatus.REMOTELY_QUEUED.value
             uow.phone_calls.save(call, {"remote_error_message", "status"})

@@ -21,6 +21,7 @@ _CALL_FIELDS = {f.name for f in dataclasses.fields(model.PhoneCall)} & {*_CALL_C
 _EVENT_COLUMNS = [c.name for c in t.remote_phone_call_events.c if c.name != "request_digest"]
 _JSON_COLUMNS = {c.name for c in t.phone_calls.c if isinstance(c.type, JSONB)}
 
+# The account is the one account that names the SID, in either column (none: the webhook is refused).
 # The lateral subquery locks the call (FOR UPDATE OF its own row only) once the account is known, so a call
 # of another account is never touched; no call (an unknown CallSid) leaves the call columns NULL.
 FIND = f"""
@@ -36,9 +37,10 @@ LEFT JOIN LATERAL (
     WHERE pc.account_id = a.id AND pc.remote_call_id = %(call_sid)s
     FOR UPDATE OF pc
 ) r ON true
-WHERE a.twilio_account_sid = %(account_sid)s OR a.somleng_account_sid = %(account_sid)s
-ORDER BY a.id
-LIMIT 1
+WHERE (a.twilio_account_sid = %(account_sid)s OR a.somleng_account_sid = %(account_sid)s)
+  AND NOT EXISTS (  -- a SID two accounts name (only from before migration 0004) is nobody's
+    SELECT 1 FROM accounts o
+    WHERE o.id <> a.id AND (o.twilio_account_sid = %(account_sid)s OR o.somleng_account_sid = %(account_sid)s))
 """
 
 # {assignments}: the call's changed columns. The event goes in first, unless this very request (its digest) is

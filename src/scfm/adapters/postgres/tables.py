@@ -90,6 +90,12 @@ phone_calls = Table(
     *_timestamps(),
 )
 
+# Each provider account SID names one account, in either column (kept by a trigger on accounts: migration 0004)
+provider_account_sids = Table(
+    "provider_account_sids", metadata_obj, Column("sid", Text, primary_key=True),
+    _fk("account_id", "accounts", False, ondelete="CASCADE"),
+)
+
 remote_phone_call_events = Table(
     "remote_phone_call_events", metadata_obj, _id(), _fk("account_id", "accounts", False),
     _fk("phone_call_id", "phone_calls", False),

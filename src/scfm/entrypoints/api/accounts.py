@@ -66,7 +66,7 @@ class Accounts(MethodView):
     @blp.response(201, AccountSchema)
     def post(self, args):
         """Create an account."""
-        account = services.create_account(deps().uow(), args)
+        account = services.create_account(deps().uow(), args, deps().settings.provider)
         return created(account, f"/api/accounts/{account.id}")
 
 
@@ -81,7 +81,8 @@ class AccountById(MethodView):
     @blp.response(204)
     def patch(self, args, account_id):
         """Update an account."""
-        services.update_account(deps().uow(), account_id, args, allow_permissions=True)
+        services.update_account(deps().uow(), account_id, args, allow_permissions=True,
+                                provider_settings=deps().settings.provider)
 
     @blp.response(204)
     def delete(self, account_id):
@@ -100,4 +101,5 @@ class OwnAccount(MethodView):
     @own_blp.response(204)
     def patch(self, args):
         """Update the caller's account (provider credentials, settings, metadata)."""
-        services.update_account(deps().uow(), g.account.id, args, allow_permissions=False)
+        services.update_account(deps().uow(), g.account.id, args, allow_permissions=False,
+                                provider_settings=deps().settings.provider)

@@ -6,12 +6,12 @@ A provider call sid is unique per account, not across accounts: an inbound webho
 sid is then answered as for any unknown sid (a new inbound call), and reveals nothing of that account.
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0004
 """
 from alembic import op
 
 revision = "0005"
-down_revision = "0002"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
