@@ -80,8 +80,10 @@ def serving(folder: Path):
         output["text"] = server.stop()
 
 
-def test_no_token_reaches_the_logs_of_a_real_server_and_worker(deps, admin, calling_api, tmp_path):
+def test_no_token_reaches_the_logs_of_a_real_server_and_worker(deps, admin, calling_api, provider, tmp_path,
+                                                               monkeypatch):
     token, admin_token = calling_api.token, admin.token
+    monkeypatch.setenv("SCFM_ALLOWED_PROVIDER_URLS", provider.url)  # the operator's list, for the processes too
     worker = Process(tmp_path, "worker", "worker")
     try:
         with serving(tmp_path) as (url, server):
