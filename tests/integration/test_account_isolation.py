@@ -199,6 +199,23 @@ def other_provider(settings, deps, monkeypatch):
         yield server
 
 
+def _filters_naming(a):
+    """Queries that find A's records by their ids, and by values B's records may share."""
+    by_id = [f"?q[contact_id]={a['contact']}", f"?q[callout_id]={a['callout']}",
+             f"?q[callout_participation_id]={a['participation']}", f"?q[phone_call_id]={a['dialed_call']}",
+             f"?q[remote_call_id]={a['remote_call_id']}"]
+    by_value = ["", f"?q[msisdn]={MSISDN[1:]}", "?q[status]=created", "?q[status]=in_progress",
+                "?q[metadata][name]=A"]
+    return by_id, by_value
+
+
+def _shown(response, path, query) -> list:
+    assert response.status_code == 200, (path, query, response.get_json())
+    shown = [item["id"] for item in response.get_json()]
+    assert response.headers["Total"] == str(len(shown)), (path, query)
+    return shown
+
+
 def test_lists_show_another_account_nothing_of_ones_records(app, admin, other_provider, calling_api, a_records,
                                                             run_jobs):
     a = a_records
@@ -207,20 +224,21 @@ def test_lists_show_another_account_nothing_of_ones_records(app, admin, other_pr
                         somleng_auth_token=OTHER_TOKEN, somleng_api_base_url=other_provider.url,
                         calls_per_second=50)
     b_token = b.get("/api/access_tokens").get_json()[0]["id"]
-    naming_a = [
-        "", f"?q[msisdn]={MSISDN[1:]}", f"?q[contact_id]={a['contact']}", f"?q[callout_id]={a['callout']}",
-        f"?q[callout_participation_id]={a['participation']}", f"?q[phone_call_id]={a['dialed_call']}",
-        f"?q[remote_call_id]={a['remote_call_id']}", "?q[status]=created", "?q[status]=remotely_queued",
-        "?q[metadata][name]=A",
-    ]
+    by_id, by_value = _filters_naming(a)
+    # B has nothing yet: every list, with every filter that shows A some of its records, shows B none of them
+    finding = set()
     for rule in _list_routes(app):
-        for query in naming_a:
-            response = b.get(rule.rule + query)
-            assert response.status_code in (200, 422), (rule.rule, query, response.get_json())
-            if response.status_code == 200:  # a filter this list does not have is a 422
-                own = [b_token] if rule.rule == "/api/access_tokens" and "q[" not in query else []
-                assert [item["id"] for item in response.get_json()] == own, (rule.rule, query)
-                assert response.headers["Total"] == str(len(own)), (rule.rule, query)
+        for query in by_id + by_value:
+            path = rule.rule + query
+            mine, theirs = calling_api.get(path), b.get(path)
+            if mine.status_code == 422:  # a filter this list does not have
+                assert _answer(theirs) == _answer(mine), path
+                continue
+            own = [b_token] if rule.rule == "/api/access_tokens" and "q[" not in query else []
+            assert _shown(theirs, rule.rule, query) == own
+            if _shown(mine, rule.rule, query):
+                finding.add(query)
+    assert finding == set(by_id + by_value)  # no filter is tried that finds nothing anyway
 
     # B makes the same records as A (the same msisdn is free in another account) and runs an operation of each
     # type whose filters match A's records as well as its own
@@ -232,9 +250,11 @@ def test_lists_show_another_account_nothing_of_ones_records(app, admin, other_pr
                            data={"contact_id": contact["id"]}).get_json()
     assert b.post(f"/api/callouts/{callout['id']}/callout_events", data={"event": "start"}).status_code == 201
     call = b.post(f"/api/callout_participations/{participation['id']}/phone_calls", data=DEMO).get_json()
+    empty_callout = b.post("/api/callouts").get_json()["id"]
+    population = f"/api/callouts/{empty_callout}/batch_operations"
     operations = [
-        b.post(f"/api/callouts/{callout['id']}/batch_operations", data={
-            "type": POPULATION, "parameters[contact_filter_params][msisdn]": MSISDN}),
+        b.post(population, data={"type": POPULATION, "parameters[contact_filter_params][msisdn]": MSISDN[1:]}),
+        b.post(population, data={"type": POPULATION, "parameters[contact_filter_params][msisdn]": WAITING_MSISDN[1:]}),
         b.post("/api/batch_operations", data={
             "type": CREATE, "parameters[skip_validate_preview_presence]": "true", **BATCH_DEMO}),
         b.post("/api/batch_operations", data={
@@ -243,48 +263,91 @@ def test_lists_show_another_account_nothing_of_ones_records(app, admin, other_pr
             "type": FETCH, "parameters[phone_call_filter_params][status]": "remotely_queued,in_progress",
             "parameters[skip_validate_preview_presence]": "true"}),
     ]
-    assert [o.status_code for o in operations] == [201] * 4, [o.get_json() for o in operations]
+    assert [o.status_code for o in operations] == [201] * 5, [o.get_json() for o in operations]
     operations = [o.get_json()["id"] for o in operations]
+    previews = [f"/api/batch_operations/{operations[i]}/preview/{kind}" for i, kind in [
+        (0, "contacts"), (1, "contacts"), (3, "phone_calls")]]
+    assert [_shown(b.get(path), path, "") for path in previews] == [[contact["id"]], [], [call["id"]]]
     for operation in operations:
         assert b.post(f"/api/batch_operations/{operation}/batch_operation_events",
                       data={"event": "queue"}).status_code == 201
     run_jobs()
     assert b.get(f"/api/phone_calls/{call['id']}").get_json()["status"] == "remotely_queued"
+    results = [f"/api/batch_operations/{operations[i]}/{kind}" for i, kind in [
+        (0, "contacts"), (1, "contacts"), (3, "phone_calls")]]
+    shown = [_shown(b.get(path), path, "") for path in results]
+    assert shown[:2] == [[contact["id"]], []] and call["id"] in shown[2]  # and the calls B's PhoneCallCreate made
 
-    # every list, nested under B's own records too, shows B's records and none of A's
+    # every list, nested under B's own records too, previews and results included, shows none of A's records:
+    # nothing when it names A's, B's own (which are like A's) otherwise
     b_records = {"account": None, "token": b_token, "contact": contact["id"], "waiting_contact": contact["id"],
                  "callout": callout["id"], "participation": participation["id"],
                  "waiting_participation": participation["id"], "created_call": call["id"], "dialed_call": call["id"],
-                 "event": None, "population": operations[0], "create": operations[1], "queue": operations[2],
-                 "fetch": operations[3]}
-    lists = [r for r in _id_routes(app) if r.rule.rsplit("/", 1)[1] in KINDS and "GET" in r.methods]
-    lists = [p for r in lists for p in _paths(r, b_records)] + [r.rule for r in _list_routes(app)]
-    seen = 0
+                 "event": None, "population": operations[0], "create": operations[2], "queue": operations[3],
+                 "fetch": operations[4]}
+    b_owned = {kind: {item["id"] for item in b.get(f"/api/{kind}").get_json()} for kind in KINDS}
+    assert b_owned["contacts"] == {contact["id"]} and b_owned["callouts"] == {callout["id"], empty_callout}
+    assert b_owned["batch_operations"] == set(operations) and b_owned["access_tokens"] == {b_token}
+    assert participation["id"] in b_owned["callout_participations"] and call["id"] in b_owned["phone_calls"]
+    nested = [r for r in _id_routes(app) if r.rule.rsplit("/", 1)[1] in KINDS and "GET" in r.methods]
+    lists = [p for r in nested for p in _paths(r, b_records)] + [r.rule for r in _list_routes(app)]
     for path in lists:
-        for query in naming_a:
+        kind = KINDS[path.rsplit("/", 1)[1]]
+        for query in by_id + by_value:
             response = b.get(path + query)
-            if response.status_code == 200:
-                shown = {item["id"] for item in response.get_json()}
-                kind = KINDS[path.split("?")[0].rsplit("/", 1)[1]]
-                assert not shown & a["owned"][kind], (path, query, shown)
-                seen += len(shown)
-    assert seen  # B's own records were listed: the lists were not empty for every reason
+            if response.status_code == 422 or (response.status_code == 404 and "/batch_operations/" in path):
+                continue  # a filter this list does not have; a preview or result this type has not
+            shown = set(_shown(response, path, query))
+            assert not shown & a["owned"][kind], (path, query, shown)
+            assert shown <= b_owned[kind], (path, query, shown)
+            if query in by_id and not path.startswith("/api/batch_operations/"):  # previews and results have no q
+                assert not shown, (path, query, shown)
     assert _snapshot(app, calling_api, a) == before
 
 
-def test_ids_of_another_accounts_records_in_a_body_are_refused_as_missing_ones(app, admin, calling_api, a_records):
+def test_ids_of_another_accounts_records_in_a_body_are_answered_as_missing_ones(app, admin, calling_api, a_records,
+                                                                               run_jobs):
     a = a_records
     b = new_account_api(app, admin)
     before = _snapshot(app, calling_api, a)
-    callout = b.post("/api/callouts").get_json()
-    for field, value in [("contact_id", a["contact"]), ("contact_id", NEVER_USED)]:
-        response = b.post(f"/api/callouts/{callout['id']}/callout_participations", data={field: value})
-        assert _answer(response) == (422, {"errors": {"contact": ["must exist"]}}, None)
-    for value in (a["callout"], NEVER_USED):
-        response = b.post("/api/batch_operations", data={"type": CREATE, "callout_id": value, **BATCH_DEMO})
-        assert _answer(response) == (422, {"errors": {"callout": ["must exist"]}}, None)
-    assert b.get("/api/callout_participations").headers["Total"] == "0"
-    assert b.get("/api/batch_operations").headers["Total"] == "0"
+    callout = b.post("/api/callouts").get_json()["id"]
+    writes = [  # (path, body naming a record by `id`)
+        (f"/api/callouts/{callout}/callout_participations", lambda id: {"contact_id": id}),
+        ("/api/batch_operations", lambda id: {"type": CREATE, "callout_id": id, **BATCH_DEMO}),
+        ("/api/batch_operations", lambda id: {"type": QUEUE, "callout_id": id}),
+        ("/api/access_tokens", lambda id: {"account_sid": id}),
+        ("/api/access_tokens", lambda id: {"account_id": id}),
+    ]
+    for (path, body), key in zip(writes, ["contact", "callout", "callout", "account", "account"]):
+        nothing = _answer(b.post(path, data=body(NEVER_USED)))
+        assert nothing[0] == 422, (path, nothing)
+        assert _answer(b.post(path, data=body(a[key]))) == nothing, path
+    # filters of a batch operation naming A's records select nothing, in its preview and when it runs
+    skip = {"parameters[skip_validate_preview_presence]": "true"}
+    filters = [
+        (CREATE, {"parameters[callout_participation_filter_params][callout_id]": a["callout"], **BATCH_DEMO}),
+        (CREATE, {"parameters[callout_participation_filter_params][contact_id]": a["contact"], **BATCH_DEMO}),
+        (QUEUE, {"parameters[phone_call_filter_params][callout_participation_id]": a["waiting_participation"]}),
+        (QUEUE, {"parameters[phone_call_filter_params][contact_id]": a["waiting_contact"]}),
+        (FETCH, {"parameters[phone_call_filter_params][remote_call_id]": a["remote_call_id"]}),
+        (FETCH, {"parameters[phone_call_filter_params][contact_id]": a["contact"]}),
+    ]
+    for type_, parameters in filters:
+        refused = b.post("/api/batch_operations", data={"type": type_, **parameters})
+        assert _answer(refused) == (422, {"errors": {"preview": ["can't be blank"]}}, None), parameters
+        operation = b.post("/api/batch_operations", data={"type": type_, **parameters, **skip})
+        assert operation.status_code == 201, operation.get_json()
+        path = f"/api/batch_operations/{operation.get_json()['id']}"
+        for kind in ("contacts", "callout_participations", "phone_calls"):
+            assert b.get(f"{path}/preview/{kind}").headers.get("Total") in (None, "0"), (parameters, kind)
+        assert b.post(f"{path}/batch_operation_events", data={"event": "queue"}).status_code == 201
+    run_jobs()
+    for operation in b.get("/api/batch_operations").get_json():
+        assert operation["status"] == "finished", operation
+        assert b.get(f"/api/batch_operations/{operation['id']}/phone_calls").headers["Total"] == "0"
+    totals = {kind: b.get(f"/api/{kind}").headers["Total"] for kind in KINDS}
+    assert totals == {**{kind: "0" for kind in KINDS}, "access_tokens": "1", "callouts": "1",
+                      "batch_operations": str(len(filters))}
     assert _snapshot(app, calling_api, a) == before
 
 
