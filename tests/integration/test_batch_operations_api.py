@@ -255,3 +255,18 @@ def test_max_per_period_caps_what_a_queue_takes(calling_api, two_callouts, run_j
         "type": "BatchOperation::PhoneCallQueue", "parameters[max_per_period_timestamp_attribute]": "deleted_at",
         "parameters[skip_validate_preview_presence]": "1"})
     assert bad.get_json() == {"errors": {"max_per_period_timestamp_attribute": ["is not included in the list"]}}
+
+
+def test_phone_call_create_over_participations_already_called_by_hand_is_created(calling_api, two_callouts):
+    api = calling_api
+    _, running = two_callouts
+    participations = _ids(api, f"/api/callouts/{running['id']}/callout_participations")
+    for participation in participations:  # each called once already, by hand
+        assert api.post(f"/api/callout_participations/{participation}/phone_calls",
+                        data={"remote_request_params[url]": DEMO["parameters[remote_request_params][url]"]}
+                        ).status_code == 201
+    create = api.post("/api/batch_operations", data={
+        "type": "BatchOperation::PhoneCallCreate", **DEMO, "parameters[callout_filter_params][status]": "running"})
+    assert create.status_code == 201, create.get_json()
+    path = f"/api/batch_operations/{create.get_json()['id']}/preview/callout_participations"
+    assert _ids(api, path) == participations

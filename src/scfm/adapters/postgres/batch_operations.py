@@ -67,13 +67,13 @@ class BatchOperationQueries:
 
     def _PhoneCallCreate(self, operation, plan):
         p, c, pc = t.callout_participations, t.callouts, t.phone_calls
+        clauses = [p.c.account_id == operation.account_id,
+                   *self._participation_and_callout_clauses(operation, plan, p, c)]
+        if operation.id is not None:  # a run made again skips what it made; a new operation has made nothing
+            clauses.append(~exists().where(pc.c.callout_participation_id == p.c.id,
+                                           pc.c.create_batch_operation_id == operation.id))
         return (
-            select(p.c.id, p.c.contact_id, p.c.msisdn)
-            .select_from(p.join(c, c.c.id == p.c.callout_id))
-            .where(p.c.account_id == operation.account_id,
-                   *self._participation_and_callout_clauses(operation, plan, p, c),
-                   ~exists().where(pc.c.callout_participation_id == p.c.id,
-                                   pc.c.create_batch_operation_id == operation.id)),
+            select(p.c.id, p.c.contact_id, p.c.msisdn).select_from(p.join(c, c.c.id == p.c.callout_id)).where(*clauses),
             p.c.id,
         )
 
