@@ -136,7 +136,7 @@ def test_chaos(app, admin, deps):
             pending.append(deps.jobs.pending())
             cluster.kill_a_worker(rng)
         _wait(lambda: pending.append(deps.jobs.pending()) or _count(deps, f"status NOT IN {TERMINAL}") == 0, 180,
-              "every call to end")
+              "every call to end", deps)
         seen = cluster.report()
     finally:
         cluster.stop()
@@ -176,10 +176,16 @@ def _count(deps, where: str) -> int:
         return conn.execute(text(f"SELECT count(*) FROM phone_calls WHERE {where}")).scalar()
 
 
-def _wait(predicate, seconds: float, what: str) -> None:
+def _wait(predicate, seconds: float, what: str, deps=None) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+    detail = ""
+    if deps is not None:
+        with deps.engine.connect() as conn:
+            statuses = dict(conn.execute(text(f"SELECT status, count(*) FROM phone_calls WHERE status NOT IN {TERMINAL} "
+                                              "GROUP BY status")).all())
+        detail = f": {statuses}, {deps.queue.count} jobs queued, {deps.queue.scheduled_job_registry.count} scheduled"
+    raise AssertionError(f"timed out waiting for {what}{detail}")

@@ -161,10 +161,12 @@ def test_a_dispatchers_successor_takes_the_place_of_a_waiting_kick(rated_api, de
     [job] = Job.fetch_many(deps.queue.get_job_ids(), deps.redis)
     assert job.args == (account_id, 6.0)
     assert deps.jobs.pending() == 1 and not deps.jobs.dial_due(account_id)
-    # a pause before the next kick (a scheduled job) is pending too
+    # a pause before the next kick (a scheduled job, as a retry is) is pending too, until the work is due now
     empty_queue(deps)
-    assert deps.jobs.dial_due(account_id, delay=30) and not deps.jobs.dial_due(account_id)
-    assert deps.jobs.pending() == 1
+    assert deps.jobs.dial_due(account_id, delay=30) and not deps.jobs.dial_due(account_id, delay=30)
+    assert deps.queue.scheduled_job_registry.count == 1
+    assert deps.jobs.dial_due(account_id)
+    assert deps.queue.scheduled_job_registry.count == 0 and deps.jobs.pending() == 1
 
 
 def test_a_job_that_ran_or_vanished_is_not_pending(rated_api, run_jobs, deps):

@@ -23,15 +23,16 @@ from rq.job import Job
 log = logging.getLogger(__name__)
 JOBS = "scfm.entrypoints.jobs"
 
-# Claim the markers KEYS[i] for new jobs ARGV[7 + i] (set to '~' .. id until the job is really enqueued, at
-# most ARGV[7] ms). A marker is taken while its job is being enqueued, queued or scheduled (a delay, a retry);
+# Claim the markers KEYS[i] for new jobs ARGV[8 + i] (set to '~' .. id until the job is really enqueued, at
+# most ARGV[8] ms). A marker is taken while its job is being enqueued, queued or scheduled (a delay, a retry);
 # with ARGV[6] = '1', also while it runs on a worker whose heartbeat is alive (a killed worker's runs out).
-# With ARGV[5] = '1' the claim replaces a waiting job instead, taking it out of the queue if no worker has it.
-# ARGV[1..3]: RQ's keys of the queue, of its scheduled jobs and of its running ones; ARGV[4]: a job's key, less
-# its id. Answers, per key, 1 if claimed, else 0.
+# With ARGV[7] = '1' (the work is due now) a job scheduled for later gives way: it is taken out, unless RQ's
+# scheduler is moving it to the queue right now. With ARGV[5] = '1' the claim replaces a waiting job in any
+# case, taking it out of the queue if no worker has it yet. ARGV[1..3]: RQ's keys of the queue, of its
+# scheduled jobs and of its running ones; ARGV[4]: a job's key, less its id. Answers, per key, 1 if claimed.
 CLAIM = """
 local queue_key, scheduled_key, running_key, job_key = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local replace, while_running, grace = ARGV[5] == '1', ARGV[6] == '1', tonumber(ARGV[7])
+local replace, while_running, due_now, grace = ARGV[5] == '1', ARGV[6] == '1', ARGV[7] == '1', tonumber(ARGV[8])
 local now = tonumber(redis.call('TIME')[1])
 
 local function running(id)
@@ -49,17 +50,20 @@ for i, key in ipairs(KEYS) do
   elseif current then
     status = redis.call('HGET', job_key .. current, 'status')
   end
-  local waiting = status == 'enqueueing' or status == 'queued' or status == 'scheduled' or status == 'deferred'
-  local pending = waiting or (status == 'started' and while_running and running(current))
-  if replace and waiting and status ~= 'enqueueing' then
-    if redis.call('LREM', queue_key, 1, current) + redis.call('ZREM', scheduled_key, current) > 0 then
+  local pending = status == 'enqueueing' or status == 'queued' or status == 'scheduled' or status == 'deferred'
+    or (status == 'started' and while_running and running(current))
+  if status == 'scheduled' and (due_now or replace) then
+    if redis.call('ZREM', scheduled_key, current) > 0 then
       redis.call('DEL', job_key .. current)
+      pending = false
     end
+  elseif status == 'queued' and replace then
+    if redis.call('LREM', queue_key, 1, current) > 0 then redis.call('DEL', job_key .. current) end
   end
   if pending and not replace then
     claimed[i] = 0
   else
-    redis.call('SET', key, '~' .. ARGV[7 + i], 'PX', grace)
+    redis.call('SET', key, '~' .. ARGV[8 + i], 'PX', grace)
     claimed[i] = 1
   end
 end
@@ -90,13 +94,14 @@ class RqJobQueue:
     def marker(self, kind: str, unit: int) -> str:
         return f"{self.prefix}:pending:{kind}:{unit}"
 
-    def _claimed(self, kind: str, units: list[int], replace: bool = False, while_running: bool = False) -> dict:
+    def _claimed(self, kind: str, units: list[int], replace: bool = False, while_running: bool = False,
+                 due_now: bool = True) -> dict:
         """The units whose new job may be enqueued, each with the id that job must have."""
         job_ids = [uuid.uuid4().hex for _ in units]
         answers = self._claim(keys=[self.marker(kind, unit) for unit in units],
                               args=[self.queue.key, self.queue.scheduled_job_registry.key,
                                     self.queue.started_job_registry.key, Job.redis_job_namespace_prefix,
-                                    int(replace), int(while_running), CLAIM_GRACE_MS, *job_ids])
+                                    int(replace), int(while_running), int(due_now), CLAIM_GRACE_MS, *job_ids])
         return {unit: job_id for unit, job_id, claimed in zip(units, job_ids, answers) if claimed}
 
     def _enqueue(self, kind: str, function: str, unit: int, *args, delay: float | None = None,
@@ -104,7 +109,7 @@ class RqJobQueue:
         options = self._options(timeout)
         options["job_timeout"] = options.pop("timeout")
         try:
-            claimed = self._claimed(kind, [unit], replace, while_running)
+            claimed = self._claimed(kind, [unit], replace, while_running, due_now=not delay)
             if not claimed:
                 return False
             job_id = claimed[unit]
