@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
+from rq.job import Job
 from sqlalchemy import text
 
 from scfm.adapters.postgres import db
@@ -28,18 +30,29 @@ TABLES = (
 
 @pytest.fixture(scope="session")
 def server_urls():
+    """The servers' URLs; embedded servers are stopped at the end, whatever happened (a failed test, a
+    process a test left behind still connected)."""
     database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
-    keep = []
-    if not database_url or not redis_url:
-        from scfm.adapters import embedded
+    if database_url and redis_url:
+        yield database_url, redis_url
+        return
+    from scfm.adapters import embedded
 
-        folder = Path(tempfile.mkdtemp(prefix="scfm-test-"))
+    folder = Path(tempfile.mkdtemp(prefix="scfm-test-"))
+    postgres = redis = None
+    try:
         if not database_url:
-            database_url = embedded.start_postgres(folder)
+            postgres = embedded.postgres_server(folder, temporary=True)
+            database_url = postgres.get_uri()
         if not redis_url:
-            client, redis_url = embedded.start_redis(folder)
-            keep.append(client)
-    yield database_url, redis_url
+            redis, redis_url = embedded.start_redis(folder)
+        yield database_url, redis_url
+    finally:
+        if redis is not None:
+            embedded.stop_redis(redis)
+        if postgres is not None:
+            postgres.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 PUBLIC_URL = "http://scfm.test"
@@ -87,13 +100,22 @@ def clean_database(request):
         deps = request.getfixturevalue("deps")
         with deps.engine.begin() as conn:
             conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
-        deps.queue.empty()
-        for registry in (deps.queue.scheduled_job_registry, deps.queue.failed_job_registry):
-            for job_id in registry.get_job_ids():
-                try:
-                    registry.remove(job_id, delete_job=True)
-                except ValueError:  # RQ finds the job's execution record already expired
-                    registry.remove(job_id)
+        empty_queue(deps)
+
+
+def empty_queue(deps) -> None:
+    """Remove every job of this run's queue, waiting or not, and the pending markers: with Redis, not through
+    RQ, which raises for a job that vanished meanwhile (expired, or deleted by a worker killed midway)."""
+    queue = deps.queue
+    registries = (queue.scheduled_job_registry, queue.failed_job_registry, queue.started_job_registry,
+                  queue.finished_job_registry, queue.deferred_job_registry, queue.canceled_job_registry)
+    lists = (queue.key, queue.intermediate_queue_key)
+    job_ids = {id_.decode().split(":")[0] for key in lists for id_ in deps.redis.lrange(key, 0, -1)}
+    job_ids |= {id_.decode().split(":")[0] for registry in registries for id_ in deps.redis.zrange(registry.key, 0, -1)}
+    keys = [*lists, *(registry.key for registry in registries), *(Job.key_for(id_) for id_ in job_ids),
+            *deps.redis.scan_iter(f"{deps.settings.queue_name}:pending:*")]
+    for start in range(0, len(keys), 1000):
+        deps.redis.delete(*keys[start:start + 1000])
 
 
 @pytest.fixture

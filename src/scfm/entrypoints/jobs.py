@@ -22,6 +22,12 @@ def dial_due(account_id: int, wait_for_lease: float = 0.0) -> dict | str:
     lease = timings.dispatcher_lease
     if not wait_for_lease and not deps.locks.acquire(name, token, lease):
         return "busy"  # the usual case of a kick while a dispatcher runs: answered before any set-up
+    if not wait_for_lease:
+        with deps.uow(None) as uow:
+            due = uow.phone_calls.due_for_dialing_exists(account_id)
+        if not due:  # dialed meanwhile, or held (a paused callout): nothing to set up for
+            deps.locks.release(name, token)
+            return {"dialed": 0}
     stop = threading.Event()
     successor = threading.Timer(max(0.0, timings.dispatcher_budget - HANDOVER_SECONDS),
                                 deps.jobs.dial_due, args=(account_id,), kwargs={"wait_for_lease": 3 * HANDOVER_SECONDS})

@@ -14,6 +14,7 @@ from scfm.adapters.postgres import tables as t
 from scfm.adapters.postgres.filters import all_of, compile_conditions
 from scfm.domain import model
 from scfm.domain.errors import DeleteRefused, NotFound, ValidationFailed
+from scfm.domain.state_machines import BatchOperationStatus, PhoneCallStatus
 
 EXACT_TOTAL_UP_TO = 10_000
 
@@ -304,6 +305,9 @@ class CalloutParticipationRepository(Repository):
 # a call claimed for dialing that has not heard back (index_phone_calls_open_claims has this predicate)
 _OPEN_CLAIM = (t.phone_calls.c.status == "queued", t.phone_calls.c.dial_claimed_at.is_not(None),
                t.phone_calls.c.remote_call_id.is_(None))
+# calls the provider has and that we wait to hear about (index_phone_calls_awaiting_news covers these)
+_AWAITING_NEWS = (PhoneCallStatus.REMOTELY_QUEUED.value, PhoneCallStatus.IN_PROGRESS.value)
+_FETCH_QUEUED = PhoneCallStatus.REMOTE_FETCH_QUEUED.value
 
 
 class PhoneCallRepository(Repository):
@@ -425,11 +429,22 @@ class PhoneCallRepository(Repository):
                                   last_news < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds))
             .order_by(pc.c.id).limit(limit))]
 
-    def queue_remote_fetches(self, ids: list[int]) -> list[int]:
+    def queue_remote_fetches(self, older_than_seconds: float, limit: int = 10000) -> list[int]:
+        """Mark for a fetch the calls with no news from the provider for a while, and not asked about for as
+        long; and re-mark the fetches queued that long ago that never ran (lost). Each is then found again
+        only `older_than_seconds` after this, however often the sweeper looks."""
         pc = self.table
-        return [row.id for row in self.conn.execute(
-            update(pc).where(pc.c.id.in_(ids), pc.c.status.in_(["remotely_queued", "in_progress"]))
-            .values(status="remote_fetch_queued", updated_at=func.now()).returning(pc.c.id))]
+        cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds)
+        last_news = func.coalesce(pc.c.remote_status_updated_at, pc.c.remotely_queued_at, pc.c.updated_at)
+        silent = (pc.c.status.in_(_AWAITING_NEWS) & (last_news < cutoff)
+                  & ((pc.c.remote_fetch_queued_at.is_(None)) | (pc.c.remote_fetch_queued_at < cutoff)))
+        lost = (pc.c.status == _FETCH_QUEUED) & (func.greatest(pc.c.remote_fetch_queued_at, pc.c.updated_at) < cutoff)
+        due = (select(pc.c.id).where(silent | lost).order_by(pc.c.id).limit(limit)
+               .with_for_update(skip_locked=True))
+        return sorted(row.id for row in self.conn.execute(
+            update(pc).where(pc.c.id.in_(due.scalar_subquery()))
+            .values(status=_FETCH_QUEUED, remote_fetch_queued_at=func.now(), updated_at=func.now())
+            .returning(pc.c.id)))
 
     def expire(self, ids: list[int], message: str) -> int:
         pc = self.table
@@ -476,12 +491,15 @@ class BatchOperationRepository(Repository):
     resource = "batch operation"
 
     def stalled(self, older_than_seconds: float) -> list[int]:
-        """Queued but never started, or running with no worker on them, for a while."""
+        """Queued but never started, or running with no worker on them, for a while. A run holds its
+        operation's row locked until it ends, so an operation being run is skipped, however long it takes."""
         bo = self.table
         cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds)
+        queued, running = BatchOperationStatus.QUEUED.value, BatchOperationStatus.RUNNING.value
         return [row.id for row in self.conn.execute(select(bo.c.id).where(
-            ((bo.c.status == "queued") & (bo.c.updated_at < cutoff))
-            | ((bo.c.status == "running") & (func.coalesce(bo.c.started_at, bo.c.updated_at) < cutoff))))]
+            ((bo.c.status == queued) & (bo.c.updated_at < cutoff))
+            | ((bo.c.status == running) & (func.coalesce(bo.c.started_at, bo.c.updated_at) < cutoff)))
+            .order_by(bo.c.id).with_for_update(key_share=True, skip_locked=True))]
 
     def has_dependents(self, operation_id: int) -> bool:
         pc = t.phone_calls

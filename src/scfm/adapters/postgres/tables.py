@@ -87,6 +87,7 @@ phone_calls = Table(
     Column("next_attempt_at", DateTime(timezone=True)),
     Column("remote_status_updated_at", DateTime(timezone=True)),
     Column("reconcile_after", DateTime(timezone=True)),  # an unknown dial outcome: ask the provider then
+    Column("remote_fetch_queued_at", DateTime(timezone=True)),  # when the sweeper last asked for a fetch
     *_timestamps(),
 )
 

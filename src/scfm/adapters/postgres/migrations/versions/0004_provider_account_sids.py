@@ -6,12 +6,12 @@ both columns. Accounts that already clash keep their values (the oldest owns the
 a SID that more than one account names until they are changed.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 """
 from alembic import op
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
