@@ -18,7 +18,7 @@ SUITES = {
     "webhook": ("webhook", "signed status callbacks per second through gunicorn, and their CPU vs by hand",
                 ["--seconds", "2", "--processes", "1", "--threads", "2", "--calls", "300", "--in-process", "40"]),
     "lists": ("lists", "GET /api/contacts with a metadata filter on 1,000,000 contacts vs the bare SQL",
-              ["--contacts", "3000", "--requests", "40", "--pages", "1,2,5"]),
+              ["--contacts", "25000", "--requests", "40", "--pages", "1,2,500"]),
     "sweeper": ("sweeper", "the sweeper's enqueues per minute and Redis memory with 100,000 silent calls",
                 ["--calls", "300", "--minutes", "1"]),
 }
