@@ -432,52 +432,41 @@ def _machine() -> tuple[int, int]:
 
 
 class CpuMeter:
-    """CPU seconds by group over a window: the processes we started and their descendants, by label;
-    PostgreSQL; Redis; this process (without its children: a load generator measures itself); the rest.
+    """CPU seconds by group over a window: the processes we started with their descendants, by label;
+    PostgreSQL; Redis; this process (its own children, load generators, measure themselves); the rest.
 
-    Per process: its CPU and its reaped children's at the end less at the start. A child that ended during
-    the window (an RQ work horse, a PostgreSQL backend) shows up in its parent's reaped CPU with all of its
-    CPU, so what it had used before the window is taken off its parent's share."""
+    A process's CPU counts its reaped children's, so a child that ends within its group (an RQ work horse, a
+    PostgreSQL backend) moves its CPU to its parent: the group's sum at the end less at the start is right."""
 
     def __init__(self, groups: dict[int, str]):
         self.groups = groups  # pid of a process we started -> label of it and all its descendants
 
-    def _snapshot(self) -> dict:
-        """(pid, start time) -> (label, CPU ticks with reaped children's, parent's key)."""
-        me, stats, snapshot = os.getpid(), _processes(), {}
-        for pid, (comm, ppid, own, children, started) in stats.items():
+    def _ticks(self) -> dict[str, int]:
+        me, stats, ticks = os.getpid(), _processes(), {}
+        for pid, (comm, _ppid, own, children, _start) in stats.items():
             label, ancestor = None, pid
             while ancestor > 1 and label is None:
                 if ancestor in self.groups:
                     label = self.groups[ancestor]
                 elif ancestor == me:
-                    label = "bench process" if pid == me else ""  # children of ours measure themselves
+                    label = "bench process" if pid == me else ""
                 ancestor = stats[ancestor][1] if ancestor in stats else 0
             if label is None:
                 label = ("postgres" if comm.startswith("postgres") or comm == "postmaster"
                          else "redis" if comm.startswith("redis") else "other")
-            parent = (ppid, stats[ppid][4]) if ppid in stats else None
-            snapshot[(pid, started)] = (label, own if pid == me else own + children, parent)
-        return snapshot
+            ticks[label] = ticks.get(label, 0) + own + (0 if pid == me else children)
+        return ticks
 
     def __enter__(self):
-        self.started, self.before, self.machine_before = time.monotonic(), self._snapshot(), _machine()
+        self.started, self.before, self.machine_before = time.monotonic(), self._ticks(), _machine()
         return self
 
     def __exit__(self, *exc):
         self.seconds = time.monotonic() - self.started
-        after = self._snapshot()
         busy, total = _machine()
         self.machine_busy = (busy - self.machine_before[0]) / max(1, total - self.machine_before[1])
-        gone: dict = {}  # children that ended meanwhile: their earlier CPU is not new in their parent's
-        for key, (_label, ticks, parent) in self.before.items():
-            if key not in after:
-                gone[parent] = gone.get(parent, 0) + ticks
-        self.used: dict[str, float] = {}
-        for key, (label, ticks, _parent) in after.items():
-            delta = ticks - self.before.get(key, ("", 0))[1] - gone.get(key, 0)
-            if label:
-                self.used[label] = self.used.get(label, 0.0) + max(0, delta) / CLOCK_TICKS
+        self.used = {label: max(0, ticks - self.before.get(label, 0)) / CLOCK_TICKS
+                     for label, ticks in self._ticks().items() if label}
         return False
 
     def line(self) -> str:

@@ -20,9 +20,9 @@ import argparse
 import http.client
 import json
 import multiprocessing
-import threading
 import time
 import urllib.parse
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import closing
 from email.utils import formatdate
 
@@ -51,12 +51,11 @@ def callback(public: str, call: tuple, status: str, sequence: int = 0) -> tuple[
     return path, params, RequestValidator(TOKEN).compute_signature(public + path, params)
 
 
-def send(index: int, step: int, port: int, calls: list, start_at: float, seconds: float, queue) -> None:
-    """One load-generator thread: the callbacks index, index + step, ... on one connection, until the end."""
+def send(index: int, step: int, port: int, calls: list, start_at: float, seconds: float) -> tuple:
+    """One load-generator thread: the callbacks index, index + step, ... on one connection, until the end:
+    (latencies, status codes, errors, seconds until its last answer)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     latencies, codes, errors = [], {}, []
-    while time.time() < start_at:
-        time.sleep(0.001)
     while time.time() < start_at + seconds:
         rounds = index // len(calls)
         path, params, signature = callback(f"http://127.0.0.1:{port}", calls[index % len(calls)],
@@ -77,52 +76,40 @@ def send(index: int, step: int, port: int, calls: list, start_at: float, seconds
             errors.append(f"{code}: {text[:200]!r}")
         index += step
     connection.close()
-    queue.put((latencies, codes, errors, time.time() - start_at))
+    return latencies, codes, errors, time.time() - start_at
 
 
-def generate(process: int, threads: int, step: int, port: int, calls: list, start_at: float, seconds: float, queue) -> None:
-    """A load-generator process (spawned): `threads` threads; then its CPU over the run, start-up excluded."""
-    while time.time() < start_at:
-        time.sleep(0.001)
-    cpu = time.process_time()
-    workers = [threading.Thread(target=send, args=(process * threads + thread, step, port, calls, start_at,
-                                                   seconds, queue)) for thread in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    queue.put(("cpu", time.process_time() - cpu))
-
-
-def load(procs, port: int, calls: list, args, groups: dict) -> tuple[list, dict, list, float, float, CpuMeter]:
-    """Every generator's outcome: (latencies, status codes, errors, seconds, load generators' CPU, CPU meter)."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    total = args.processes * args.threads
-    start_at = time.time() + 2.0 + 0.5 * args.processes  # once every process has started
-    generators = [context.Process(target=generate, args=(p, args.threads, total, port, calls, start_at, args.seconds, queue),
-                                  daemon=True) for p in range(args.processes)]
-    for generator in generators:
-        generator.start()
-    try:
-        while time.time() < start_at:
-            time.sleep(0.01)
-        with CpuMeter(groups) as cpu:
-            items = [queue.get(timeout=args.seconds + 60) for _ in range(total + args.processes)]
-    finally:
-        for generator in generators:
-            generator.join(30)
-            if generator.is_alive():
-                generator.kill()
-    procs.check_alive()
-    outcomes = [item for item in items if item[0] != "cpu"]
+def merge(outcomes: list[tuple]) -> tuple[list, dict, list, float]:
     codes: dict[int, int] = {}
     for outcome in outcomes:
         for code, count in outcome[1].items():
             codes[code] = codes.get(code, 0) + count
     return ([value for outcome in outcomes for value in outcome[0]], codes,
-            [error for outcome in outcomes for error in outcome[2]][:5], max(outcome[3] for outcome in outcomes),
-            sum(item[1] for item in items if item[0] == "cpu"), cpu)
+            [error for outcome in outcomes for error in outcome[2]][:5], max(outcome[3] for outcome in outcomes))
+
+
+def generate(process: int, threads: int, step: int, port: int, calls: list, start_at: float,
+             seconds: float) -> tuple:
+    """A load-generator process: `threads` threads from `start_at`; their outcomes, merged, and its CPU."""
+    time.sleep(max(0.0, start_at - time.time()))
+    cpu = time.process_time()
+    with ThreadPoolExecutor(threads) as pool:
+        outcomes = list(pool.map(lambda thread: send(process * threads + thread, step, port, calls, start_at,
+                                                     seconds), range(threads)))
+    return (*merge(outcomes), time.process_time() - cpu)
+
+
+def load(procs, port: int, calls: list, args, groups: dict) -> tuple[list, dict, list, float, float, CpuMeter]:
+    """The load generators' outcomes: (latencies, status codes, errors, seconds, their CPU, the CPU meter)."""
+    start_at = time.time() + 2.0 + 0.5 * args.processes  # once every process has started
+    with ProcessPoolExecutor(args.processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(generate, p, args.threads, args.processes * args.threads, port, calls, start_at,
+                               args.seconds) for p in range(args.processes)]
+        time.sleep(max(0.0, start_at - time.time()))
+        with CpuMeter(groups) as cpu:
+            outcomes = [future.result(timeout=args.seconds + 60) for future in futures]
+    procs.check_alive()
+    return (*merge(outcomes), sum(outcome[4] for outcome in outcomes), cpu)
 
 
 def in_process(env, public: str, calls: list, profile: bool) -> tuple[float, float, float]:
