@@ -31,7 +31,7 @@ GROUPS = {
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m bench", description="scfm benchmarks (figures, no assertions). "
                                    "Each makes and drops its own database and queue.")
-    root.add_argument("--smoke", action="store_true", default=bool(os.environ.get("SCFM_BENCH_SMOKE")),
+    root.add_argument("--smoke", action="store_true",
                       help="every benchmark at a tiny size, to check that it still runs (also SCFM_BENCH_SMOKE=1)")
     sub = root.add_subparsers(dest="suite", required=True)
     for suite, (module_name, help_text, _smoke) in SUITES.items():
@@ -56,18 +56,20 @@ def _interrupted(signum, _frame):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = parser().parse_args(argv)  # --help, and errors, before anything runs
+    smoke = "--smoke" in argv or bool(os.environ.get("SCFM_BENCH_SMOKE"))
+    argv = [arg for arg in argv if arg != "--smoke"]  # before or after the suite's name
+    suite = parser().parse_args(argv).suite  # --help, and errors, before anything runs
     signal.signal(signal.SIGTERM, _interrupted)
-    if args.suite in SUITES:
-        return run(args.suite, argv[argv.index(args.suite) + 1:], args.smoke)
+    if suite in SUITES:
+        return run(suite, argv[argv.index(suite) + 1:], smoke)
     codes = {}
-    for suite in GROUPS[args.suite][1]:
-        progress(f"===== {suite}{' (smoke)' if args.smoke else ''}")
-        print(f"\n===== {suite}", flush=True)
-        codes[suite] = run(suite, [], args.smoke)
-        if codes[suite] == 130:  # Ctrl-C: stop here
+    for each in GROUPS[suite][1]:
+        progress(f"===== {each}{' (smoke)' if smoke else ''}")
+        print(f"\n===== {each}", flush=True)
+        codes[each] = run(each, [], smoke)
+        if codes[each] == 130:  # Ctrl-C: stop here
             return 130
-    failed = [suite for suite, code in codes.items() if code]
+    failed = [each for each, code in codes.items() if code]
     if failed:
         progress(f"failed: {', '.join(failed)}")
     return 1 if failed else 0

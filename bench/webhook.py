@@ -22,7 +22,7 @@ import json
 import multiprocessing
 import time
 import urllib.parse
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from email.utils import formatdate
 
@@ -102,12 +102,12 @@ def generate(process: int, threads: int, step: int, port: int, calls: list, star
 def load(procs, port: int, calls: list, args, groups: dict) -> tuple[list, dict, list, float, float, CpuMeter]:
     """The load generators' outcomes: (latencies, status codes, errors, seconds, their CPU, the CPU meter)."""
     start_at = time.time() + 2.0 + 0.5 * args.processes  # once every process has started
-    with ProcessPoolExecutor(args.processes, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(generate, p, args.threads, args.processes * args.threads, port, calls, start_at,
-                               args.seconds) for p in range(args.processes)]
+    with multiprocessing.get_context("spawn").Pool(args.processes) as pool:  # its end terminates them
+        pending = [pool.apply_async(generate, (p, args.threads, args.processes * args.threads, port, calls, start_at,
+                                               args.seconds)) for p in range(args.processes)]
         time.sleep(max(0.0, start_at - time.time()))
         with CpuMeter(groups) as cpu:
-            outcomes = [future.result(timeout=args.seconds + 60) for future in futures]
+            outcomes = [each.get(timeout=args.seconds + 60) for each in pending]
     procs.check_alive()
     return (*merge(outcomes), sum(outcome[4] for outcome in outcomes), cpu)
 
