@@ -50,13 +50,14 @@ class Bench:
         self.raw.commit()
         return time.perf_counter() - started, rows
 
-    def count(self, query: str, **params) -> int:
+    def value(self, query: str, **params):
+        """The first column of the first row."""
         return self.by_hand(query, **params)[1][0][0]
 
     def hand_callout(self, type_: str) -> tuple[int, int]:
         """A fresh callout and an operation row for the hand-written SQL to mark its rows with."""
-        callout = self.count("INSERT INTO callouts (account_id) VALUES (%(account)s) RETURNING id")
-        return callout, self.count("INSERT INTO batch_operations (account_id, callout_id, type, parameters, status) "
+        callout = self.value("INSERT INTO callouts (account_id) VALUES (%(account)s) RETURNING id")
+        return callout, self.value("INSERT INTO batch_operations (account_id, callout_id, type, parameters, status) "
                                    "VALUES (%(account)s, %(callout)s, %(type)s, '{}', 'finished') RETURNING id",
                                    callout=callout, type=type_)
 
@@ -93,7 +94,7 @@ class Bench:
             WHERE account_id = %(account)s AND {"metadata @> %(filter)s::jsonb" if gender else "TRUE"}
             ON CONFLICT DO NOTHING""", callout=hand_callout, operation=hand_operation, filter=f'{{"gender": "{gender}"}}')
         made = "SELECT count(*) FROM callout_participations WHERE callout_id = %(callout)s"
-        self.compare(name, ours, by_hand, self.count(made, callout=callout), self.count(made, callout=hand_callout),
+        self.compare(name, ours, by_hand, self.value(made, callout=callout), self.value(made, callout=hand_callout),
                      expected)
         return callout, hand_callout
 
@@ -110,8 +111,8 @@ class Bench:
             callout=hand_callout, operation=hand_operation,
             params='{"from": "1234", "url": "https://demo.twilio.com/docs/voice.xml"}')
         made = "SELECT count(*) FROM phone_calls WHERE create_batch_operation_id = %(operation)s"
-        self.compare("create calls", ours, by_hand, self.count(made, operation=operation),
-                     self.count(made, operation=hand_operation), self.n)
+        self.compare("create calls", ours, by_hand, self.value(made, operation=operation),
+                     self.value(made, operation=hand_operation), self.n)
 
     def preview(self, name: str, path: str, where: str, columns: str, **params) -> None:
         """The first page through the API against count(*) and the same page by hand."""
