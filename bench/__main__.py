@@ -1,56 +1,78 @@
-"""`python -m bench SUBCOMMAND [OPTIONS]`: run one benchmark (see `python -m bench --help`)."""
+"""`python -m bench [--smoke] SUITE [OPTIONS]` (`./dev bench ...`): run a benchmark, or a group of them."""
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 
-# subcommand -> (module in bench/, help)
-COMMANDS = {
-    "batch": ("batch", "batch operations through the API and worker vs the same SQL by hand"),
-    "dialing": ("dialing", "dialing throughput against the fake provider at 1, 10 and 100 calls/s"),
-    "webhook": ("webhook", "signed status callbacks per second through the API under gunicorn"),
-    "lists": ("lists", "GET /api/contacts latency with a metadata filter on 1,000,000 contacts"),
-    "sweeper": ("sweeper", "the sweeper's enqueues per minute and Redis memory with 100,000 silent calls"),
+from bench.common import progress
+
+# suite -> (module in bench/, what it measures, its options at smoke size)
+SUITES = {
+    "batch": ("batch", "populating a callout, creating its calls and the preview pages vs the same SQL by hand",
+              ["--contacts", "2000"]),
+    "dialing": ("dialing", "dialing throughput against the fake provider at 1, 10 and 100 calls/s",
+                ["--rates", "5", "--seconds", "2", "--profile", "never"]),
+    "webhook": ("webhook", "signed status callbacks per second through gunicorn, and their CPU vs by hand",
+                ["--seconds", "2", "--processes", "1", "--threads", "2", "--calls", "300", "--in-process", "40"]),
+    "lists": ("lists", "GET /api/contacts with a metadata filter on 1,000,000 contacts vs the bare SQL",
+              ["--contacts", "25000", "--requests", "40", "--pages", "1,2,500"]),
+    "sweeper": ("sweeper", "the sweeper's enqueues per minute and Redis memory with 100,000 silent calls",
+                ["--calls", "300", "--minutes", "1"]),
 }
-ALL5 = ("dialing", "webhook", "lists")  # issue 5
+GROUPS = {
+    "all": ("every benchmark, each with its defaults", tuple(SUITES)),
+    "quick": ("dialing, webhook and lists, each with its defaults", ("dialing", "webhook", "lists")),
+}
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="python -m bench", description="scfm benchmarks (figures, no assertions)")
-    sub = root.add_subparsers(dest="command", required=True)
-    for command, (module_name, help_text) in COMMANDS.items():
+    root = argparse.ArgumentParser(prog="python -m bench", description="scfm benchmarks (figures, no assertions). "
+                                   "Each makes and drops its own database and queue.")
+    root.add_argument("--smoke", action="store_true",
+                      help="every benchmark at a tiny size, to check that it still runs (also SCFM_BENCH_SMOKE=1)")
+    sub = root.add_subparsers(dest="suite", required=True)
+    for suite, (module_name, help_text, _smoke) in SUITES.items():
         module = importlib.import_module(f"bench.{module_name}")
-        module.add_arguments(sub.add_parser(
-            command, help=help_text, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        ))
-    sub.add_parser(
-        "all5", help="dialing, webhook and lists (issue 5), each with its defaults",
-        description="Runs `dialing`, `webhook` and `lists` one after the other, each with its default options and "
-                    "its own throwaway database; exits non-zero if one failed.",
-    )
+        module.add_arguments(sub.add_parser(suite, help=help_text, description=module.__doc__,
+                                            formatter_class=argparse.RawDescriptionHelpFormatter))
+    for group, (help_text, suites) in GROUPS.items():
+        sub.add_parser(group, help=help_text, description=f"Runs {', '.join(suites)} one after the other; "
+                       "exits non-zero if one failed.")
     return root
 
 
-def main(argv: list[str] | None = None) -> int:
-    root = parser()
-    args = root.parse_args(argv)
-    if args.command == "all5":
-        from bench.common import progress
+def run(suite: str, options: list[str], smoke: bool) -> int:
+    module_name, _help, smoke_options = SUITES[suite]
+    args = parser().parse_args([suite, *(smoke_options if smoke else []), *options])
+    return importlib.import_module(f"bench.{module_name}").main(args)
 
-        codes = {}
-        for command in ALL5:
-            progress(f"===== {command}")
-            print(f"\n===== python -m bench {command}", flush=True)
-            codes[command] = main([command])
-            if codes[command] == 130:  # Ctrl-C: stop here
-                return 130
-        failed = [command for command, code in codes.items() if code]
-        if failed:
-            progress(f"failed: {', '.join(failed)}")
-        return 1 if failed else 0
-    module = importlib.import_module(f"bench.{COMMANDS[args.command][0]}")
-    return module.main(args)
+
+def _interrupted(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    smoke = "--smoke" in argv or bool(os.environ.get("SCFM_BENCH_SMOKE"))
+    argv = [arg for arg in argv if arg != "--smoke"]  # before or after the suite's name
+    suite = parser().parse_args(argv).suite  # --help, and errors, before anything runs
+    signal.signal(signal.SIGTERM, _interrupted)
+    if suite in SUITES:
+        return run(suite, argv[argv.index(suite) + 1:], smoke)
+    codes = {}
+    for each in GROUPS[suite][1]:
+        progress(f"===== {each}{' (smoke)' if smoke else ''}")
+        print(f"\n===== {each}", flush=True)
+        codes[each] = run(each, [], smoke)
+        if codes[each] == 130:  # Ctrl-C: stop here
+            return 130
+    failed = [each for each, code in codes.items() if code]
+    if failed:
+        progress(f"failed: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -1,9 +1,6 @@
-"""What the cluster benchmarks (dialing, webhook, lists) share: a throwaway database and queue, processes of
-the real cluster (gunicorn API, `scfm worker`, `scfm scheduler`, the fake provider) that are always stopped,
-accounts made through the API, CPU accounting, and small statistics.
-
-The database helpers of bench/batch.py are reused from there (progress, libpq_url, clean_redis, ...).
-"""
+"""What the benchmarks share: printed figures, a throwaway database and queue, processes of the real cluster
+(gunicorn API, `scfm worker`, `scfm scheduler`, the fake provider) that are always stopped, accounts made
+through the API, contacts loaded by SQL, and where the CPU went."""
 from __future__ import annotations
 
 import base64
@@ -21,13 +18,34 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.batch import (  # noqa: F401 - re-exported for the cluster benchmarks
-    DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, PROVINCES, Api, BenchError,
-    _interrupted, clean_redis, libpq_url, progress,
-)
-
 ROOT = Path(__file__).resolve().parents[1]  # the repository: `tests.support` is importable from here
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+PROVINCES = ("phnom_penh", "siem_reap", "battambang", "kampot", "kandal")
+PROVIDER_SETTINGS = ("TWILIO_", "SOMLENG_", "PLATFORM_PROVIDER")  # the server's defaults stay out of a benchmark
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_started = time.perf_counter()
+
+
+def progress(message: str) -> None:
+    print(f"[{time.perf_counter() - _started:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+def guarded(body) -> int:
+    """Run a benchmark's body: 0 when it ran, 1 when it failed, 130 when interrupted (Ctrl-C, SIGTERM)."""
+    try:
+        body()
+        return 0
+    except (KeyboardInterrupt, SystemExit):  # SystemExit: RQ's cold shutdown on a second Ctrl-C
+        progress("interrupted")
+        return 130
+    except BenchError as error:
+        progress(f"failed: {error}")
+        return 1
 
 
 # ---------------------------------------------------------------- figures
@@ -41,6 +59,15 @@ class Result:
     target: str
     meets: bool | None  # None: a figure with nothing to meet
     note: str = ""
+
+
+def versus(name: str, ours: float, by_hand: float, unit: str = "s", target: str = "-",
+           meets: bool | None = None, note: str = "", digits: int = 2) -> Result:
+    """A figure beside the same work by hand: `R.RRx (ours X unit, by hand Y unit)`, printed at once."""
+    ratio = ours / by_hand if by_hand > 0 else float("inf")
+    value = f"{ratio:.2f}x ({ours:.{digits}f} {unit}, by hand {by_hand:.{digits}f} {unit})"
+    print(f"{name}: {value}" + (f"; {note}" if note else ""), flush=True)
+    return Result(name, value, target, meets, note)
 
 
 def summary(title: str, results: list[Result]) -> str:
@@ -60,8 +87,7 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
         return float("nan")
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
+    return ordered[min(max(1, math.ceil(q / 100 * len(ordered))), len(ordered)) - 1]
 
 
 def busiest_window(stamps: list[float], seconds: float = 1.0) -> int:
@@ -77,6 +103,12 @@ def busiest_window(stamps: list[float], seconds: float = 1.0) -> int:
 
 # ---------------------------------------------------------------- a throwaway database and queue
 
+def libpq_url(sqlalchemy_url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 @dataclass
 class Env:
     deps: object
@@ -90,8 +122,7 @@ class Env:
         return libpq_url(self.database_url)
 
     def child_env(self, **extra) -> dict:
-        env = {key: value for key, value in os.environ.items()
-               if not key.startswith(("TWILIO_", "SOMLENG_", "PLATFORM_PROVIDER"))}
+        env = {key: value for key, value in os.environ.items() if not key.startswith(PROVIDER_SETTINGS)}
         env.update(DATABASE_URL=self.database_url, REDIS_URL=self.redis_url, SCFM_QUEUE=self.name,
                    PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
         env.update({key: str(value) for key, value in extra.items()})
@@ -115,19 +146,15 @@ def throwaway_env(label: str, keep: bool = False, extra_env: dict | None = None)
     redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
     name = f"scfm_bench_{uuid.uuid4().hex[:10]}"
     saved_env = dict(os.environ)
-    previous_term = signal.signal(signal.SIGTERM, _interrupted)
-    created = False
-    deps = None
+    database_url = deps = None
     try:
         database_url = db.create_database(server_url, name)
-        created = True
         progress(f"{label}: database {name}, queue {name}")
-        for key in list(os.environ):  # the server's provider defaults must not leak into the benchmark
-            if key.startswith(("TWILIO_", "SOMLENG_", "PLATFORM_PROVIDER")):
-                del os.environ[key]
+        for key in [key for key in os.environ if key.startswith(PROVIDER_SETTINGS)]:
+            del os.environ[key]
         os.environ.update(DATABASE_URL=database_url, REDIS_URL=redis_url, SCFM_QUEUE=name, **(extra_env or {}))
         bootstrap_module._deps = None
-        deps = bootstrap_module.bootstrap()
+        deps = bootstrap_module.bootstrap()  # what the jobs run in this process use, too
         db.upgrade(deps.engine)
         deps.redis.ping()
         yield Env(deps, server_url, database_url, redis_url, name)
@@ -135,23 +162,89 @@ def throwaway_env(label: str, keep: bool = False, extra_env: dict | None = None)
         if deps is not None:
             try:
                 clean_redis(deps)
-                deps.redis.delete(*(list(deps.redis.scan_iter(f"{name}:*")) or ["-"]))
             except Exception as error:  # noqa: BLE001 - report, and go on cleaning
                 progress(f"could not clean the queue {name}: {error}")
             deps.engine.dispose()
-        if created:
-            if keep:
-                progress(f"kept database {name}: {libpq_url(database_url)}")
-            else:
-                try:
-                    db.drop_database(server_url, name)
-                    progress(f"dropped database {name}")
-                except Exception as error:  # noqa: BLE001
-                    progress(f"could not drop the database {name}: {error}")
+        if database_url and keep:
+            progress(f"kept database {name}: {libpq_url(database_url)}")
+        elif database_url:
+            try:
+                db.drop_database(server_url, name)
+                progress(f"dropped database {name}")
+            except Exception as error:  # noqa: BLE001
+                progress(f"could not drop the database {name}: {error}")
         os.environ.clear()
         os.environ.update(saved_env)
         bootstrap_module._deps = None
-        signal.signal(signal.SIGTERM, previous_term)
+
+
+def clean_redis(deps) -> None:
+    """The queue's keys, its jobs' and its workers'."""
+    queue = deps.queue
+    job_ids = set(queue.get_job_ids())
+    for registry in (queue.started_job_registry, queue.finished_job_registry, queue.failed_job_registry,
+                     queue.deferred_job_registry, queue.scheduled_job_registry, queue.canceled_job_registry):
+        job_ids.update(registry.get_job_ids())
+    keys = [f"rq:{kind}:{job_id}" for job_id in job_ids for kind in ("job", "results")]
+    keys += list(deps.redis.scan_iter(f"*{queue.name}*"))
+    if keys:
+        deps.redis.delete(*keys)
+
+
+def run_jobs(deps) -> None:
+    """Every queued job, by a real RQ worker in this process (burst: it stops when the queue is empty)."""
+    from rq import SimpleWorker
+
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    worker = SimpleWorker([deps.queue], connection=deps.redis)
+    try:
+        worker.work(burst=True, logging_level="WARNING")
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        deps.redis.delete(worker.key)
+    if getattr(worker, "_stop_requested", False):  # Ctrl-C during a job: RQ finished it (a second one would not)
+        raise KeyboardInterrupt("stop requested while the worker ran")
+
+
+def load_contacts(conn, account_id: int, n: int) -> None:
+    """n contacts +85596xxxxxxx (valid numbers) with metadata gender f (i odd) or m, province PROVINCES[i % 5]
+    and age; one INSERT ... SELECT, then VACUUM ANALYZE."""
+    started = time.perf_counter()
+    provinces = "ARRAY[" + ", ".join(f"'{p}'" for p in PROVINCES) + "]"
+    with conn.cursor() as cur:
+        cur.execute(f"""
+            INSERT INTO contacts (account_id, msisdn, metadata, created_at, updated_at)
+            SELECT %s, '+85596' || lpad(i::text, 7, '0'),
+                   jsonb_build_object('gender', CASE WHEN i %% 2 = 1 THEN 'f' ELSE 'm' END,
+                                      'province', ({provinces})[1 + i %% {len(PROVINCES)}], 'age', 18 + i %% 63),
+                   now(), now()
+            FROM generate_series(1, %s) AS i""", (account_id, n))
+    conn.commit()
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("VACUUM ANALYZE contacts")
+    finally:
+        conn.autocommit = False
+    progress(f"{n:,} contacts loaded, vacuumed and analyzed in {time.perf_counter() - started:.1f}s")
+
+
+@contextmanager
+def statements(engine):
+    """The statements `engine` runs meanwhile, as a list of their SQL."""
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
 
 
 # ---------------------------------------------------------------- processes
@@ -205,9 +298,8 @@ class Processes:
         with open(log, "wb") as out:
             popen = subprocess.Popen([sys.executable, *argv], env=env or self.env, cwd=ROOT, start_new_session=True,
                                      stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-        process = Process(label, popen, log)
-        self.started.append(process)
-        return process
+        self.started.append(Process(label, popen, log))
+        return self.started[-1]
 
     def scfm(self, label: str, *args: str, env: dict | None = None) -> Process:
         return self.start(label, "-m", "scfm.entrypoints.cli", *args, env=env)
@@ -218,7 +310,8 @@ class Processes:
         wait_for_http(f"http://127.0.0.1:{port}/api/openapi.json", process)
         return process
 
-    def _signal(self, process: Process, signum: int, also: list[int]) -> None:
+    @staticmethod
+    def _signal(process: Process, signum: int, also) -> None:
         for send, target in [(os.killpg, process.popen.pid)] + [(os.kill, pid) for pid in also]:
             try:
                 send(target, signum)
@@ -228,27 +321,21 @@ class Processes:
     def stop(self, process: Process, seconds: float = 10) -> None:
         """SIGTERM to the process's group and to every descendant (an RQ work horse has a group of its own),
         then SIGKILL to whatever is left after `seconds`."""
-        also = [pid for pid in descendants(process.popen.pid) if _starttime(pid) is not None]
-        stamps = {pid: _starttime(pid) for pid in also}
+        stats = _processes()
+        also = {pid: stats[pid][4] for pid in descendants(process.popen.pid, stats)}
         self._signal(process, signal.SIGTERM, also)
         try:
             process.popen.wait(seconds)
         except subprocess.TimeoutExpired:
             pass
-        left = [pid for pid in also if _starttime(pid) == stamps[pid]]  # the same processes, not reused pids
-        self._signal(process, signal.SIGKILL, left)
+        now = _processes()  # the same processes, not reused pids
+        self._signal(process, signal.SIGKILL, [pid for pid, start in also.items() if now.get(pid, [0] * 5)[4] == start])
         try:
             process.popen.wait(5)
         except subprocess.TimeoutExpired:
             progress(f"{process.label} (pid {process.popen.pid}) did not stop")
         if process in self.started:
             self.started.remove(process)
-
-    def stop_all(self) -> None:
-        for process in list(self.started):
-            self._signal(process, signal.SIGTERM, [])
-        for process in list(self.started):
-            self.stop(process)
 
     def check_alive(self) -> None:
         for process in self.started:
@@ -262,13 +349,39 @@ def processes(env: dict):
     try:
         yield group
     finally:
-        group.stop_all()
+        for process in list(group.started):
+            group._signal(process, signal.SIGTERM, [])
+        for process in list(group.started):
+            group.stop(process)
         for log in group.folder.glob("*.log"):
             log.unlink()
         group.folder.rmdir()
 
 
 # ---------------------------------------------------------------- accounts, through the API
+
+def basic_auth(token: str) -> str:
+    return "Basic " + base64.b64encode(f"{token}:".encode()).decode()
+
+
+class Api:
+    """The Flask test client with an access token, bodies form-encoded like curl -d."""
+
+    def __init__(self, client, token: str):
+        self.client = client
+        self.headers = {"Authorization": basic_auth(token)}
+
+    def _check(self, response, method: str, path: str, status: int):
+        if response.status_code != status:
+            raise BenchError(f"{method} {path}: {response.status_code} {response.get_data(as_text=True)[:500]}")
+        return response
+
+    def get(self, path: str, status: int = 200):
+        return self._check(self.client.get(path, headers=self.headers), "GET", path, status)
+
+    def post(self, path: str, data: dict | None = None, status: int = 201):
+        return self._check(self.client.post(path, data=data or {}, headers=self.headers), "POST", path, status)
+
 
 def admin_api(deps) -> Api:
     """A super admin (made in the database) on the Flask test client of this process."""
@@ -286,144 +399,78 @@ def new_account(admin: Api, **fields) -> tuple[int, str]:
     return account["id"], token
 
 
-def basic_auth(token: str) -> str:
-    return "Basic " + base64.b64encode(f"{token}:".encode()).decode()
+# ---------------------------------------------------------------- CPU: where the cores went
 
-
-# ---------------------------------------------------------------- CPU: where the two cores went
-
-def _stat(pid: str) -> tuple[str, int, int, int, int] | None:
-    """(comm, pgid, ppid, own CPU ticks, reaped children's CPU ticks) of a process."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    comm = text[text.index("(") + 1:text.rindex(")")]
-    rest = text[text.rindex(")") + 2:].split()
-    ppid, pgid = int(rest[1]), int(rest[2])
-    utime, stime, cutime, cstime = (int(x) for x in rest[11:15])
-    return comm, pgid, ppid, utime + stime, cutime + cstime
-
-
-def _parents() -> dict[int, int]:
-    parents = {}
-    for pid in os.listdir("/proc"):
-        if pid.isdigit() and (stat := _stat(pid)) is not None:
-            parents[int(pid)] = stat[2]
-    return parents
-
-
-def descendants(root: int) -> list[int]:
-    """Every live process under `root` (children, their children, ...)."""
-    parents = _parents()
-    found, frontier = [], {root}
-    while frontier:
-        children = {pid for pid, parent in parents.items() if parent in frontier}
-        found.extend(sorted(children))
-        frontier = children
+def _processes() -> dict[int, tuple[str, int, int, int, int]]:
+    """pid -> (comm, ppid, own CPU ticks, reaped children's CPU ticks, start time) of every live process."""
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            text = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        rest = text[text.rindex(")") + 2:].split()
+        found[int(pid)] = (text[text.index("(") + 1:text.rindex(")")], int(rest[1]), int(rest[11]) + int(rest[12]),
+                           int(rest[13]) + int(rest[14]), int(rest[19]))
     return found
 
 
-def _starttime(pid: int) -> int | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(text[text.rindex(")") + 2:].split()[19])
+def descendants(root: int, stats: dict | None = None) -> list[int]:
+    """Every live process under `root` (children, their children, ...)."""
+    stats = stats if stats is not None else _processes()
+    found, frontier = [], {root}
+    while frontier:
+        frontier = {pid for pid, stat in stats.items() if stat[1] in frontier}
+        found.extend(sorted(frontier))
+    return found
 
 
 def _machine() -> tuple[int, int]:
     """(busy, total) CPU ticks of the machine since boot."""
-    fields_ = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields_[3] + fields_[4]
-    total = sum(fields_[:8])
-    return total - idle, total
+    ticks = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
 
 
 class CpuMeter:
-    """CPU seconds by group over a window: the processes we started and their descendants, by label;
-    PostgreSQL; Redis; this process (without its children: a load generator measures itself); and the rest
-    (the kernel's threads among them).
+    """CPU seconds by group over a window: the processes we started with their descendants, by label;
+    PostgreSQL; Redis; this process (its own children, load generators, measure themselves); the rest.
 
-    Per process: its CPU and its reaped children's (cutime/cstime) at the end less at the start. A child that
-    ended during the window (an RQ work horse, a PostgreSQL backend) shows up in its parent's cutime with all
-    of its CPU, so what it had used before the window is taken off its parent's share; whole trees that ended
-    (another PostgreSQL server stopped meanwhile) count for nothing rather than less than nothing."""
+    A process's CPU counts its reaped children's, so a child that ends within its group (an RQ work horse, a
+    PostgreSQL backend) moves its CPU to its parent: the group's sum at the end less at the start is right."""
 
     def __init__(self, groups: dict[int, str]):
         self.groups = groups  # pid of a process we started -> label of it and all its descendants
 
-    def _snapshot(self) -> dict[tuple[int, int], tuple[str, int, int, int | None]]:
-        """(pid, start time) -> (label, CPU ticks with reaped children's, own CPU ticks, parent's key)."""
-        me = os.getpid()
-        stats = {}
-        for pid in os.listdir("/proc"):
-            if pid.isdigit() and (stat := _stat(pid)) is not None and (started := _starttime(int(pid))) is not None:
-                stats[int(pid)] = (*stat, started)
-        snapshot = {}
-        for pid, (comm, _pgid, ppid, own, children, started) in stats.items():
-            label, ticks = None, own + children
-            ancestor = pid
+    def _ticks(self) -> dict[str, int]:
+        me, stats, ticks = os.getpid(), _processes(), {}
+        for pid, (comm, _ppid, own, children, _start) in stats.items():
+            label, ancestor = None, pid
             while ancestor > 1 and label is None:
                 if ancestor in self.groups:
                     label = self.groups[ancestor]
                 elif ancestor == me:
-                    label = "bench process" if pid == me else ""  # children of ours: they measure themselves
-                ancestor = stats[ancestor][2] if ancestor in stats else 0
-            if pid == me:
-                ticks = own  # its reaped children (load generators) are counted by themselves
+                    label = "bench process" if pid == me else ""
+                ancestor = stats[ancestor][1] if ancestor in stats else 0
             if label is None:
                 label = ("postgres" if comm.startswith("postgres") or comm == "postmaster"
                          else "redis" if comm.startswith("redis") else "other")
-            parent = (ppid, stats[ppid][5]) if ppid in stats else None
-            snapshot[(pid, started)] = (label, ticks, own, parent)
-        return snapshot
+            ticks[label] = ticks.get(label, 0) + own + (0 if pid == me else children)
+        return ticks
 
     def __enter__(self):
-        self.started = time.monotonic()
-        self.before = self._snapshot()
-        self.machine_before = _machine()
+        self.started, self.before, self.machine_before = time.monotonic(), self._ticks(), _machine()
         return self
 
     def __exit__(self, *exc):
         self.seconds = time.monotonic() - self.started
-        after = self._snapshot()
         busy, total = _machine()
         self.machine_busy = (busy - self.machine_before[0]) / max(1, total - self.machine_before[1])
-        gone_by_parent: dict = {}  # children that ended meanwhile: their earlier CPU is not new in their parent's
-        for key, (_label, ticks, _own, parent) in self.before.items():
-            if key not in after:
-                gone_by_parent[parent] = gone_by_parent.get(parent, 0) + ticks
-        used: dict[str, float] = {}
-        others = []
-        for key, (label, ticks, own, _parent) in after.items():
-            earlier = self.before.get(key)
-            delta = ticks - (earlier[1] if earlier else 0) - gone_by_parent.get(key, 0)
-            if label:
-                used[label] = used.get(label, 0.0) + max(0, delta) / CLOCK_TICKS
-            if label == "other":  # by process (a kernel worker's name changes with its work), its own CPU only
-                own_delta = (own - (earlier[2] if earlier else 0)) / CLOCK_TICKS
-                if own_delta / self.seconds >= 0.02:
-                    others.append((own_delta, key[0]))
-        self.used = used
-        self.others = []
-        for value, pid in sorted(others, reverse=True)[:3]:
-            try:
-                name = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()[:70]
-                name = name or Path(f"/proc/{pid}/comm").read_text().strip()
-            except OSError:
-                name = f"pid {pid}"
-            self.others.append((value, name))
+        self.used = {label: max(0, ticks - self.before.get(label, 0)) / CLOCK_TICKS
+                     for label, ticks in self._ticks().items() if label}
         return False
 
     def line(self) -> str:
-        cores = os.cpu_count() or 1
-        parts = sorted(((seconds / self.seconds, label) for label, seconds in self.used.items() if seconds > 0),
-                       reverse=True)
+        parts = sorted(((seconds / self.seconds, label) for label, seconds in self.used.items()), reverse=True)
         shares = ", ".join(f"{label} {share:.2f}" for share, label in parts if share >= 0.01)
-        text = (f"CPU over {self.seconds:.1f}s: machine {self.machine_busy * 100:.0f}% busy of {cores} cores; "
-                f"cores used by {shares}")
-        if self.used.get("other", 0) / self.seconds >= 0.05:
-            text += " (other: " + (", ".join(f"{comm} {value / self.seconds:.2f}" for value, comm in self.others)
-                                   or "processes that ended during the window") + ")"
-        return text
+        return (f"CPU over {self.seconds:.1f}s: machine {self.machine_busy * 100:.0f}% busy of {os.cpu_count()} "
+                f"cores; cores used by {shares}")
