@@ -173,6 +173,7 @@ def test_a_job_that_ran_or_vanished_is_not_pending(rated_api, run_jobs, deps):
     account_id = rated_api.get("/api/account").get_json()["id"]
     assert deps.jobs.dial_due(account_id)
     run_jobs()
+    assert not deps.redis.exists(deps.jobs.marker("dispatcher", account_id))  # it succeeded: nothing is left
     assert deps.jobs.dial_due(account_id)  # the last one ran
     empty_queue(deps)
     assert deps.jobs.dial_due(account_id)  # the last one was lost

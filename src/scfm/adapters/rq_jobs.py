@@ -7,8 +7,8 @@ Each unit of work (an account's dispatcher, a call's fetch, a call's reconciliat
 has a pending marker in Redis naming the last job enqueued for it. A new job is enqueued only when that job
 is no longer pending: it ran or failed, or vanished (a flushed Redis, a job lost with its worker). So the
 sweeper may ask for the same work on every sweep, however slow the workers: the queue holds at most one job
-per unit of work. Whether the job is pending is read from RQ's own record of it, so there is nothing to clear
-and nothing to leak when a worker is killed.
+per unit of work. Whether the job is pending is read from RQ's own record of it, so a killed worker leaves no
+marker behind that blocks the work; a job that succeeds deletes its marker, the others expire.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import uuid
 from datetime import timedelta
 
 from redis.exceptions import RedisError
-from rq import Queue, Retry
+from rq import Callback, Queue, Retry
 from rq.job import Job
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,11 @@ CONFIRM = """
 if redis.call('GET', KEYS[1]) == '~' .. ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
 return 1
 """
+# A job that succeeded lets go of its marker (a job that failed keeps it until it expires: it may be retried).
+FORGET = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 CLAIM_GRACE_MS = 30_000  # an enqueue that claimed and never confirmed (Redis went away) blocks no longer
 MARKER_TTL_MS = 7 * 24 * 3600 * 1000  # a job stays pending at most this long in RQ's eyes (its failure_ttl)
 
@@ -87,9 +92,10 @@ class RqJobQueue:
         self._claim = queue.connection.register_script(CLAIM)
         self._confirm = queue.connection.register_script(CONFIRM)
 
-    def _options(self, timeout: int | None = None) -> dict:
+    def _options(self, marker: str, timeout: int | None = None) -> dict:
         return dict(timeout=timeout or self.timeout, result_ttl=3600, failure_ttl=7 * 24 * 3600,
-                    retry=Retry(max=3, interval=[5, 30, 120]))
+                    retry=Retry(max=3, interval=[5, 30, 120]), meta={"pending": marker},
+                    on_success=Callback(f"{__name__}.forget"))
 
     def marker(self, kind: str, unit: int) -> str:
         return f"{self.prefix}:pending:{kind}:{unit}"
@@ -106,7 +112,7 @@ class RqJobQueue:
 
     def _enqueue(self, kind: str, function: str, unit: int, *args, delay: float | None = None,
                  timeout: int | None = None, replace: bool = False, while_running: bool = False) -> bool:
-        options = self._options(timeout)
+        options = self._options(self.marker(kind, unit), timeout)
         options["job_timeout"] = options.pop("timeout")
         try:
             claimed = self._claimed(kind, [unit], replace, while_running, due_now=not delay)
@@ -136,7 +142,8 @@ class RqJobQueue:
                     continue
                 with self.queue.connection.pipeline() as pipe:
                     self.queue.enqueue_many([
-                        Queue.prepare_data(f"{JOBS}.{function}", (unit,), job_id=job_id, **self._options())
+                        Queue.prepare_data(f"{JOBS}.{function}", (unit,), job_id=job_id,
+                                           **self._options(self.marker(kind, unit)))
                         for unit, job_id in claimed.items()
                     ], pipeline=pipe)
                     for unit, job_id in claimed.items():
@@ -171,3 +178,10 @@ class RqJobQueue:
     def pending(self) -> int:
         """Jobs waiting for a worker, now or after a delay (a retry, a dispatcher's pause)."""
         return self.queue.count + self.queue.scheduled_job_registry.count
+
+
+def forget(job: Job, connection, result) -> None:
+    """RQ's success callback: the job's unit of work has no pending job any more."""
+    marker = job.meta.get("pending")
+    if marker:
+        connection.eval(FORGET, 1, marker, job.id)
