@@ -23,17 +23,26 @@ from rq.job import Job
 log = logging.getLogger(__name__)
 JOBS = "scfm.entrypoints.jobs"
 
-# Claim the markers KEYS[i] for new jobs ARGV[8 + i] (set to '~' .. id until the job is really enqueued, at
-# most ARGV[8] ms). A marker is taken while its job is being enqueued, queued or scheduled (a delay, a retry);
-# with ARGV[6] = '1', also while it runs on a worker whose heartbeat is alive (a killed worker's runs out).
-# With ARGV[7] = '1' (the work is due now) a job scheduled for later gives way: it is taken out, unless RQ's
-# scheduler is moving it to the queue right now. With ARGV[5] = '1' the claim replaces a waiting job in any
-# case, taking it out of the queue if no worker has it yet. ARGV[1..3]: RQ's keys of the queue, of its
-# scheduled jobs and of its running ones; ARGV[4]: a job's key, less its id. Answers, per key, 1 if claimed.
+# Claim the markers KEYS[i] for new jobs ARGV[9 + i] (set to '~' .. id until the job is really enqueued, at
+# most ARGV[9] ms). A marker is taken while its job is being enqueued, queued or scheduled (a delay, a retry);
+# with ARGV[7] = '1', also while it runs on a worker whose heartbeat is alive (a killed worker's runs out).
+# A queued job that a worker took but never started (killed in between: RQ leaves it in its intermediate
+# list) is not pending. With ARGV[8] = '1' (the work is due now) a job scheduled for later gives way: it is
+# taken out, unless RQ's scheduler is moving it to the queue right now. With ARGV[6] = '1' the claim replaces
+# a waiting job in any case, taking it out of the queue if no worker has it yet. ARGV[1..4]: RQ's keys of the
+# queue, of the jobs taken from it, of its scheduled jobs and of its running ones; ARGV[5]: a job's key, less
+# its id. Answers, per key, 1 if claimed, else 0.
 CLAIM = """
-local queue_key, scheduled_key, running_key, job_key = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local replace, while_running, due_now, grace = ARGV[5] == '1', ARGV[6] == '1', ARGV[7] == '1', tonumber(ARGV[8])
+local queue_key, taken_key, scheduled_key, running_key, job_key = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local replace, while_running, due_now, grace = ARGV[6] == '1', ARGV[7] == '1', ARGV[8] == '1', tonumber(ARGV[9])
 local now = tonumber(redis.call('TIME')[1])
+
+local function taken(id)
+  for _, taken_id in ipairs(redis.call('LRANGE', taken_key, 0, -1)) do
+    if taken_id == id then return true end
+  end
+  return false
+end
 
 local function running(id)
   for _, execution in ipairs(redis.call('ZRANGEBYSCORE', running_key, now, '+inf')) do
@@ -50,8 +59,8 @@ for i, key in ipairs(KEYS) do
   elseif current then
     status = redis.call('HGET', job_key .. current, 'status')
   end
-  local pending = status == 'enqueueing' or status == 'queued' or status == 'scheduled' or status == 'deferred'
-    or (status == 'started' and while_running and running(current))
+  local pending = status == 'enqueueing' or status == 'scheduled' or status == 'deferred'
+    or (status == 'queued' and not taken(current)) or (status == 'started' and while_running and running(current))
   if status == 'scheduled' and (due_now or replace) then
     if redis.call('ZREM', scheduled_key, current) > 0 then
       redis.call('DEL', job_key .. current)
@@ -63,7 +72,7 @@ for i, key in ipairs(KEYS) do
   if pending and not replace then
     claimed[i] = 0
   else
-    redis.call('SET', key, '~' .. ARGV[8 + i], 'PX', grace)
+    redis.call('SET', key, '~' .. ARGV[9 + i], 'PX', grace)
     claimed[i] = 1
   end
 end
@@ -105,7 +114,8 @@ class RqJobQueue:
         """The units whose new job may be enqueued, each with the id that job must have."""
         job_ids = [uuid.uuid4().hex for _ in units]
         answers = self._claim(keys=[self.marker(kind, unit) for unit in units],
-                              args=[self.queue.key, self.queue.scheduled_job_registry.key,
+                              args=[self.queue.key, self.queue.intermediate_queue_key,
+                                    self.queue.scheduled_job_registry.key,
                                     self.queue.started_job_registry.key, Job.redis_job_namespace_prefix,
                                     int(replace), int(while_running), int(due_now), CLAIM_GRACE_MS, *job_ids])
         return {unit: job_id for unit, job_id, claimed in zip(units, job_ids, answers) if claimed}
