@@ -173,8 +173,12 @@ def test_a_job_that_ran_or_vanished_is_not_pending(rated_api, run_jobs, deps):
     account_id = rated_api.get("/api/account").get_json()["id"]
     assert deps.jobs.dial_due(account_id)
     run_jobs()
+    assert not deps.redis.exists(deps.jobs.marker("dispatcher", account_id))  # it succeeded: nothing is left
     assert deps.jobs.dial_due(account_id)  # the last one ran
     empty_queue(deps)
     assert deps.jobs.dial_due(account_id)  # the last one was lost
     deps.redis.delete(deps.queue.key, Job.key_for(deps.queue.get_job_ids()[0]))
-    assert deps.jobs.dial_due(account_id)
+    assert deps.jobs.dial_due(account_id) and not deps.jobs.dial_due(account_id)
+    # a worker took the job and was killed before it started it: RQ leaves it queued in its intermediate list
+    deps.redis.lmove(deps.queue.key, deps.queue.intermediate_queue_key)
+    assert deps.jobs.dial_due(account_id) and deps.jobs.pending() == 1
