@@ -1,10 +1,12 @@
 """Entities: plain dataclasses that carry the rules of the records the API manages."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from scfm.domain import state_machines as sm
@@ -23,6 +25,24 @@ class Entity:
 
     def update_metadata(self, new: Any, mode: MergeMode) -> None:
         self.metadata = merge_metadata(self.metadata, new, mode)
+
+    # -- change tracking: a repository takes a snapshot when it loads or writes an entity, and `save` writes
+    # exactly the fields that differ from it, so a changed field cannot be left out of a write.
+    def mark_clean(self) -> None:
+        """Take the snapshot: the entity as its row now stands."""
+        self._snapshot = {f.name: _copied(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def changed_fields(self) -> set[str]:
+        """The fields that differ from the snapshot (every field of an entity never loaded)."""
+        snapshot: dict[str, Any] | None = getattr(self, "_snapshot", None)
+        names = {f.name for f in dataclasses.fields(self)}
+        if snapshot is None:
+            return names
+        return {name for name in names if getattr(self, name) != snapshot[name]}
+
+
+def _copied(value: Any) -> Any:
+    return copy.deepcopy(value) if isinstance(value, (dict, list)) else value
 
 
 @dataclass
@@ -132,8 +152,8 @@ class PhoneCall(Entity):
     def fire(self, event: str) -> None:
         self.status = sm.transition(sm.PHONE_CALL_TRANSITIONS, self.status_enum, event).value
 
-    def mark_queued(self, now: datetime | None = None) -> None:
-        self.queued_at = self.next_attempt_at = now or datetime.now(timezone.utc)
+    def mark_queued(self, now: datetime) -> None:
+        self.queued_at = self.next_attempt_at = now
         self.dial_claimed_at = None
 
     def ensure_editable(self, changing: set[str]) -> None:

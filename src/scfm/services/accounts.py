@@ -16,7 +16,7 @@ ACCOUNT_FIELDS = {
 PERMISSIONS = {SUPER_ADMIN}
 
 
-def _apply(account: Account, params: dict, allow_permissions: bool, provider_settings: dict) -> set[str]:
+def _apply(account: Account, params: dict, allow_permissions: bool, provider_settings: dict) -> None:
     """`provider_settings`: the server's (Settings.provider): which provider URLs and rates it allows."""
     for field in ("somleng_api_base_url", "somleng_api_host"):
         if field in params:
@@ -24,7 +24,7 @@ def _apply(account: Account, params: dict, allow_permissions: bool, provider_set
     validate_dialing_limits(params, provider_settings)
     if not allow_permissions:  # the account's own token, not a super admin
         validate_own_provider_sids(params, provider_settings)
-    changed = assign(account, params, ACCOUNT_FIELDS)
+    assign(account, params, ACCOUNT_FIELDS)
     if "permissions" in params:
         if not allow_permissions:
             raise ValidationFailed.on("permissions", "cannot be changed by this account")
@@ -32,8 +32,7 @@ def _apply(account: Account, params: dict, allow_permissions: bool, provider_set
         if any(p not in PERMISSIONS for p in permissions):
             raise ValidationFailed.on("permissions", "is not included in the list")
         account.permissions = sorted(set(permissions))
-        changed.add("permissions")
-    return changed | apply_metadata(account, params)
+    apply_metadata(account, params)
 
 
 def create_account(uow, params: dict, provider_settings: dict) -> Account:
@@ -48,8 +47,8 @@ def create_account(uow, params: dict, provider_settings: dict) -> Account:
 def update_account(uow, account_id: int, params: dict, allow_permissions: bool, provider_settings: dict) -> Account:
     with uow:
         account = uow.accounts.get(account_id, for_update=True)
-        changed = _apply(account, params, allow_permissions, provider_settings)
-        account = uow.accounts.save(account, changed)
+        _apply(account, params, allow_permissions, provider_settings)
+        account = uow.accounts.save(account)
         uow.commit()
     return account
 

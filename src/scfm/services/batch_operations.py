@@ -46,14 +46,13 @@ def update_batch_operation(uow, operation_id, params: dict) -> BatchOperation:
         operation = uow.batch_operations.get(operation_id, for_update=True)
         if "type" in params and params["type"] != operation.type:
             raise ValidationFailed.on("type", "cannot be changed")
-        changed = apply_metadata(operation, params)
+        apply_metadata(operation, params)
         if "parameters" in params:
             if operation.status in (BatchOperationStatus.QUEUED.value, BatchOperationStatus.RUNNING.value):
                 raise ValidationFailed.on("parameters", f"cannot be changed when status is {operation.status}")
             operation.parameters = params["parameters"] or {}
             _check_preview(uow, operation, bo.plan(operation.type, operation.parameters))
-            changed.add("parameters")
-        operation = uow.batch_operations.save(operation, changed)
+        operation = uow.batch_operations.save(operation)
         uow.commit()
     return operation
 
@@ -88,7 +87,7 @@ def fire_batch_operation_event(uow, jobs, operation_id, event: str) -> BatchOper
         operation = uow.batch_operations.get(operation_id, for_update=True)
         operation.fire(event)
         operation.error_message = None
-        operation = uow.batch_operations.save(operation, {"status", "error_message"})
+        operation = uow.batch_operations.save(operation)
         uow.commit()
     jobs.run_batch_operation(operation.id)
     return operation
@@ -123,7 +122,7 @@ def run(uow, jobs, operation_id: int) -> str:
             operation.fire("start")
         elif operation.status != BatchOperationStatus.RUNNING.value:
             return "skipped"  # finished already, or back in preview
-        uow.batch_operations.save(operation, {"status"})
+        uow.batch_operations.save(operation)
         uow.batch_operations.mark_started(operation.id)
         uow.commit()
     try:
@@ -135,7 +134,7 @@ def run(uow, jobs, operation_id: int) -> str:
             follow_up = uow.batches.run(operation, plan)
             operation.fire("finish")
             operation.error_message = None
-            uow.batch_operations.save(operation, {"status", "error_message"})
+            uow.batch_operations.save(operation)
             uow.batch_operations.mark_finished(operation.id)
             uow.commit()
     except Exception as error:

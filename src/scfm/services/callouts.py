@@ -19,7 +19,8 @@ def create_callout(uow, call_flows, account_id: int, params: dict) -> Callout:
 def update_callout(uow, call_flows, callout_id, params: dict) -> Callout:
     with uow:
         callout = uow.callouts.get(callout_id, for_update=True)
-        callout = uow.callouts.save(callout, apply_attributes(callout, params, call_flows))
+        apply_attributes(callout, params, call_flows)
+        callout = uow.callouts.save(callout)
         uow.commit()
     return callout
 
@@ -29,7 +30,7 @@ def fire_callout_event(uow, jobs, callout_id, event: str) -> Callout:
     with uow:
         callout = uow.callouts.get(callout_id, for_update=True)
         callout.fire(event)
-        callout = uow.callouts.save(callout, {"status"})
+        callout = uow.callouts.save(callout)
         uow.commit()
     if callout.status == "running":
         jobs.dial_due(callout.account_id)
@@ -82,7 +83,8 @@ def create_participation(uow, call_flows, callout_id, params: dict) -> CalloutPa
 def update_participation(uow, call_flows, participation_id, params: dict) -> CalloutParticipation:
     with uow:
         participation = uow.callout_participations.get(participation_id, for_update=True)
-        participation = uow.callout_participations.save(participation, apply_attributes(participation, params, call_flows))
+        apply_attributes(participation, params, call_flows)
+        participation = uow.callout_participations.save(participation)
         uow.commit()
     return participation
 

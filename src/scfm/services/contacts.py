@@ -20,7 +20,8 @@ def create_contact(uow, account_id: int, params: dict) -> Contact:
 def update_contact(uow, contact_id, params: dict) -> Contact:
     with uow:
         contact = uow.contacts.get(contact_id, for_update=True)
-        contact = uow.contacts.save(contact, apply_attributes(contact, params))
+        apply_attributes(contact, params)
+        contact = uow.contacts.save(contact)
         uow.commit()
     return contact
 

@@ -263,7 +263,7 @@ def reconcile_unknown_outcome(uow_for, provider: CallProvider, provider_defaults
         elif settlement.action == "error":
             call.fire("error")
             call.remote_error_message = f"{UNKNOWN_OUTCOME}; {settlement.reason}"
-            uow.phone_calls.save(call, {"status", "remote_error_message"})
+            uow.phone_calls.save(call)
         else:
             log.info("phone call %s: %s; asking again later", phone_call_id, settlement.reason)
         uow.commit()
@@ -287,12 +287,9 @@ def _adopt(uow, call, remote: RemoteCall) -> None:
     call.apply_remote_status(remote.status, fetched=True)
     call.remote_status_updated_at = _now()
     call.remote_direction = call.remote_direction or remote.direction
-    fields = {"remote_call_id", "status", "remotely_queued_at", "remote_queue_response", "remote_status",
-              "remote_status_updated_at", "remote_direction"}
     if remote.duration is not None:
         call.duration = remote.duration
-        fields.add("duration")
-    uow.phone_calls.save(call, fields)
+    uow.phone_calls.save(call)
 
 
 def _give_up(uow, phone_call_id: int, claimed_at: datetime, message: str) -> str:
@@ -304,7 +301,7 @@ def _give_up(uow, phone_call_id: int, claimed_at: datetime, message: str) -> str
         call.fire("error")
         call.remote_error_message = message
         call.remotely_queued_at = call.remotely_queued_at or _now()
-        uow.phone_calls.save(call, {"status", "remote_error_message", "remotely_queued_at"})
+        uow.phone_calls.save(call)
         uow.commit()
     return "error"
 
@@ -331,7 +328,7 @@ def fetch_remote_call(uow, provider: CallProvider, provider_defaults: dict, phon
             call.remote_error_message = message
             if call.status == sm.PhoneCallStatus.REMOTE_FETCH_QUEUED.value:
                 call.status = sm.PhoneCallStatus.REMOTELY_QUEUED.value
-            uow.phone_calls.save(call, {"remote_error_message", "status"})
+            uow.phone_calls.save(call)
             uow.commit()
         return "refused"
     with uow:
@@ -341,8 +338,7 @@ def fetch_remote_call(uow, provider: CallProvider, provider_defaults: dict, phon
         if remote.duration is not None:
             call.duration = remote.duration
         call.remote_status_updated_at = _now()
-        uow.phone_calls.save(call, {"status", "remote_status", "remote_response", "duration",
-                                    "remote_status_updated_at"})
+        uow.phone_calls.save(call)
         uow.commit()
     return call.status
 

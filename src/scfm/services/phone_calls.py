@@ -1,6 +1,7 @@
 """Use cases of phone calls: create, update, list, delete, and the queue / queue_remote_fetch events."""
 from __future__ import annotations
 
+from scfm.domain.clock import Clock, utc_now
 from scfm.domain.errors import ValidationFailed
 from scfm.domain.filters import PHONE_CALL_FILTERS
 from scfm.domain.model import PhoneCall
@@ -29,11 +30,10 @@ def update_phone_call(uow, call_flows, phone_call_id, params: dict) -> PhoneCall
     with uow:
         call = uow.phone_calls.get(phone_call_id, for_update=True)
         call.ensure_editable(set(params) & {"msisdn", "call_flow_logic", "remote_request_params"})
-        changed = apply_attributes(call, params, call_flows)
+        apply_attributes(call, params, call_flows)
         if "remote_request_params" in params:
             call.remote_request_params = validate_remote_request_params(params["remote_request_params"])
-            changed.add("remote_request_params")
-        call = uow.phone_calls.save(call, changed)
+        call = uow.phone_calls.save(call)
         uow.commit()
     return call
 
@@ -64,18 +64,16 @@ def delete_phone_call(uow, phone_call_id) -> None:
         uow.commit()
 
 
-def fire_phone_call_event(uow, jobs, phone_call_id, event: str) -> PhoneCall:
+def fire_phone_call_event(uow, jobs, phone_call_id, event: str, clock: Clock = utc_now) -> PhoneCall:
     """`queue` hands the call to the dialer, `queue_remote_fetch` asks for its status; both after commit."""
     if event not in PHONE_CALL_USER_EVENTS:
         raise ValidationFailed.on("event", "is not included in the list")
     with uow:
         call = uow.phone_calls.get(phone_call_id, for_update=True)
         call.fire(event)
-        changed = {"status"}
         if event == "queue":
-            call.mark_queued()
-            changed |= {"queued_at", "next_attempt_at", "dial_claimed_at"}
-        call = uow.phone_calls.save(call, changed)
+            call.mark_queued(clock())
+        call = uow.phone_calls.save(call)
         uow.commit()
     if event == "queue":
         jobs.dial_due(call.account_id)

@@ -4,10 +4,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
+from typing import Any
 
 from scfm.domain import state_machines as sm
 from scfm.domain.call_flow_logic import CallFlowRequest
+from scfm.domain.clock import Clock, utc_now
 from scfm.domain.errors import DomainError, NotFound, ValidationFailed
 from scfm.domain.filters import REMOTE_PHONE_CALL_EVENT_FILTERS
 from scfm.domain.model import Contact, PhoneCall, RemotePhoneCallEvent
@@ -45,7 +47,7 @@ def _int(value) -> int | None:
 
 
 def handle_webhook(uow_for, call_flows, provider_defaults: dict, validate_signature, url: str, params,
-                   signature: str, our_phone_call_id=None) -> WebhookResult:
+                   signature: str, our_phone_call_id=None, clock: Clock = utc_now) -> WebhookResult:
     """Record one provider request, move the call forward, and answer with its call flow logic.
 
     `params` is the form as posted (validate_signature needs every value); `our_phone_call_id` comes from
@@ -74,14 +76,14 @@ def handle_webhook(uow_for, call_flows, provider_defaults: dict, validate_signat
         uow.scope(account.id)
         call, context = target.call, target.context
         if call is None and our_phone_call_id is not None:
-            call = _adopt(uow, _int(our_phone_call_id), call_sid)
+            call = _adopt(uow, _int(our_phone_call_id), call_sid, clock())
         if call is None:
             if (direction or "").lower() != "inbound":
                 raise NotFound("phone call")
-            call = _inbound_call(uow, account.id, details, call_sid)
+            call = _inbound_call(uow, account.id, details, call_sid, clock())
         if context is None:
             context = _context_metadata(uow, call)
-        fields = _apply_report(call, details, remote_status, direction)
+        _apply_report(call, details, remote_status, direction, clock())
         name = call.effective_call_flow_logic
         if name and not call_flows.is_registered(name):
             name = None  # unregistered since it was set: answer with the default rather than fail the call
@@ -93,8 +95,7 @@ def handle_webhook(uow_for, call_flows, provider_defaults: dict, validate_signat
         ))
         if response.metadata_updates:
             call.metadata = merge_metadata(call.metadata, response.metadata_updates, MergeMode.DEEP_MERGE)
-            fields.add("metadata")
-        event = uow.provider_reports.record(call, fields, RemotePhoneCallEvent(
+        event = uow.provider_reports.record(call, RemotePhoneCallEvent(
             account_id=account.id, phone_call_id=call.id, details=details, remote_call_id=call_sid,
             remote_direction=direction, call_flow_logic=name or call_flows.default_name,
         ), request_digest(url, lists))
@@ -108,7 +109,7 @@ def _lists(params) -> dict:
     return {key: value if isinstance(value, list) else [value] for key, value in params.items()}
 
 
-def _adopt(uow, phone_call_id, call_sid: str) -> PhoneCall | None:
+def _adopt(uow, phone_call_id, call_sid: str, now: datetime) -> PhoneCall | None:
     """The callback of a call whose create response we never saw: it is ours by the URL we gave."""
     if phone_call_id is None:
         return None
@@ -119,12 +120,12 @@ def _adopt(uow, phone_call_id, call_sid: str) -> PhoneCall | None:
     call.remote_call_id = call_sid
     if call.status == sm.PhoneCallStatus.QUEUED.value:
         call.fire("remotely_queue")
-        call.remotely_queued_at = call.remotely_queued_at or datetime.now(timezone.utc)
-    uow.phone_calls.save(call, {"remote_call_id", "status", "remotely_queued_at"})
+        call.remotely_queued_at = call.remotely_queued_at or now
+    uow.phone_calls.save(call)
     return uow.phone_calls.get(call.id)
 
 
-def _inbound_call(uow, account_id: int, details: dict, call_sid: str) -> PhoneCall:
+def _inbound_call(uow, account_id: int, details: dict, call_sid: str, now: datetime) -> PhoneCall:
     msisdn = msisdn_or_as_given(str(details.get("From") or "").strip(), field="From")
     if not msisdn:
         raise ValidationFailed.on("From", "can't be blank")
@@ -132,25 +133,22 @@ def _inbound_call(uow, account_id: int, details: dict, call_sid: str) -> PhoneCa
     call = PhoneCall(
         account_id=account_id, contact_id=contact.id, msisdn=msisdn, remote_call_id=call_sid,
         remote_direction=details.get("Direction"), status=sm.PhoneCallStatus.REMOTELY_QUEUED.value,
-        remotely_queued_at=datetime.now(timezone.utc),
+        remotely_queued_at=now,
     )
     call = uow.phone_calls.add(call)
     return uow.phone_calls.get(call.id, for_update=True)
 
 
-def _apply_report(call: PhoneCall, details: dict, remote_status: str | None, direction: str | None) -> set[str]:
+def _apply_report(call: PhoneCall, details: dict[str, Any], remote_status: str | None, direction: str | None,
+                  now: datetime) -> None:
     finished = sm.is_final_remote_status(call.remote_status)  # the provider's last word is already in
     call.apply_remote_status(remote_status, fetched=False)
-    fields = {"status", "remote_status", "remote_status_updated_at"}
-    call.remote_status_updated_at = datetime.now(timezone.utc)
+    call.remote_status_updated_at = now
     if direction and not call.remote_direction:
         call.remote_direction = direction
-        fields.add("remote_direction")
     duration = _int(details.get("CallDuration"))
     if duration is not None and not finished:
         call.duration = duration
-        fields.add("duration")
-    return fields
 
 
 def _context_metadata(uow, call: PhoneCall) -> dict:
@@ -176,7 +174,8 @@ def get_event(uow, event_id) -> RemotePhoneCallEvent:
 def update_event(uow, event_id, params: dict) -> RemotePhoneCallEvent:
     with uow:
         event = uow.remote_phone_call_events.get(event_id, for_update=True)
-        event = uow.remote_phone_call_events.save(event, apply_metadata(event, params))
+        apply_metadata(event, params)
+        event = uow.remote_phone_call_events.save(event)
         uow.commit()
     return event
 

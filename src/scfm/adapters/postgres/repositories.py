@@ -97,7 +97,9 @@ class Repository:
     def to_entity(self, row) -> Any:
         data = dict(row._mapping)
         known = {f.name for f in dataclasses.fields(self.entity)}
-        return self.entity(**{k: v for k, v in data.items() if k in known})
+        entity = self.entity(**{k: v for k, v in data.items() if k in known})
+        entity.mark_clean()
+        return entity
 
     def find(self, id_: Any, for_update: bool = False) -> Any | None:
         try:
@@ -168,11 +170,15 @@ class Repository:
         # rows read with joined columns (the effective call flow logic) are read again; others are complete
         return self._fetch(row.id) if self.reads_joined_columns else self.to_entity(row)
 
-    def save(self, entity, names: Iterable[str], refetch: bool = True) -> Any:
-        values = self._values(entity, set(names) & self.fields)
+    def save(self, entity, refetch: bool = True) -> Any:
+        """Write the fields changed since the entity was loaded (and updated_at)."""
+        values = self._values(entity, entity.changed_fields() & self.fields - {"id", "created_at", "updated_at"})
         values["updated_at"] = func.now()
         self._run(update(self.table).where(self.table.c.id == entity.id).values(**values))
-        return self._fetch(entity.id) if refetch else entity
+        if refetch:
+            return self._fetch(entity.id)
+        entity.mark_clean()
+        return entity
 
     def _fetch(self, id_: int):
         """A row this unit of work just wrote (it may belong to another account, e.g. a token)."""
