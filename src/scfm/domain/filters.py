@@ -42,6 +42,9 @@ class Custom:
     value: Any
 
 
+Condition = Eq | JsonEq | TimeCmp | Custom
+
+
 @dataclass(frozen=True)
 class FilterSpec:
     columns: frozenset = frozenset()

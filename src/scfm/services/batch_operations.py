@@ -7,6 +7,7 @@ from scfm.domain import batch_operation as bo
 from scfm.domain.errors import DeleteRefused, NotFound, ValidationFailed
 from scfm.domain.filters import BATCH_OPERATION_FILTERS
 from scfm.domain.model import BatchOperation
+from scfm.domain.ports import Within
 from scfm.domain.state_machines import BATCH_OPERATION_USER_EVENTS, BatchOperationStatus
 from scfm.services.common import Page, PageRequest, apply_metadata, list_page
 
@@ -65,8 +66,8 @@ def get_batch_operation(uow, operation_id) -> BatchOperation:
 def list_batch_operations(uow, q, paging: PageRequest, callout_id=None) -> Page:
     with uow:
         repo = uow.batch_operations
-        extra = repo.equals("callout_id", uow.callouts.get(callout_id).id) if callout_id is not None else []
-        return list_page(repo, BATCH_OPERATION_FILTERS, q, paging, extra)
+        within = [Within("callout", uow.callouts.get(callout_id).id)] if callout_id is not None else []
+        return list_page(repo, BATCH_OPERATION_FILTERS, q, paging, within)
 
 
 def delete_batch_operation(uow, operation_id) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from scfm.domain.errors import DeleteRefused, ValidationFailed
 from scfm.domain.filters import CALLOUT_FILTERS, CALLOUT_PARTICIPATION_FILTERS, CONTACT_FILTERS
 from scfm.domain.model import Callout, CalloutParticipation
+from scfm.domain.ports import Within
 from scfm.services.common import Page, PageRequest, apply_attributes, list_page
 
 
@@ -44,10 +45,10 @@ def get_callout(uow, callout_id) -> Callout:
 
 def list_callouts(uow, q, paging: PageRequest, contact_id=None) -> Page:
     with uow:
-        extra = []
+        within = []
         if contact_id is not None:
-            extra = uow.callouts.for_contact(uow.contacts.get(contact_id).id)
-        return list_page(uow.callouts, CALLOUT_FILTERS, q, paging, extra)
+            within.append(Within("contact", uow.contacts.get(contact_id).id))
+        return list_page(uow.callouts, CALLOUT_FILTERS, q, paging, within)
 
 
 def delete_callout(uow, callout_id) -> None:
@@ -97,19 +98,18 @@ def get_participation(uow, participation_id) -> CalloutParticipation:
 def list_participations(uow, q, paging: PageRequest, callout_id=None, contact_id=None) -> Page:
     with uow:
         repo = uow.callout_participations
-        extra = []
+        within = []
         if callout_id is not None:
-            extra += repo.equals("callout_id", uow.callouts.get(callout_id).id)
+            within.append(Within("callout", uow.callouts.get(callout_id).id))
         if contact_id is not None:
-            extra += repo.equals("contact_id", uow.contacts.get(contact_id).id)
-        return list_page(repo, CALLOUT_PARTICIPATION_FILTERS, q, paging, extra)
+            within.append(Within("contact", uow.contacts.get(contact_id).id))
+        return list_page(repo, CALLOUT_PARTICIPATION_FILTERS, q, paging, within)
 
 
 def list_callout_contacts(uow, callout_id, q, paging: PageRequest) -> Page:
     with uow:
         callout = uow.callouts.get(callout_id)
-        extra = uow.callout_participations.contacts_of_callout(callout.id)
-        return list_page(uow.contacts, CONTACT_FILTERS, q, paging, extra)
+        return list_page(uow.contacts, CONTACT_FILTERS, q, paging, [Within("callout", callout.id)])
 
 
 def delete_participation(uow, participation_id) -> None:

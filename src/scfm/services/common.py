@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from scfm.domain.errors import ValidationFailed
 from scfm.domain.model import Entity
+from scfm.domain.ports import E, Repository, Within
 from scfm.domain.call_flow_logic import CallFlowRegistry
 from scfm.domain.filters import FilterSpec, parse_filters
 from scfm.domain.values import MergeMode, normalize_msisdn
@@ -28,9 +29,10 @@ class Page:
     total_is_estimate: bool = False
 
 
-def list_page(repo, spec: FilterSpec, q: Any, paging: PageRequest, extra=()) -> Page:
+def list_page(repo: Repository[E], spec: FilterSpec, q: Any, paging: PageRequest,
+              within: Sequence[Within] = ()) -> Page:
     conditions = parse_filters(spec, q)
-    items, total, estimated = repo.list(conditions, extra, paging.page, paging.per_page)
+    items, total, estimated = repo.list(conditions, within, paging.page, paging.per_page)
     return Page(items, total, paging.page, paging.per_page, estimated)
 
 

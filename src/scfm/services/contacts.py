@@ -31,9 +31,9 @@ def get_contact(uow, contact_id) -> Contact:
         return uow.contacts.get(contact_id)
 
 
-def list_contacts(uow, q, paging: PageRequest, extra=()) -> Page:
+def list_contacts(uow, q, paging: PageRequest) -> Page:
     with uow:
-        return list_page(uow.contacts, CONTACT_FILTERS, q, paging, extra)
+        return list_page(uow.contacts, CONTACT_FILTERS, q, paging)
 
 
 def delete_contact(uow, contact_id) -> None:

@@ -5,6 +5,7 @@ from scfm.domain.clock import Clock, utc_now
 from scfm.domain.errors import ValidationFailed
 from scfm.domain.filters import PHONE_CALL_FILTERS
 from scfm.domain.model import PhoneCall
+from scfm.domain.ports import Within
 from scfm.domain.provider import validate_remote_request_params
 from scfm.domain.state_machines import PHONE_CALL_USER_EVENTS
 from scfm.services.common import Page, PageRequest, apply_attributes, list_page
@@ -46,14 +47,14 @@ def get_phone_call(uow, phone_call_id) -> PhoneCall:
 def list_phone_calls(uow, q, paging: PageRequest, participation_id=None, contact_id=None, callout_id=None) -> Page:
     with uow:
         repo = uow.phone_calls
-        extra = []
+        within = []
         if participation_id is not None:
-            extra += repo.equals("callout_participation_id", uow.callout_participations.get(participation_id).id)
+            within.append(Within("callout_participation", uow.callout_participations.get(participation_id).id))
         if contact_id is not None:
-            extra += repo.equals("contact_id", uow.contacts.get(contact_id).id)
+            within.append(Within("contact", uow.contacts.get(contact_id).id))
         if callout_id is not None:
-            extra += repo.of_callout(uow.callouts.get(callout_id).id)
-        return list_page(repo, PHONE_CALL_FILTERS, q, paging, extra)
+            within.append(Within("callout", uow.callouts.get(callout_id).id))
+        return list_page(repo, PHONE_CALL_FILTERS, q, paging, within)
 
 
 def delete_phone_call(uow, phone_call_id) -> None:

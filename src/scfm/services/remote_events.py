@@ -13,6 +13,7 @@ from scfm.domain.clock import Clock, utc_now
 from scfm.domain.errors import DomainError, NotFound, ValidationFailed
 from scfm.domain.filters import REMOTE_PHONE_CALL_EVENT_FILTERS
 from scfm.domain.model import Contact, PhoneCall, RemotePhoneCallEvent
+from scfm.domain.ports import Within
 from scfm.domain.provider import webhook_auth_token
 from scfm.domain.values import MergeMode, merge_metadata, msisdn_or_as_given
 from scfm.services.common import Page, PageRequest, apply_metadata, list_page
@@ -57,8 +58,8 @@ def handle_webhook(uow_for, call_flows, provider_defaults: dict, validate_signat
     if not account_sid:
         raise Forbidden("AccountSid is missing")
     call_sid = params.get("CallSid")
-    with uow_for(None) as uow:  # one transaction for the whole request
-        target = uow.provider_reports.find(account_sid, call_sid)
+    with uow_for(None) as server:  # one transaction for the whole request
+        target = server.provider_reports.find(account_sid, call_sid)
         account = target.account if target else None
         token = webhook_auth_token(account, account_sid, provider_defaults) if account else None
         if not token or not validate_signature(token, url, params, signature or ""):
@@ -73,7 +74,7 @@ def handle_webhook(uow_for, call_flows, provider_defaults: dict, validate_signat
         remote_status = (details.get("CallStatus") or "").lower() or None
         direction = details.get("Direction")
 
-        uow.scope(account.id)
+        uow = server.for_account(account.id)
         call, context = target.call, target.context
         if call is None and our_phone_call_id is not None:
             call = _adopt(uow, _int(our_phone_call_id), call_sid, clock())
@@ -184,13 +185,13 @@ def list_events(uow, q, paging: PageRequest, phone_call_id=None, contact_id=None
                 participation_id=None) -> Page:
     with uow:
         repo = uow.remote_phone_call_events
-        extra = []
+        within = []
         if phone_call_id is not None:
-            extra += repo.equals("phone_call_id", uow.phone_calls.get(phone_call_id).id)
+            within.append(Within("phone_call", uow.phone_calls.get(phone_call_id).id))
         if contact_id is not None:
-            extra += repo.of_contact(uow.contacts.get(contact_id).id)
+            within.append(Within("contact", uow.contacts.get(contact_id).id))
         if callout_id is not None:
-            extra += repo.of_callout(uow.callouts.get(callout_id).id)
+            within.append(Within("callout", uow.callouts.get(callout_id).id))
         if participation_id is not None:
-            extra += repo.of_participation(uow.callout_participations.get(participation_id).id)
-        return list_page(repo, REMOTE_PHONE_CALL_EVENT_FILTERS, q, paging, extra)
+            within.append(Within("callout_participation", uow.callout_participations.get(participation_id).id))
+        return list_page(repo, REMOTE_PHONE_CALL_EVENT_FILTERS, q, paging, within)

@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from scfm.adapters.postgres import tables as t
 from scfm.domain import model
+from scfm.domain.ports import ReportTarget
 
 _ACCOUNT_COLUMNS = [c.name for c in t.accounts.c]
 _CALL_COLUMNS = [c.name for c in t.phone_calls.c]
@@ -94,13 +95,6 @@ class Prepared:
 
 _FIND = Prepared(FIND)
 _RECORD_STATEMENT = Prepared(_RECORD)
-
-
-@dataclasses.dataclass
-class ReportTarget:
-    account: model.Account
-    call: model.PhoneCall | None  # locked until the unit of work ends
-    context: dict | None  # the metadata the call's flow sees: callout's, then participation's, then its own
 
 
 class ProviderReports:

@@ -14,6 +14,7 @@ from scfm.adapters.postgres import tables as t
 from scfm.adapters.postgres.filters import all_of, compile_conditions
 from scfm.domain import model
 from scfm.domain.errors import DeleteRefused, NotFound, ValidationFailed
+from scfm.domain.ports import Within
 from scfm.domain.state_machines import BatchOperationStatus, PhoneCallStatus
 
 EXACT_TOTAL_UP_TO = 10_000
@@ -81,8 +82,9 @@ class Repository:
             return self.table.c.account_id == self.account_id
         return None
 
-    def where(self, conditions=(), extra: Iterable = ()):
+    def where(self, conditions=(), within: Iterable[Within] = (), extra: Iterable = ()):
         clauses = list(compile_conditions(self.table, conditions, self.custom_compilers(), self.eq_compilers()))
+        clauses.extend(self._within(parent) for parent in within)
         clauses.extend(extra)
         if (scope := self.scope()) is not None:
             clauses.append(scope)
@@ -93,6 +95,19 @@ class Repository:
 
     def eq_compilers(self) -> dict:
         return {}
+
+    def parents(self) -> dict:
+        """For each resource that holds records of this one (a nested route), its id as a clause."""
+        return {}
+
+    def _within(self, parent: Within):
+        clause = self.parents().get(parent.resource)
+        if clause is None:
+            raise ValueError(f"a {self.resource} is never within a {parent.resource}")
+        return clause(parent.id)
+
+    def _column_is(self, column: str):
+        return lambda id_: self.table.c[column] == id_
 
     def to_entity(self, row) -> Any:
         data = dict(row._mapping)
@@ -120,9 +135,9 @@ class Repository:
             raise NotFound(self.resource)
         return entity
 
-    def list(self, conditions=(), extra: Iterable = (), page: int = 1, per_page: int = 25):
+    def list(self, conditions=(), within: Iterable[Within] = (), page: int = 1, per_page: int = 25):
         """A page of matching rows by id, the total, and whether the total is the planner's estimate."""
-        where = self.where(conditions, extra)
+        where = self.where(conditions, within)
         total, estimated = self._total(where)
         query = self.base_select().where(where).order_by(self.table.c.id).limit(per_page).offset((page - 1) * per_page)
         return [self.to_entity(row) for row in self.conn.execute(query)], total, estimated
@@ -141,10 +156,6 @@ class Repository:
                   for key, value in compiled.construct_params().items()}
         plan = self.conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), params).scalar()
         return max(EXACT_TOTAL_UP_TO + 1, int(plan[0]["Plan"]["Plan Rows"])), True
-
-    def equals(self, column: str, value) -> list:
-        """A parent scope for nested routes: `/api/callouts/1/callout_participations` is callout_id = 1."""
-        return [self.table.c[column] == value]
 
     def exists(self, *clauses) -> bool:
         return bool(self.conn.execute(select(exists().where(and_(*clauses)))).scalar())
@@ -227,6 +238,11 @@ class ContactRepository(Repository):
             t.phone_calls.c.contact_id == contact_id
         )
 
+    def parents(self) -> dict:
+        p = t.callout_participations
+        return {"callout": lambda callout_id: self.table.c.id.in_(
+            select(p.c.contact_id).where(p.c.callout_id == callout_id))}
+
     def add_if_missing(self, contact: model.Contact) -> model.Contact:
         """Insert unless the account already has the number (a concurrent request may have added it)."""
         self.conn.execute(
@@ -268,10 +284,10 @@ class CalloutRepository(Repository):
             t.batch_operations.c.callout_id == callout_id
         )
 
-    def for_contact(self, contact_id: int):
-        return [t.callouts.c.id.in_(
-            select(t.callout_participations.c.callout_id).where(t.callout_participations.c.contact_id == contact_id)
-        )]
+    def parents(self) -> dict:
+        p = t.callout_participations
+        return {"contact": lambda contact_id: self.table.c.id.in_(
+            select(p.c.callout_id).where(p.c.contact_id == contact_id))}
 
 
 class CalloutParticipationRepository(Repository):
@@ -302,10 +318,8 @@ class CalloutParticipationRepository(Repository):
     def has_dependents(self, participation_id: int) -> bool:
         return self.exists(t.phone_calls.c.callout_participation_id == participation_id)
 
-    def contacts_of_callout(self, callout_id: int):
-        return [t.contacts.c.id.in_(
-            select(self.table.c.contact_id).where(self.table.c.callout_id == callout_id)
-        )]
+    def parents(self) -> dict:
+        return {"callout": self._column_is("callout_id"), "contact": self._column_is("contact_id")}
 
 
 # a call claimed for dialing that has not heard back (index_phone_calls_open_claims has this predicate)
@@ -337,10 +351,14 @@ class PhoneCallRepository(Repository):
             self.table.c.call_flow_logic, values, self.table.c.callout_participation_id,
             select(p.c.id).join(c, c.c.id == p.c.callout_id).where(inherited.in_(values)))}
 
-    def of_callout(self, callout_id: int):
-        return [self.table.c.callout_participation_id.in_(
-            select(t.callout_participations.c.id).where(t.callout_participations.c.callout_id == callout_id)
-        )]
+    def parents(self) -> dict:
+        p = t.callout_participations
+        return {
+            "callout_participation": self._column_is("callout_participation_id"),
+            "contact": self._column_is("contact_id"),
+            "callout": lambda callout_id: self.table.c.callout_participation_id.in_(
+                select(p.c.id).where(p.c.callout_id == callout_id)),
+        }
 
     def has_dependents(self, phone_call_id: int) -> bool:
         return self.exists(t.remote_phone_call_events.c.phone_call_id == phone_call_id)
@@ -476,19 +494,19 @@ class RemotePhoneCallEventRepository(Repository):
     entity = model.RemotePhoneCallEvent
     resource = "remote phone call event"
 
-    def _calls_where(self, *clauses):
-        return [self.table.c.phone_call_id.in_(select(t.phone_calls.c.id).where(*clauses))]
+    def parents(self) -> dict:
+        pc, p = t.phone_calls, t.callout_participations
 
-    def of_contact(self, contact_id: int):
-        return self._calls_where(t.phone_calls.c.contact_id == contact_id)
-
-    def of_participation(self, participation_id: int):
-        return self._calls_where(t.phone_calls.c.callout_participation_id == participation_id)
-
-    def of_callout(self, callout_id: int):
-        return self._calls_where(t.phone_calls.c.callout_participation_id.in_(
-            select(t.callout_participations.c.id).where(t.callout_participations.c.callout_id == callout_id)
-        ))
+        def calls_where(clause):
+            return self.table.c.phone_call_id.in_(select(pc.c.id).where(clause))
+        return {
+            "phone_call": self._column_is("phone_call_id"),
+            "contact": lambda contact_id: calls_where(pc.c.contact_id == contact_id),
+            "callout_participation": lambda participation_id: calls_where(
+                pc.c.callout_participation_id == participation_id),
+            "callout": lambda callout_id: calls_where(pc.c.callout_participation_id.in_(
+                select(p.c.id).where(p.c.callout_id == callout_id))),
+        }
 
 
 class BatchOperationRepository(Repository):
@@ -506,6 +524,9 @@ class BatchOperationRepository(Repository):
             ((bo.c.status == queued) & (bo.c.updated_at < cutoff))
             | ((bo.c.status == running) & (func.coalesce(bo.c.started_at, bo.c.updated_at) < cutoff)))
             .order_by(bo.c.id).with_for_update(key_share=True, skip_locked=True))]
+
+    def parents(self) -> dict:
+        return {"callout": self._column_is("callout_id")}
 
     def has_dependents(self, operation_id: int) -> bool:
         pc = t.phone_calls
