@@ -19,7 +19,7 @@ SUPER_ADMIN = "super_admin"
 @dataclass
 class Entity:
     id: int | None = None
-    metadata: dict = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -47,7 +47,7 @@ def _copied(value: Any) -> Any:
 
 @dataclass
 class Account(Entity):
-    settings: dict = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     somleng_account_sid: str | None = None
@@ -55,7 +55,7 @@ class Account(Entity):
     platform_provider_name: str | None = None
     somleng_api_host: str | None = None
     somleng_api_base_url: str | None = None
-    permissions: list = field(default_factory=list)
+    permissions: list[str] = field(default_factory=list)
     calls_per_second: float | None = None
     max_calls_in_flight: int | None = None
 
@@ -75,7 +75,7 @@ class AccessToken(Entity):
         return hashlib.sha256(token.encode()).hexdigest()
 
     @classmethod
-    def issue(cls, account_id: int, metadata: dict | None = None) -> "AccessToken":
+    def issue(cls, account_id: int, metadata: dict[str, Any] | None = None) -> "AccessToken":
         token = secrets.token_hex(32)
         return cls(account_id=account_id, token=token, token_digest=cls.digest(token), metadata=metadata or {})
 
@@ -126,9 +126,9 @@ class PhoneCall(Entity):
     remote_status: str | None = None
     remote_direction: str | None = None
     remote_error_message: str | None = None
-    remote_response: dict = field(default_factory=dict)
-    remote_request_params: dict = field(default_factory=dict)
-    remote_queue_response: dict = field(default_factory=dict)
+    remote_response: dict[str, Any] = field(default_factory=dict)
+    remote_request_params: dict[str, Any] = field(default_factory=dict)
+    remote_queue_response: dict[str, Any] = field(default_factory=dict)
     call_flow_logic: str | None = None
     remotely_queued_at: datetime | None = None
     duration: int | None = None
@@ -174,7 +174,7 @@ class PhoneCall(Entity):
 class RemotePhoneCallEvent(Entity):
     account_id: int | None = None
     phone_call_id: int | None = None
-    details: dict = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
     remote_call_id: str | None = None
     remote_direction: str | None = None
     call_flow_logic: str | None = None
@@ -185,7 +185,7 @@ class BatchOperation(Entity):
     account_id: int | None = None
     callout_id: int | None = None
     type: str | None = None
-    parameters: dict = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
     status: str = sm.BatchOperationStatus.PREVIEW.value
     error_message: str | None = None
 

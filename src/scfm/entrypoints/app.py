@@ -73,7 +73,7 @@ def create_app(deps: Deps | None = None) -> Flask:
             "security": [{"accessToken": []}],
         },
     )
-    app.json.sort_keys = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # the default provider has it
     app.extensions["scfm"] = deps
     api = ScfmApi(app)
     api.register_field(JsonObject, "object", None)

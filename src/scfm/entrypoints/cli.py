@@ -191,7 +191,7 @@ def _ensure_super_admin(deps, data_dir: Path | None) -> str | None:
         return None
     _account, token = accounts.create_super_admin(deps.uow(None))
     if token_file:
-        token_file.write_text(token.token + "\n")
+        token_file.write_text(f"{token.token}\n")
         token_file.chmod(0o600)
     return token.token
 

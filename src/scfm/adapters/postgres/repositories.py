@@ -44,7 +44,7 @@ FOREIGN_KEY_VIOLATION = "23503"
 
 
 def integrity_error_to_validation(error: IntegrityError, deleting: bool = False) -> ValidationFailed | NotFound | None:
-    diag = getattr(error.orig, "diag", None)
+    diag: Any = getattr(error.orig, "diag", None)
     name = getattr(diag, "constraint_name", None)
     if name in UNIQUE_ERRORS:
         field, message = UNIQUE_ERRORS[name]
@@ -62,8 +62,8 @@ def integrity_error_to_validation(error: IntegrityError, deleting: bool = False)
 class Repository:
     """CRUD and filtered, paginated listing of one table, scoped by account where it has one."""
 
-    table = None
-    entity: type = None
+    table: Any = None  # each repository's Table
+    entity: Any = None  # and its entity class
     scoped = True
     resource = "record"
     reads_joined_columns = False  # whether base_select adds columns of other tables
@@ -151,10 +151,10 @@ class Repository:
         if total <= EXACT_TOTAL_UP_TO:
             return total, False
         compiled = matches.compile(dialect=self.conn.dialect)
-        processors = compiled._bind_processors
+        processors: Any = compiled._bind_processors
         params = {key: processors[key](value) if key in processors else value
                   for key, value in compiled.construct_params().items()}
-        plan = self.conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), params).scalar()
+        plan: Any = self.conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), params).scalar()
         return max(EXACT_TOTAL_UP_TO + 1, int(plan[0]["Plan"]["Plan Rows"])), True
 
     def exists(self, *clauses) -> bool:
@@ -249,7 +249,9 @@ class ContactRepository(Repository):
             pg_insert(t.contacts).values(account_id=contact.account_id, msisdn=contact.msisdn, metadata=contact.metadata)
             .on_conflict_do_nothing(constraint="index_contacts_on_account_id_and_msisdn")
         )
-        return self.by_msisdn(contact.msisdn)
+        found = self.by_msisdn(contact.msisdn or "")
+        assert found is not None  # inserted, or there already
+        return found
 
     def by_msisdn(self, msisdn: str) -> model.Contact | None:
         row = self.conn.execute(
@@ -403,7 +405,8 @@ class PhoneCallRepository(Repository):
         (to remotely_queued, or errored on a refusal): a status callback may have taken it further already."""
         pc = self.table
         queued = pc.c.status == "queued"
-        values = dict(remotely_queued_at=func.coalesce(pc.c.remotely_queued_at, func.now()), updated_at=func.now())
+        values: dict[str, Any] = dict(remotely_queued_at=func.coalesce(pc.c.remotely_queued_at, func.now()),
+                                      updated_at=func.now())
         if remote is not None:
             values.update(
                 status=case((queued, "remotely_queued"), else_=pc.c.status),

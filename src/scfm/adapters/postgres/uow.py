@@ -1,6 +1,8 @@
 """The unit of work: one transaction, and the repositories that act within it."""
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.engine import Connection, Engine
 
 from scfm.adapters.postgres import repositories as repos
@@ -14,7 +16,7 @@ class SqlUnitOfWork:
     def __init__(self, engine: Engine, account_id: int | None):
         self.engine = engine
         self.account_id = account_id
-        self.conn: Connection | None = None
+        self.conn: Any = None  # the Connection, while the unit of work is entered
 
     def __enter__(self) -> "SqlUnitOfWork":
         conn = self.engine.connect()
