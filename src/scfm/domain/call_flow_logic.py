@@ -40,7 +40,7 @@ class Redirect:
 @dataclass(frozen=True)
 class CallFlowRequest:
     phone_call_id: int
-    msisdn: str
+    msisdn: str | None  # None: a call created without a number, which the provider still reports on
     direction: str | None
     remote_status: str | None
     digits: str | None

@@ -7,13 +7,24 @@ import hashlib
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from scfm.domain import state_machines as sm
 from scfm.domain.errors import DeleteRefused, ValidationFailed
 from scfm.domain.values import MergeMode, merge_metadata
 
 SUPER_ADMIN = "super_admin"
+
+
+T = TypeVar("T")
+
+
+def stored(value: T | None) -> T:
+    """A field a record read from a repository always has (its id, its account's, a batch operation's type):
+    an entity's fields are optional only until it is first saved."""
+    if value is None:
+        raise ValueError("the record is not stored yet")
+    return value
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, TypeVar
 
 from scfm.domain import model
 from scfm.domain.filters import Condition
@@ -148,7 +148,17 @@ class CalloutParticipationRepository(Repository[model.CalloutParticipation], Has
 
 
 class PhoneCallRepository(Repository[model.PhoneCall], HasDependents, Protocol):
+    def due_for_dialing_exists(self, account_id: int) -> bool: ...
+
     def accounts_with_due_calls(self) -> list[int]: ...
+
+    def in_flight_count(self, account_id: int) -> int: ...
+
+    def claim_next_due(self, account_id: int) -> model.PhoneCall | None:
+        """Claim the next due call of the account, in order; concurrent dialers skip each other's rows."""
+
+    def record_dial(self, phone_call_id: int, *, remote: RemoteCall | None = None,
+                    refusal: str | None = None) -> None: ...
 
     def claims_to_reconcile(self, older_than_seconds: float, ask_again_in_seconds: float,
                             limit: int = 1000) -> list[int]: ...
@@ -240,3 +250,7 @@ class UnitOfWork(Protocol):
     def commit(self) -> None: ...
 
     def rollback(self) -> None: ...
+
+
+# What the services that work across accounts are given: a unit of work for an account, or None for the server.
+UnitsOfWork = Callable[[int | None], UnitOfWork]

@@ -1,14 +1,17 @@
 """Use cases of callouts and their participations."""
 from __future__ import annotations
 
+from typing import Any
+
+from scfm.domain.call_flow_logic import CallFlowRegistry
 from scfm.domain.errors import DeleteRefused, ValidationFailed
 from scfm.domain.filters import CALLOUT_FILTERS, CALLOUT_PARTICIPATION_FILTERS, CONTACT_FILTERS
-from scfm.domain.model import Callout, CalloutParticipation
-from scfm.domain.ports import Within
+from scfm.domain.model import Callout, CalloutParticipation, stored
+from scfm.domain.ports import JobQueue, UnitOfWork, Within
 from scfm.services.common import Page, PageRequest, apply_attributes, list_page
 
 
-def create_callout(uow, call_flows, account_id: int, params: dict) -> Callout:
+def create_callout(uow: UnitOfWork, call_flows: CallFlowRegistry, account_id: int, params: dict[str, Any]) -> Callout:
     callout = Callout(account_id=account_id)
     apply_attributes(callout, params, call_flows)
     with uow:
@@ -17,7 +20,7 @@ def create_callout(uow, call_flows, account_id: int, params: dict) -> Callout:
     return callout
 
 
-def update_callout(uow, call_flows, callout_id, params: dict) -> Callout:
+def update_callout(uow: UnitOfWork, call_flows: CallFlowRegistry, callout_id: int, params: dict[str, Any]) -> Callout:
     with uow:
         callout = uow.callouts.get(callout_id, for_update=True)
         apply_attributes(callout, params, call_flows)
@@ -26,7 +29,7 @@ def update_callout(uow, call_flows, callout_id, params: dict) -> Callout:
     return callout
 
 
-def fire_callout_event(uow, jobs, callout_id, event: str) -> Callout:
+def fire_callout_event(uow: UnitOfWork, jobs: JobQueue, callout_id: int, event: str) -> Callout:
     """Pausing or stopping a callout holds its queued calls; resuming hands them back to the dialer."""
     with uow:
         callout = uow.callouts.get(callout_id, for_update=True)
@@ -34,27 +37,27 @@ def fire_callout_event(uow, jobs, callout_id, event: str) -> Callout:
         callout = uow.callouts.save(callout)
         uow.commit()
     if callout.status == "running":
-        jobs.dial_due(callout.account_id)
+        jobs.dial_due(stored(callout.account_id))
     return callout
 
 
-def get_callout(uow, callout_id) -> Callout:
+def get_callout(uow: UnitOfWork, callout_id: int) -> Callout:
     with uow:
         return uow.callouts.get(callout_id)
 
 
-def list_callouts(uow, q, paging: PageRequest, contact_id=None) -> Page:
+def list_callouts(uow: UnitOfWork, q: Any, paging: PageRequest, contact_id: int | None = None) -> Page:
     with uow:
         within = []
         if contact_id is not None:
-            within.append(Within("contact", uow.contacts.get(contact_id).id))
+            within.append(Within("contact", stored(uow.contacts.get(contact_id).id)))
         return list_page(uow.callouts, CALLOUT_FILTERS, q, paging, within)
 
 
-def delete_callout(uow, callout_id) -> None:
+def delete_callout(uow: UnitOfWork, callout_id: int) -> None:
     with uow:
         callout = uow.callouts.get(callout_id, for_update=True)
-        if uow.callouts.has_dependents(callout.id):
+        if uow.callouts.has_dependents(stored(callout.id)):
             raise DeleteRefused("dependent callout participations or batch operations exist")
         uow.callouts.remove(callout)
         uow.commit()
@@ -62,7 +65,7 @@ def delete_callout(uow, callout_id) -> None:
 
 # ---------------------------------------------------------------- participations
 
-def create_participation(uow, call_flows, callout_id, params: dict) -> CalloutParticipation:
+def create_participation(uow: UnitOfWork, call_flows: CallFlowRegistry, callout_id: int, params: dict[str, Any]) -> CalloutParticipation:
     with uow:
         callout = uow.callouts.get(callout_id)
         contact_id = params.get("contact_id")
@@ -81,7 +84,7 @@ def create_participation(uow, call_flows, callout_id, params: dict) -> CalloutPa
     return participation
 
 
-def update_participation(uow, call_flows, participation_id, params: dict) -> CalloutParticipation:
+def update_participation(uow: UnitOfWork, call_flows: CallFlowRegistry, participation_id: int, params: dict[str, Any]) -> CalloutParticipation:
     with uow:
         participation = uow.callout_participations.get(participation_id, for_update=True)
         apply_attributes(participation, params, call_flows)
@@ -90,32 +93,32 @@ def update_participation(uow, call_flows, participation_id, params: dict) -> Cal
     return participation
 
 
-def get_participation(uow, participation_id) -> CalloutParticipation:
+def get_participation(uow: UnitOfWork, participation_id: int) -> CalloutParticipation:
     with uow:
         return uow.callout_participations.get(participation_id)
 
 
-def list_participations(uow, q, paging: PageRequest, callout_id=None, contact_id=None) -> Page:
+def list_participations(uow: UnitOfWork, q: Any, paging: PageRequest, callout_id: int | None = None, contact_id: int | None = None) -> Page:
     with uow:
         repo = uow.callout_participations
         within = []
         if callout_id is not None:
-            within.append(Within("callout", uow.callouts.get(callout_id).id))
+            within.append(Within("callout", stored(uow.callouts.get(callout_id).id)))
         if contact_id is not None:
-            within.append(Within("contact", uow.contacts.get(contact_id).id))
+            within.append(Within("contact", stored(uow.contacts.get(contact_id).id)))
         return list_page(repo, CALLOUT_PARTICIPATION_FILTERS, q, paging, within)
 
 
-def list_callout_contacts(uow, callout_id, q, paging: PageRequest) -> Page:
+def list_callout_contacts(uow: UnitOfWork, callout_id: int, q: Any, paging: PageRequest) -> Page:
     with uow:
         callout = uow.callouts.get(callout_id)
-        return list_page(uow.contacts, CONTACT_FILTERS, q, paging, [Within("callout", callout.id)])
+        return list_page(uow.contacts, CONTACT_FILTERS, q, paging, [Within("callout", stored(callout.id))])
 
 
-def delete_participation(uow, participation_id) -> None:
+def delete_participation(uow: UnitOfWork, participation_id: int) -> None:
     with uow:
         participation = uow.callout_participations.get(participation_id, for_update=True)
-        if uow.callout_participations.has_dependents(participation.id):
+        if uow.callout_participations.has_dependents(stored(participation.id)):
             raise DeleteRefused("dependent phone calls exist")
         uow.callout_participations.remove(participation)
         uow.commit()

@@ -22,7 +22,7 @@ class PageRequest:
 
 @dataclass
 class Page:
-    items: list
+    items: list[Any]
     total: int
     page: int
     per_page: int
@@ -43,7 +43,7 @@ def apply_metadata(entity: Entity, params: dict[str, Any]) -> None:
         entity.update_metadata(params["metadata"], mode)
 
 
-def check_call_flow_logic(call_flows, params: dict) -> bool:
+def check_call_flow_logic(call_flows: CallFlowRegistry, params: dict[str, Any]) -> bool:
     """Whether params set call_flow_logic (blank clears it); an unregistered name is a 422."""
     if "call_flow_logic" not in params:
         return False

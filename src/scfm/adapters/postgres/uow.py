@@ -8,10 +8,22 @@ from sqlalchemy.engine import Connection, Engine
 from scfm.adapters.postgres import repositories as repos
 from scfm.adapters.postgres.batch_operations import BatchOperationQueries
 from scfm.adapters.postgres.provider_reports import ProviderReports
+from scfm.domain import ports
 
 
 class SqlUnitOfWork:
     """Scoped to `account_id` for good (None: the whole server's work)."""
+
+    accounts: ports.AccountRepository
+    access_tokens: ports.AccessTokenRepository
+    contacts: ports.ContactRepository
+    callouts: ports.CalloutRepository
+    callout_participations: ports.CalloutParticipationRepository
+    phone_calls: ports.PhoneCallRepository
+    remote_phone_call_events: ports.RemotePhoneCallEventRepository
+    batch_operations: ports.BatchOperationRepository
+    batches: ports.BatchQueries
+    provider_reports: ports.ProviderReports
 
     def __init__(self, engine: Engine, account_id: int | None):
         self.engine = engine
