@@ -96,6 +96,16 @@ class Within:
     resource: str
     id: int
 
+    @classmethod
+    def of(cls, parent: model.Entity) -> Within:
+        return cls(_PARENTS[type(parent)], model.stored(parent.id))
+
+
+_PARENTS: dict[type[model.Entity], str] = {
+    model.Contact: "contact", model.Callout: "callout", model.CalloutParticipation: "callout_participation",
+    model.PhoneCall: "phone_call",
+}
+
 
 E = TypeVar("E", bound=model.Entity)
 

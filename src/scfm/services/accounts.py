@@ -19,7 +19,8 @@ ACCOUNT_FIELDS = {
 PERMISSIONS = {SUPER_ADMIN}
 
 
-def _apply(account: Account, params: dict[str, Any], allow_permissions: bool, provider_settings: dict[str, Any]) -> None:
+def _apply(account: Account, params: dict[str, Any], allow_permissions: bool,
+           provider_settings: dict[str, Any]) -> None:
     """`provider_settings`: the server's (Settings.provider): which provider URLs and rates it allows."""
     for field in ("somleng_api_base_url", "somleng_api_host"):
         if field in params:
@@ -47,7 +48,8 @@ def create_account(uow: UnitOfWork, params: dict[str, Any], provider_settings: d
     return account
 
 
-def update_account(uow: UnitOfWork, account_id: int, params: dict[str, Any], allow_permissions: bool, provider_settings: dict[str, Any]) -> Account:
+def update_account(uow: UnitOfWork, account_id: int, params: dict[str, Any], allow_permissions: bool,
+                   provider_settings: dict[str, Any]) -> Account:
     with uow:
         account = uow.accounts.get(account_id, for_update=True)
         _apply(account, params, allow_permissions, provider_settings)

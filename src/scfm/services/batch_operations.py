@@ -22,7 +22,8 @@ def _check_preview(uow: UnitOfWork, operation: BatchOperation, plan: bo.Plan) ->
             raise ValidationFailed.on("preview", "can't be blank")
 
 
-def create_batch_operation(uow: UnitOfWork, account_id: int, params: dict[str, Any], callout_id: int | None = None) -> BatchOperation:
+def create_batch_operation(uow: UnitOfWork, account_id: int, params: dict[str, Any],
+                           callout_id: int | None = None) -> BatchOperation:
     type_ = bo.validate_type(params.get("type"))
     parameters = params.get("parameters") or {}
     plan = bo.plan(type_, parameters)
@@ -68,7 +69,7 @@ def get_batch_operation(uow: UnitOfWork, operation_id: int) -> BatchOperation:
 def list_batch_operations(uow: UnitOfWork, q: Any, paging: PageRequest, callout_id: int | None = None) -> Page:
     with uow:
         repo = uow.batch_operations
-        within = [Within("callout", stored(uow.callouts.get(callout_id).id))] if callout_id is not None else []
+        within = [Within.of(uow.callouts.get(callout_id))] if callout_id is not None else []
         return list_page(repo, BATCH_OPERATION_FILTERS, q, paging, within)
 
 

@@ -50,7 +50,7 @@ def list_callouts(uow: UnitOfWork, q: Any, paging: PageRequest, contact_id: int 
     with uow:
         within = []
         if contact_id is not None:
-            within.append(Within("contact", stored(uow.contacts.get(contact_id).id)))
+            within.append(Within.of(uow.contacts.get(contact_id)))
         return list_page(uow.callouts, CALLOUT_FILTERS, q, paging, within)
 
 
@@ -65,7 +65,8 @@ def delete_callout(uow: UnitOfWork, callout_id: int) -> None:
 
 # ---------------------------------------------------------------- participations
 
-def create_participation(uow: UnitOfWork, call_flows: CallFlowRegistry, callout_id: int, params: dict[str, Any]) -> CalloutParticipation:
+def create_participation(uow: UnitOfWork, call_flows: CallFlowRegistry, callout_id: int,
+                         params: dict[str, Any]) -> CalloutParticipation:
     with uow:
         callout = uow.callouts.get(callout_id)
         contact_id = params.get("contact_id")
@@ -84,7 +85,8 @@ def create_participation(uow: UnitOfWork, call_flows: CallFlowRegistry, callout_
     return participation
 
 
-def update_participation(uow: UnitOfWork, call_flows: CallFlowRegistry, participation_id: int, params: dict[str, Any]) -> CalloutParticipation:
+def update_participation(uow: UnitOfWork, call_flows: CallFlowRegistry, participation_id: int,
+                         params: dict[str, Any]) -> CalloutParticipation:
     with uow:
         participation = uow.callout_participations.get(participation_id, for_update=True)
         apply_attributes(participation, params, call_flows)
@@ -98,21 +100,22 @@ def get_participation(uow: UnitOfWork, participation_id: int) -> CalloutParticip
         return uow.callout_participations.get(participation_id)
 
 
-def list_participations(uow: UnitOfWork, q: Any, paging: PageRequest, callout_id: int | None = None, contact_id: int | None = None) -> Page:
+def list_participations(uow: UnitOfWork, q: Any, paging: PageRequest, callout_id: int | None = None,
+                        contact_id: int | None = None) -> Page:
     with uow:
         repo = uow.callout_participations
         within = []
         if callout_id is not None:
-            within.append(Within("callout", stored(uow.callouts.get(callout_id).id)))
+            within.append(Within.of(uow.callouts.get(callout_id)))
         if contact_id is not None:
-            within.append(Within("contact", stored(uow.contacts.get(contact_id).id)))
+            within.append(Within.of(uow.contacts.get(contact_id)))
         return list_page(repo, CALLOUT_PARTICIPATION_FILTERS, q, paging, within)
 
 
 def list_callout_contacts(uow: UnitOfWork, callout_id: int, q: Any, paging: PageRequest) -> Page:
     with uow:
         callout = uow.callouts.get(callout_id)
-        return list_page(uow.contacts, CONTACT_FILTERS, q, paging, [Within("callout", stored(callout.id))])
+        return list_page(uow.contacts, CONTACT_FILTERS, q, paging, [Within.of(callout)])
 
 
 def delete_participation(uow: UnitOfWork, participation_id: int) -> None:

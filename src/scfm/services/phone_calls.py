@@ -14,7 +14,8 @@ from scfm.domain.state_machines import PHONE_CALL_USER_EVENTS
 from scfm.services.common import Page, PageRequest, apply_attributes, list_page
 
 
-def create_phone_call(uow: UnitOfWork, call_flows: CallFlowRegistry, participation_id: int, params: dict[str, Any]) -> PhoneCall:
+def create_phone_call(uow: UnitOfWork, call_flows: CallFlowRegistry, participation_id: int,
+                      params: dict[str, Any]) -> PhoneCall:
     with uow:
         participation = uow.callout_participations.get(participation_id)
         call = PhoneCall(
@@ -30,7 +31,8 @@ def create_phone_call(uow: UnitOfWork, call_flows: CallFlowRegistry, participati
     return call
 
 
-def update_phone_call(uow: UnitOfWork, call_flows: CallFlowRegistry, phone_call_id: int, params: dict[str, Any]) -> PhoneCall:
+def update_phone_call(uow: UnitOfWork, call_flows: CallFlowRegistry, phone_call_id: int,
+                      params: dict[str, Any]) -> PhoneCall:
     with uow:
         call = uow.phone_calls.get(phone_call_id, for_update=True)
         call.ensure_editable(set(params) & {"msisdn", "call_flow_logic", "remote_request_params"})
@@ -47,16 +49,17 @@ def get_phone_call(uow: UnitOfWork, phone_call_id: int) -> PhoneCall:
         return uow.phone_calls.get(phone_call_id)
 
 
-def list_phone_calls(uow: UnitOfWork, q: Any, paging: PageRequest, participation_id: int | None = None, contact_id: int | None = None, callout_id: int | None = None) -> Page:
+def list_phone_calls(uow: UnitOfWork, q: Any, paging: PageRequest, participation_id: int | None = None,
+                     contact_id: int | None = None, callout_id: int | None = None) -> Page:
     with uow:
         repo = uow.phone_calls
         within = []
         if participation_id is not None:
-            within.append(Within("callout_participation", stored(uow.callout_participations.get(participation_id).id)))
+            within.append(Within.of(uow.callout_participations.get(participation_id)))
         if contact_id is not None:
-            within.append(Within("contact", stored(uow.contacts.get(contact_id).id)))
+            within.append(Within.of(uow.contacts.get(contact_id)))
         if callout_id is not None:
-            within.append(Within("callout", stored(uow.callouts.get(callout_id).id)))
+            within.append(Within.of(uow.callouts.get(callout_id)))
         return list_page(repo, PHONE_CALL_FILTERS, q, paging, within)
 
 
@@ -68,7 +71,8 @@ def delete_phone_call(uow: UnitOfWork, phone_call_id: int) -> None:
         uow.commit()
 
 
-def fire_phone_call_event(uow: UnitOfWork, jobs: JobQueue, phone_call_id: int, event: str, clock: Clock = utc_now) -> PhoneCall:
+def fire_phone_call_event(uow: UnitOfWork, jobs: JobQueue, phone_call_id: int, event: str,
+                          clock: Clock = utc_now) -> PhoneCall:
     """`queue` hands the call to the dialer, `queue_remote_fetch` asks for its status; both after commit."""
     if event not in PHONE_CALL_USER_EVENTS:
         raise ValidationFailed.on("event", "is not included in the list")

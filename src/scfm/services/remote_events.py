@@ -47,7 +47,8 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def handle_webhook(uow_for: UnitsOfWork, call_flows: CallFlowRegistry, provider_defaults: dict[str, Any], validate_signature: SignatureValidator, url: str, params: Any,
+def handle_webhook(uow_for: UnitsOfWork, call_flows: CallFlowRegistry, provider_defaults: dict[str, Any],
+                   validate_signature: SignatureValidator, url: str, params: Any,
                    signature: str, our_phone_call_id: Any = None, clock: Clock = utc_now) -> WebhookResult:
     """Record one provider request, move the call forward, and answer with its call flow logic.
 
@@ -181,17 +182,18 @@ def update_event(uow: UnitOfWork, event_id: int, params: dict[str, Any]) -> Remo
     return event
 
 
-def list_events(uow: UnitOfWork, q: Any, paging: PageRequest, phone_call_id: int | None = None, contact_id: int | None = None, callout_id: int | None = None,
+def list_events(uow: UnitOfWork, q: Any, paging: PageRequest, phone_call_id: int | None = None,
+                contact_id: int | None = None, callout_id: int | None = None,
                 participation_id: int | None = None) -> Page:
     with uow:
         repo = uow.remote_phone_call_events
         within = []
         if phone_call_id is not None:
-            within.append(Within("phone_call", stored(uow.phone_calls.get(phone_call_id).id)))
+            within.append(Within.of(uow.phone_calls.get(phone_call_id)))
         if contact_id is not None:
-            within.append(Within("contact", stored(uow.contacts.get(contact_id).id)))
+            within.append(Within.of(uow.contacts.get(contact_id)))
         if callout_id is not None:
-            within.append(Within("callout", stored(uow.callouts.get(callout_id).id)))
+            within.append(Within.of(uow.callouts.get(callout_id)))
         if participation_id is not None:
-            within.append(Within("callout_participation", stored(uow.callout_participations.get(participation_id).id)))
+            within.append(Within.of(uow.callout_participations.get(participation_id)))
         return list_page(repo, REMOTE_PHONE_CALL_EVENT_FILTERS, q, paging, within)
