@@ -262,9 +262,10 @@ class ProviderReports:
 class FakeUnitOfWork:
     """A transaction over `db`: its writes are seen by the database on commit, and dropped otherwise."""
 
-    def __init__(self, db: Database, account_id: int | None):
+    def __init__(self, db: Database, account_id: int | None, parent: FakeUnitOfWork | None = None):
         self.db = db
         self.account_id = account_id
+        self.parent = parent  # for_account: the unit of work whose transaction this one shares
         self.commits = 0
 
     def __enter__(self) -> FakeUnitOfWork:
@@ -284,22 +285,27 @@ class FakeUnitOfWork:
         self.provider_reports = ProviderReports(self)
 
     def __exit__(self, *exc: Any) -> None:
-        self.tables, self.writes = copy.deepcopy(self.db.tables), []
+        self.rollback()
 
     def for_account(self, account_id: int) -> FakeUnitOfWork:
-        scoped = FakeUnitOfWork(self.db, account_id)
+        scoped = FakeUnitOfWork(self.db, account_id, parent=self)
         scoped._open(self.tables, self.writes)
-        scoped.commit = self.commit  # type: ignore[method-assign]
         return scoped
 
     def commit(self) -> None:
+        if self.parent is not None:
+            return self.parent.commit()
         self.db.tables = copy.deepcopy(self.tables)
         self.db.writes.extend(self.writes)
-        self.writes = []
+        self.writes.clear()
         self.commits += 1
 
     def rollback(self) -> None:
-        self.tables, self.writes = copy.deepcopy(self.db.tables), []
+        if self.parent is not None:
+            return self.parent.rollback()
+        self.tables.clear()
+        self.tables.update(copy.deepcopy(self.db.tables))
+        self.writes.clear()
 
 
 class UnitsOfWork:

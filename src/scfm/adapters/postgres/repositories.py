@@ -225,7 +225,11 @@ class AccessTokenRepository(Repository):
             select(t.accounts).join(t.access_tokens, t.access_tokens.c.account_id == t.accounts.c.id)
             .where(t.access_tokens.c.token_digest == digest)
         ).first()
-        return model.Account(**{k: v for k, v in row._mapping.items()}) if row else None
+        if row is None:
+            return None
+        account = model.Account(**{k: v for k, v in row._mapping.items()})
+        account.mark_clean()
+        return account
 
 
 class ContactRepository(Repository):
