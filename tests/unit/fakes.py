@@ -6,9 +6,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from scfm.domain import model
+from scfm.domain import model, ports
 from scfm.domain import state_machines as sm
 from scfm.domain.errors import NotFound
 from scfm.domain.ports import ReportTarget, RemoteCall, Within
@@ -130,6 +130,14 @@ class Accounts(InMemoryRepository):
         return any(a.is_super_admin for a in self.rows.values())
 
 
+class AccessTokens(InMemoryRepository):
+    name = "access_tokens"
+
+    def account_for_digest(self, digest: str) -> model.Account | None:
+        token = next((t for t in self.rows.values() if t.token_digest == digest), None)
+        return Accounts(self.uow).find(token.account_id) if token else None
+
+
 class Contacts(InMemoryRepository):
     name = "contacts"
 
@@ -137,7 +145,7 @@ class Contacts(InMemoryRepository):
         return next((c for c in self.all() if c.msisdn == msisdn), None)
 
     def add_if_missing(self, contact: model.Contact) -> model.Contact:
-        return self.by_msisdn(contact.msisdn) or self.add(contact)
+        return self.by_msisdn(model.stored(contact.msisdn)) or self.add(contact)
 
 
 class Callouts(InMemoryRepository):
@@ -161,10 +169,53 @@ class PhoneCalls(InMemoryRepository):
     def _open_claim(self, call: model.PhoneCall) -> bool:
         return call.status == "queued" and call.dial_claimed_at is not None and call.remote_call_id is None
 
+    def _waiting(self, call: model.PhoneCall) -> bool:
+        return (call.status == "queued" and call.dial_claimed_at is None and call.next_attempt_at is not None
+                and call.next_attempt_at <= self.uow.db.clock())
+
+    def _due(self, call: model.PhoneCall) -> bool:
+        """Waiting, and not held by its callout (paused or stopped)."""
+        if call.callout_participation_id is None:
+            return self._waiting(call)
+        participation = self.uow.tables["callout_participations"][call.callout_participation_id]
+        held = self.uow.tables["callouts"][participation.callout_id].status in ("paused", "stopped")
+        return self._waiting(call) and not held
+
     def accounts_with_due_calls(self) -> list[int]:
-        now = self.uow.db.clock()
-        return sorted({c.account_id for c in self._stored() if c.status == "queued" and c.dial_claimed_at is None
-                       and c.next_attempt_at is not None and c.next_attempt_at <= now})
+        """As the SQL adapter answers it: held calls too (the dispatcher finds none to dial, and stops)."""
+        return sorted({model.stored(c.account_id) for c in self._stored() if self._waiting(c)})
+
+    def due_for_dialing_exists(self, account_id: int) -> bool:
+        return any(c.account_id == account_id and self._due(c) for c in self._stored())
+
+    def in_flight_count(self, account_id: int) -> int:
+        return sum(c.account_id == account_id and (c.status in AWAITING_NEWS or self._open_claim(c))
+                   for c in self._stored())
+
+    def claim_next_due(self, account_id: int) -> model.PhoneCall | None:
+        due = sorted((c for c in self._stored() if c.account_id == account_id and self._due(c)),
+                     key=lambda c: (c.next_attempt_at, c.id))
+        if not due:
+            return None
+        call = due[0]
+        call.dial_claimed_at, call.dial_attempts = self.uow.db.clock(), call.dial_attempts + 1
+        self.uow.writes.append(("claim", self.name, call.id, None))
+        return self._loaded(call)
+
+    def record_dial(self, phone_call_id: int, *, remote: RemoteCall | None = None,
+                    refusal: str | None = None) -> None:
+        call = self.rows[phone_call_id]
+        call.remotely_queued_at = call.remotely_queued_at or self.uow.db.clock()
+        if remote is not None:
+            call.status = "remotely_queued" if call.status == "queued" else call.status
+            call.remote_call_id = call.remote_call_id or remote.sid
+            call.remote_status = call.remote_status or remote.status
+            call.remote_direction = call.remote_direction or remote.direction
+            call.remote_queue_response = remote.response
+        else:
+            call.status = "errored" if call.status == "queued" else call.status
+            call.remote_error_message = refusal
+        self.uow.writes.append(("record_dial", self.name, phone_call_id, None))
 
     def claims_to_reconcile(self, older_than_seconds: float, ask_again_in_seconds: float,
                             limit: int = 1000) -> list[int]:
@@ -173,13 +224,13 @@ class PhoneCalls(InMemoryRepository):
                and (c.reconcile_after is None or c.reconcile_after <= now)][:limit]
         for call in due:
             call.reconcile_after = now + timedelta(seconds=ask_again_in_seconds)
-        return [c.id for c in due]
+        return [model.stored(c.id) for c in due]
 
     def _last_news(self, call: model.PhoneCall) -> datetime | None:
         return call.remote_status_updated_at or call.remotely_queued_at or call.updated_at
 
     def silent_calls(self, statuses: list[str], older_than_seconds: float, limit: int = 10000) -> list[int]:
-        return [c.id for c in self._stored()
+        return [model.stored(c.id) for c in self._stored()
                 if c.status in statuses and self._older(self._last_news(c), older_than_seconds)][:limit]
 
     def expire(self, ids: list[int], message: str) -> int:
@@ -194,22 +245,24 @@ class PhoneCalls(InMemoryRepository):
         fetch_queued = sm.PhoneCallStatus.REMOTE_FETCH_QUEUED.value
 
         def asked_at(call: model.PhoneCall) -> datetime | None:  # a column the entity does not carry
-            return getattr(call, "remote_fetch_queued_at", None)
+            at: datetime | None = getattr(call, "remote_fetch_queued_at", None)
+            return at
         due = [c for c in self._stored()
                if (c.status in awaiting and self._older(self._last_news(c), older_than_seconds)
                    and (asked_at(c) is None or self._older(asked_at(c), older_than_seconds)))
                or (c.status == fetch_queued and self._older(asked_at(c), older_than_seconds))][:limit]
         for call in due:
-            call.status, call.remote_fetch_queued_at = fetch_queued, self.uow.db.clock()
+            call.status = fetch_queued
+            setattr(call, "remote_fetch_queued_at", self.uow.db.clock())
             self.uow.writes.append(("queue_remote_fetch", self.name, call.id, None))
-        return [c.id for c in due]
+        return [model.stored(c.id) for c in due]
 
     def known_remote_call_ids(self, sids: list[str]) -> set[str]:
-        return {c.remote_call_id for c in self._stored() if c.remote_call_id in sids}
+        return {c.remote_call_id for c in self._stored() if c.remote_call_id is not None and c.remote_call_id in sids}
 
     def open_claims_to(self, msisdn: str, excluding: int) -> list[datetime]:
-        return [c.dial_claimed_at for c in self._stored()
-                if self._open_claim(c) and c.msisdn == msisdn and c.id != excluding]
+        return [c.dial_claimed_at for c in self._stored() if c.dial_claimed_at is not None
+                and self._open_claim(c) and c.msisdn == msisdn and c.id != excluding]
 
     def release_claim(self, phone_call_id: int, retry_in_seconds: float, count_attempt: bool = True) -> None:
         call = self.rows[phone_call_id]
@@ -251,11 +304,11 @@ class ProviderReports:
 
     def record(self, call: model.PhoneCall, event: model.RemotePhoneCallEvent,
                request_digest: bytes) -> model.RemotePhoneCallEvent | None:
-        if (call.id, request_digest) in self.uow.db.events:
+        if (model.stored(call.id), request_digest) in self.uow.db.events:
             return None
         PhoneCalls(self.uow).save(call)
         stored = RemotePhoneCallEvents(self.uow).add(event)
-        self.uow.db.events[(call.id, request_digest)] = stored.id
+        self.uow.db.events[(model.stored(call.id), request_digest)] = model.stored(stored.id)
         return stored
 
 
@@ -275,7 +328,7 @@ class FakeUnitOfWork:
     def _open(self, tables: dict[str, dict[int, Any]], writes: list[tuple]) -> None:
         self.tables, self.writes = tables, writes
         self.accounts = Accounts(self)
-        self.access_tokens = InMemoryRepository(self)
+        self.access_tokens = AccessTokens(self)
         self.contacts = Contacts(self)
         self.callouts = Callouts(self)
         self.callout_participations = CalloutParticipations(self)
@@ -326,14 +379,17 @@ class FakeJobs:
 
     def __init__(self) -> None:
         self.asked: list[tuple[str, Any]] = []
-        self.pending: set[tuple[str, Any]] = set()
+        self.waiting: set[tuple[str, Any]] = set()  # no worker takes them: a unit asked for twice waits once
 
     def _ask(self, kind: str, key: Any) -> bool:
         self.asked.append((kind, key))
-        if (kind, key) in self.pending:
+        if (kind, key) in self.waiting:
             return False
-        self.pending.add((kind, key))
+        self.waiting.add((kind, key))
         return True
+
+    def pending(self) -> int:
+        return len(self.waiting)
 
     def dial_due(self, account_id: int, delay: float | None = None, wait_for_lease: float = 0.0) -> bool:
         return self._ask("dial_due", account_id)
@@ -367,3 +423,17 @@ class FakeProvider:
 
 def fields_of(entity: Any) -> dict[str, Any]:
     return {f.name: getattr(entity, f.name) for f in dataclasses.fields(entity)}
+
+
+if TYPE_CHECKING:  # the fakes keep pace with the ports: mypy (see pyproject.toml) checks that they fit them
+    # (each repository: the unit of work as a whole has no in-memory batch queries, which are set-based SQL)
+    _fake = FakeUnitOfWork(Database(FakeClock()), None)
+    _accounts: ports.AccountRepository = Accounts(_fake)
+    _access_tokens: ports.AccessTokenRepository = AccessTokens(_fake)
+    _contacts: ports.ContactRepository = Contacts(_fake)
+    _callouts: ports.CalloutRepository = Callouts(_fake)
+    _participations: ports.CalloutParticipationRepository = CalloutParticipations(_fake)
+    _phone_calls: ports.PhoneCallRepository = PhoneCalls(_fake)
+    _events: ports.RemotePhoneCallEventRepository = RemotePhoneCallEvents(_fake)
+    _reports: ports.ProviderReports = ProviderReports(_fake)
+    _jobs: ports.JobQueue = FakeJobs()

@@ -243,3 +243,17 @@ def test_events_of_a_call_are_listed_within_it(uows, account):
     webhook(uows, "ringing")
     page = remote_events.list_events(uows(account.id), None, remote_events.PageRequest(), phone_call_id=call.id)
     assert page.total == 1
+
+
+def test_a_paused_callouts_calls_are_not_due(uows, account):
+    callout = uows.db.insert("callouts", Callout(account_id=account.id, status="paused"))
+    participation = uows.db.insert("callout_participations",
+                                   CalloutParticipation(account_id=account.id, callout_id=callout.id))
+    a_call(uows, account, status="queued", next_attempt_at=T0, callout_participation_id=participation.id)
+    with uows(account.id) as uow:
+        assert not uow.phone_calls.due_for_dialing_exists(account.id)
+        assert uow.phone_calls.claim_next_due(account.id) is None
+    callouts.fire_callout_event(uows(account.id), FakeJobs(), callout.id, "resume")
+    with uows(account.id) as uow:
+        claimed = uow.phone_calls.claim_next_due(account.id)
+        assert claimed is not None and (claimed.dial_claimed_at, claimed.dial_attempts) == (T0, 1)
