@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
 from scfm.domain.dialing import Timings
@@ -30,7 +31,7 @@ class Settings:
     sweep_interval_seconds: float = 10.0
 
     @classmethod
-    def from_env(cls, env: dict | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
         provider_keys = (
             "PLATFORM_PROVIDER", "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "SOMLENG_ACCOUNT_SID",

@@ -223,7 +223,7 @@ def _listed(call) -> RemoteCall:
     sid, status = _text_or_none(call.sid), _text_or_none(call.status)
     readable = sid is not None and _SID.match(sid) and isinstance(call.date_created, datetime)
     created_at = call.date_created if readable else None
-    return RemoteCall(sid=sid, status=status, direction=_text_or_none(call.direction),
+    return RemoteCall(sid=sid or "", status=status, direction=_text_or_none(call.direction),
                       duration=_int_or_none(call.duration),
                       response={"sid": sid, "status": status, "to": _text_or_none(call.to),
                                 "date_created": created_at.isoformat() if created_at else None},

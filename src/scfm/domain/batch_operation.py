@@ -56,7 +56,7 @@ class PeriodCap:
     max: int
     hours: float
     timestamp_attribute: str
-    statuses: tuple | None
+    statuses: tuple[Any, ...] | None
 
 
 @dataclass(frozen=True)
@@ -64,17 +64,17 @@ class Plan:
     """The parsed parameters of an operation: the filters per resource, and how many rows at most."""
 
     type: str
-    filters: dict = field(default_factory=dict)  # contact/callout/callout_participation/phone_call -> conditions
+    filters: dict[str, Any] = field(default_factory=dict)  # contact/callout/callout_participation/phone_call -> conditions
     limit: int | None = None
     period_cap: PeriodCap | None = None
-    remote_request_params: dict | None = None
+    remote_request_params: dict[str, Any] | None = None
     skip_validate_preview_presence: bool = False
 
 
 MAXIMUM = 2**31 - 1  # more rows than any operation acts on, and within the database's integers
 
 
-def _int(parameters: dict, name: str, errors: dict, minimum: int = 0) -> int | None:
+def _int(parameters: dict[str, Any], name: str, errors: dict[str, Any], minimum: int = 0) -> int | None:
     raw = parameters.get(name)
     if raw in (None, ""):
         return None
@@ -97,7 +97,7 @@ def validate_type(type_: Any) -> str:
         raise ValidationFailed.on("type", "can't be blank")
     if type_ not in TYPES:
         raise ValidationFailed.on("type", "is not included in the list")
-    return type_
+    return str(type_)
 
 
 def plan(type_: str, parameters: Any) -> Plan:
@@ -137,11 +137,12 @@ def plan(type_: str, parameters: Any) -> Plan:
     return Plan(type_, conditions, limit, cap, remote_request_params, skip)
 
 
-def _period_cap(parameters: dict, errors: dict) -> PeriodCap | None:
+def _period_cap(parameters: dict[str, Any], errors: dict[str, Any]) -> PeriodCap | None:
     maxima = [v for v in (_int(parameters, "max", errors), _int(parameters, "max_per_period", errors)) if v is not None]
-    hours = parameters.get("max_per_period_hours")
+    given = parameters.get("max_per_period_hours")
+    hours = 24.0
     try:
-        hours = 24.0 if hours in (None, "") else float(hours)
+        hours = 24.0 if given is None or given == "" else float(given)
         if not 0 < hours <= 24 * 366 * 10:
             raise ValueError(hours)
     except (TypeError, ValueError):

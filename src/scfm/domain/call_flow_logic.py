@@ -23,7 +23,7 @@ class Play:
 class Gather:
     num_digits: int
     action_url: str
-    children: tuple = ()
+    children: tuple[Any, ...] = ()
     timeout: int | None = None
 
 
@@ -40,20 +40,20 @@ class Redirect:
 @dataclass(frozen=True)
 class CallFlowRequest:
     phone_call_id: int
-    msisdn: str
+    msisdn: str | None  # None: a call created without a number, which the provider still reports on
     direction: str | None
     remote_status: str | None
     digits: str | None
     webhook_url: str
-    metadata: dict = field(default_factory=dict)
-    context_metadata: dict = field(default_factory=dict)
-    details: dict = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    context_metadata: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class CallFlowResponse:
-    instructions: tuple
-    metadata_updates: dict | None = None
+    instructions: tuple[Any, ...]
+    metadata_updates: dict[str, Any] | None = None
 
 
 @runtime_checkable
@@ -156,7 +156,7 @@ class CapomShort:
     def _next_question(self, answers: Mapping[str, Any]) -> _Question | None:
         return next((q for q in self.QUESTIONS if q.key not in answers), None)
 
-    def _ask(self, question: _Question, webhook_url: str, updates: dict | None = None) -> CallFlowResponse:
+    def _ask(self, question: _Question, webhook_url: str, updates: dict[str, Any] | None = None) -> CallFlowResponse:
         parts = urlsplit(webhook_url)
         query = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True)
                  if key != self.QUESTION_PARAMETER] + [(self.QUESTION_PARAMETER, question.key)]
@@ -171,7 +171,7 @@ class CapomShort:
         # back without Digits makes the same question be asked again.
         return CallFlowResponse((gather, Redirect(url)), updates)
 
-    def _finish(self, updates: dict | None) -> CallFlowResponse:
+    def _finish(self, updates: dict[str, Any] | None) -> CallFlowResponse:
         return CallFlowResponse((Say(self.THANKS), Hangup()), updates)
 
 
@@ -237,4 +237,5 @@ class CallFlowRegistry:
             flow = self._flows[flow_name]
         except KeyError:
             raise CallFlowLogicNotRegistered(f"call flow logic {flow_name!r} is not registered") from None
-        return flow() if isinstance(flow, type) else flow
+        built: CallFlowLogic = flow() if isinstance(flow, type) else flow  # type: ignore[assignment]
+        return built

@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from scfm.domain.model import Account
 from scfm.domain.ports import RemoteCall
 
 DEFAULT_CALLS_PER_SECOND = 1.0  # Twilio's and Somleng's default per account
@@ -19,7 +20,7 @@ class DialingPolicy:
     max_calls_in_flight: int | None
 
     @classmethod
-    def for_account(cls, account) -> "DialingPolicy":
+    def for_account(cls, account: Account) -> "DialingPolicy":
         return cls(account.calls_per_second or DEFAULT_CALLS_PER_SECOND, account.max_calls_in_flight)
 
     @property
@@ -79,7 +80,8 @@ def settle_unknown_outcome(claimed_at: datetime, grace_seconds: float, listed: l
     unknown = [call for call in listed if call.sid not in known_sids]
     if any(call.created_at is None for call in unknown):
         return Settlement("error", reason="the provider lists a call to this number whose creation time cannot be read")
-    mine = [call for call in unknown if claimed_at - CLOCK_SKEW <= call.created_at <= claimed_at + window]
+    mine = [call for call in unknown
+            if call.created_at is not None and claimed_at - CLOCK_SKEW <= call.created_at <= claimed_at + window]
     if not mine:
         return Settlement("dial_again")
     rivals = [at for at in rival_claims if abs(at - claimed_at) <= window + CLOCK_SKEW]

@@ -19,13 +19,13 @@ TIME_SUFFIXES = {"_or_before": "<=", "_or_after": ">=", "_before": "<", "_after"
 @dataclass(frozen=True)
 class Eq:
     column: str
-    values: tuple
+    values: tuple[Any, ...]
 
 
 @dataclass(frozen=True)
 class JsonEq:
     column: str
-    path: tuple
+    path: tuple[Any, ...]
     value: str
 
 
@@ -42,16 +42,19 @@ class Custom:
     value: Any
 
 
+Condition = Eq | JsonEq | TimeCmp | Custom
+
+
 @dataclass(frozen=True)
 class FilterSpec:
-    columns: frozenset = frozenset()
-    text_columns: frozenset = frozenset()  # free text: a comma is part of the value, not a list
-    int_columns: frozenset = frozenset()
-    msisdn_columns: frozenset = frozenset()
-    enum_columns: dict = field(default_factory=dict)  # column -> allowed values
-    json_columns: frozenset = frozenset({"metadata"})
-    time_columns: frozenset = frozenset({"created_at", "updated_at"})
-    custom: dict = field(default_factory=dict)  # name -> parser(raw) -> value
+    columns: frozenset[str] = frozenset()
+    text_columns: frozenset[str] = frozenset()  # free text: a comma is part of the value, not a list
+    int_columns: frozenset[str] = frozenset()
+    msisdn_columns: frozenset[str] = frozenset()
+    enum_columns: dict[str, Any] = field(default_factory=dict)  # column -> allowed values
+    json_columns: frozenset[str] = frozenset({"metadata"})
+    time_columns: frozenset[str] = frozenset({"created_at", "updated_at"})
+    custom: dict[str, Any] = field(default_factory=dict)  # name -> parser(raw) -> value
 
     def keys(self) -> list[str]:
         names = set(self.columns) | set(self.text_columns) | set(self.int_columns) | set(self.msisdn_columns) | set(self.enum_columns)
@@ -61,7 +64,7 @@ class FilterSpec:
         return sorted(names)
 
 
-def _split(raw: Any) -> list:
+def _split(raw: Any) -> list[Any]:
     if isinstance(raw, (list, tuple)):
         items = []
         for item in raw:
@@ -105,7 +108,7 @@ def _date_op(op: str, raw: Any) -> str:
     return op
 
 
-def _json_leaves(value: Any, path: tuple = ()) -> list[tuple[tuple, Any]]:
+def _json_leaves(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], Any]]:
     if isinstance(value, dict):
         leaves = []
         for key, inner in value.items():
@@ -129,8 +132,8 @@ def parse_bool(raw: Any) -> bool:
     raise ValueError(raw)
 
 
-def enum_list(allowed: set[str]) -> Callable[[Any], tuple]:
-    def parse(raw: Any) -> tuple:
+def enum_list(allowed: set[str]) -> Callable[[Any], tuple[Any, ...]]:
+    def parse(raw: Any) -> tuple[Any, ...]:
         values = tuple(str(v) for v in _split(raw))
         if not values or any(v not in allowed for v in values):
             raise ValueError(raw)
@@ -139,13 +142,13 @@ def enum_list(allowed: set[str]) -> Callable[[Any], tuple]:
     return parse
 
 
-def parse_filters(spec: FilterSpec, raw: Any, prefix: str = "q") -> list:
+def parse_filters(spec: FilterSpec, raw: Any, prefix: str = "q") -> list[Any]:
     """Conditions for `raw` (a nested dict), or ValidationFailed naming every bad key."""
     if _is_blank(raw):
         return []
     if not isinstance(raw, dict):
         raise ValidationFailed.on(prefix, "is invalid")
-    conditions: list = []
+    conditions: list[Any] = []
     errors: dict[str, list[str]] = {}
     for key, value in raw.items():
         name = f"{prefix}[{key}]"
@@ -164,7 +167,7 @@ class _UnknownKey(Exception):
     pass
 
 
-def _parse_one(spec: FilterSpec, key: str, value: Any) -> list:
+def _parse_one(spec: FilterSpec, key: str, value: Any) -> list[Any]:
     if key in spec.json_columns:
         if _is_blank(value):
             return []

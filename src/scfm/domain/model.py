@@ -1,11 +1,13 @@
 """Entities: plain dataclasses that carry the rules of the records the API manages."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
 
 from scfm.domain import state_machines as sm
 from scfm.domain.errors import DeleteRefused, ValidationFailed
@@ -14,20 +16,49 @@ from scfm.domain.values import MergeMode, merge_metadata
 SUPER_ADMIN = "super_admin"
 
 
+T = TypeVar("T")
+
+
+def stored(value: T | None) -> T:
+    """A field a record read from a repository always has (its id, its account's, a batch operation's type):
+    an entity's fields are optional only until it is first saved."""
+    if value is None:
+        raise ValueError("the record is not stored yet")
+    return value
+
+
 @dataclass
 class Entity:
     id: int | None = None
-    metadata: dict = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
     def update_metadata(self, new: Any, mode: MergeMode) -> None:
         self.metadata = merge_metadata(self.metadata, new, mode)
 
+    # -- change tracking: a repository takes a snapshot when it loads or writes an entity, and `save` writes
+    # exactly the fields that differ from it, so a changed field cannot be left out of a write.
+    def mark_clean(self) -> None:
+        """Take the snapshot: the entity as its row now stands."""
+        self._snapshot = {f.name: _copied(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def changed_fields(self) -> set[str]:
+        """The fields that differ from the snapshot (every field of an entity never loaded)."""
+        snapshot: dict[str, Any] | None = getattr(self, "_snapshot", None)
+        names = {f.name for f in dataclasses.fields(self)}
+        if snapshot is None:
+            return names
+        return {name for name in names if getattr(self, name) != snapshot[name]}
+
+
+def _copied(value: Any) -> Any:
+    return copy.deepcopy(value) if isinstance(value, (dict, list)) else value
+
 
 @dataclass
 class Account(Entity):
-    settings: dict = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     somleng_account_sid: str | None = None
@@ -35,7 +66,7 @@ class Account(Entity):
     platform_provider_name: str | None = None
     somleng_api_host: str | None = None
     somleng_api_base_url: str | None = None
-    permissions: list = field(default_factory=list)
+    permissions: list[str] = field(default_factory=list)
     calls_per_second: float | None = None
     max_calls_in_flight: int | None = None
 
@@ -55,7 +86,7 @@ class AccessToken(Entity):
         return hashlib.sha256(token.encode()).hexdigest()
 
     @classmethod
-    def issue(cls, account_id: int, metadata: dict | None = None) -> "AccessToken":
+    def issue(cls, account_id: int, metadata: dict[str, Any] | None = None) -> "AccessToken":
         token = secrets.token_hex(32)
         return cls(account_id=account_id, token=token, token_digest=cls.digest(token), metadata=metadata or {})
 
@@ -106,9 +137,9 @@ class PhoneCall(Entity):
     remote_status: str | None = None
     remote_direction: str | None = None
     remote_error_message: str | None = None
-    remote_response: dict = field(default_factory=dict)
-    remote_request_params: dict = field(default_factory=dict)
-    remote_queue_response: dict = field(default_factory=dict)
+    remote_response: dict[str, Any] = field(default_factory=dict)
+    remote_request_params: dict[str, Any] = field(default_factory=dict)
+    remote_queue_response: dict[str, Any] = field(default_factory=dict)
     call_flow_logic: str | None = None
     remotely_queued_at: datetime | None = None
     duration: int | None = None
@@ -132,8 +163,8 @@ class PhoneCall(Entity):
     def fire(self, event: str) -> None:
         self.status = sm.transition(sm.PHONE_CALL_TRANSITIONS, self.status_enum, event).value
 
-    def mark_queued(self, now: datetime | None = None) -> None:
-        self.queued_at = self.next_attempt_at = now or datetime.now(timezone.utc)
+    def mark_queued(self, now: datetime) -> None:
+        self.queued_at = self.next_attempt_at = now
         self.dial_claimed_at = None
 
     def ensure_editable(self, changing: set[str]) -> None:
@@ -154,7 +185,7 @@ class PhoneCall(Entity):
 class RemotePhoneCallEvent(Entity):
     account_id: int | None = None
     phone_call_id: int | None = None
-    details: dict = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
     remote_call_id: str | None = None
     remote_direction: str | None = None
     call_flow_logic: str | None = None
@@ -165,7 +196,7 @@ class BatchOperation(Entity):
     account_id: int | None = None
     callout_id: int | None = None
     type: str | None = None
-    parameters: dict = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
     status: str = sm.BatchOperationStatus.PREVIEW.value
     error_message: str | None = None
 

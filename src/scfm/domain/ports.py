@@ -3,7 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, TypeVar
+
+from scfm.domain import model
+from scfm.domain.filters import Condition
+
+if TYPE_CHECKING:  # batch_operation needs the provider's rules, which need this module's errors
+    from scfm.domain.batch_operation import Plan
 
 
 @dataclass(frozen=True)
@@ -20,7 +27,7 @@ class RemoteCall:
     status: str | None
     direction: str | None
     duration: int | None
-    response: dict = field(default_factory=dict)  # the provider's JSON, as it answered
+    response: dict[str, Any] = field(default_factory=dict)  # the provider's JSON, as it answered
     created_at: datetime | None = None
 
 
@@ -49,7 +56,7 @@ class OutcomeUnknown(ProviderError):
 
 
 class CallProvider(Protocol):
-    def create_call(self, credentials: ProviderCredentials, to: str, params: dict) -> RemoteCall: ...
+    def create_call(self, credentials: ProviderCredentials, to: str, params: dict[str, Any]) -> RemoteCall: ...
 
     def fetch_call(self, credentials: ProviderCredentials, sid: str) -> RemoteCall: ...
 
@@ -76,4 +83,184 @@ class JobQueue(Protocol):
 
 
 class SignatureValidator(Protocol):
-    def __call__(self, auth_token: str, url: str, params: dict, signature: str) -> bool: ...
+    def __call__(self, auth_token: str, url: str, params: Any, signature: str) -> bool: ...
+
+
+# ---------------------------------------------------------------- the unit of work and its repositories
+
+@dataclass(frozen=True)
+class Within:
+    """A nested route's parent: `/api/callouts/1/phone_calls` lists the phone calls within callout 1.
+    `resource` is contact, callout, callout_participation or phone_call; each repository knows the ones
+    that can hold its records."""
+    resource: str
+    id: int
+
+    @classmethod
+    def of(cls, parent: model.Entity) -> Within:
+        return cls(_PARENTS[type(parent)], model.stored(parent.id))
+
+
+_PARENTS: dict[type[model.Entity], str] = {
+    model.Contact: "contact", model.Callout: "callout", model.CalloutParticipation: "callout_participation",
+    model.PhoneCall: "phone_call",
+}
+
+
+E = TypeVar("E", bound=model.Entity)
+
+
+class Repository(Protocol[E]):
+    """The records of one kind that the unit of work's account may see (all of them, unscoped)."""
+
+    def find(self, id_: Any, for_update: bool = False) -> E | None: ...
+
+    def get(self, id_: Any, for_update: bool = False) -> E:
+        """The record, or NotFound."""
+
+    def list(self, conditions: Sequence[Condition] = (), within: Sequence[Within] = (), page: int = 1,
+             per_page: int = 25) -> tuple[list[E], int, bool]:
+        """A page of matching records by id, the total, and whether the total is an estimate."""
+
+    def add(self, entity: E) -> E: ...
+
+    def save(self, entity: E) -> E:
+        """Write the fields changed since the entity was loaded; the record as stored."""
+
+    def remove(self, entity: E) -> None: ...
+
+
+class HasDependents(Protocol):
+    def has_dependents(self, id_: int) -> bool: ...
+
+
+class AccountRepository(Repository[model.Account], HasDependents, Protocol):
+    def super_admin_exists(self) -> bool: ...
+
+
+class AccessTokenRepository(Repository[model.AccessToken], Protocol):
+    def account_for_digest(self, digest: str) -> model.Account | None: ...
+
+
+class ContactRepository(Repository[model.Contact], HasDependents, Protocol):
+    def by_msisdn(self, msisdn: str) -> model.Contact | None: ...
+
+    def add_if_missing(self, contact: model.Contact) -> model.Contact:
+        """Insert unless the account already has the number (a concurrent request may have added it)."""
+
+
+class CalloutRepository(Repository[model.Callout], HasDependents, Protocol):
+    pass
+
+
+class CalloutParticipationRepository(Repository[model.CalloutParticipation], HasDependents, Protocol):
+    pass
+
+
+class PhoneCallRepository(Repository[model.PhoneCall], HasDependents, Protocol):
+    def due_for_dialing_exists(self, account_id: int) -> bool: ...
+
+    def accounts_with_due_calls(self) -> list[int]: ...
+
+    def in_flight_count(self, account_id: int) -> int: ...
+
+    def claim_next_due(self, account_id: int) -> model.PhoneCall | None:
+        """Claim the next due call of the account, in order; concurrent dialers skip each other's rows."""
+
+    def record_dial(self, phone_call_id: int, *, remote: RemoteCall | None = None,
+                    refusal: str | None = None) -> None: ...
+
+    def claims_to_reconcile(self, older_than_seconds: float, ask_again_in_seconds: float,
+                            limit: int = 1000) -> list[int]: ...
+
+    def silent_calls(self, statuses: list[str], older_than_seconds: float, limit: int = 10000) -> list[int]: ...
+
+    def expire(self, ids: list[int], message: str) -> int: ...
+
+    def queue_remote_fetches(self, older_than_seconds: float, limit: int = 10000) -> list[int]: ...
+
+    def known_remote_call_ids(self, sids: list[str]) -> set[str]: ...
+
+    def open_claims_to(self, msisdn: str, excluding: int) -> list[datetime]: ...
+
+    def release_claim(self, phone_call_id: int, retry_in_seconds: float, count_attempt: bool = True) -> None: ...
+
+
+class RemotePhoneCallEventRepository(Repository[model.RemotePhoneCallEvent], Protocol):
+    pass
+
+
+class BatchOperationRepository(Repository[model.BatchOperation], HasDependents, Protocol):
+    def stalled(self, older_than_seconds: float) -> list[int]: ...
+
+    def mark_started(self, operation_id: int) -> None: ...
+
+    def mark_finished(self, operation_id: int) -> None: ...
+
+    def record_error(self, operation_id: int, message: str) -> None: ...
+
+
+class BatchQueries(Protocol):
+    """What a batch operation selects and does, set-based."""
+
+    def preview(self, operation: model.BatchOperation, plan: Plan, kind: str, page: int,
+                per_page: int) -> tuple[list[Any], int]: ...
+
+    def preview_is_empty(self, operation: model.BatchOperation, plan: Plan) -> bool: ...
+
+    def results(self, operation: model.BatchOperation, kind: str, page: int, per_page: int) -> tuple[list[Any], int]: ...
+
+    def run(self, operation: model.BatchOperation, plan: Plan) -> list[int]: ...
+
+    def analyze(self, operation: model.BatchOperation) -> None: ...
+
+
+@dataclass
+class ReportTarget:
+    account: model.Account
+    call: model.PhoneCall | None  # locked until the unit of work ends
+    context: dict[str, Any] | None  # the metadata the call's flow sees: callout's, then participation's, then its own
+
+
+class ProviderReports(Protocol):
+    """The webhook's reads and writes, the busiest path there is."""
+
+    def find(self, account_sid: str, call_sid: str | None) -> ReportTarget | None:
+        """The account a webhook names and, locked, the call of that account it reports on."""
+
+    def record(self, call: model.PhoneCall, event: model.RemotePhoneCallEvent,
+               request_digest: bytes) -> model.RemotePhoneCallEvent | None:
+        """Save the call's changes and add the event together; None (nothing saved) for a replayed request."""
+
+
+class UnitOfWork(Protocol):
+    """One transaction, and the repositories that act within it, scoped to the account it was made for (or
+    to none, for the server's own work: the sweeper, the webhook's lookup, the super admin's accounts)."""
+
+    account_id: int | None
+    accounts: AccountRepository
+    access_tokens: AccessTokenRepository
+    contacts: ContactRepository
+    callouts: CalloutRepository
+    callout_participations: CalloutParticipationRepository
+    phone_calls: PhoneCallRepository
+    remote_phone_call_events: RemotePhoneCallEventRepository
+    batch_operations: BatchOperationRepository
+    batches: BatchQueries
+    provider_reports: ProviderReports
+
+    def __enter__(self) -> UnitOfWork: ...
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None: ...
+
+    def for_account(self, account_id: int) -> UnitOfWork:
+        """The same transaction, scoped to an account found within it (the webhook finds it by AccountSid)."""
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+
+# What the services that work across accounts are given: a unit of work for an account, or None for the server.
+UnitsOfWork = Callable[[int | None], UnitOfWork]

@@ -48,7 +48,7 @@ def _of_its_type(name: str, value: Any) -> bool:
     return name in NUMBER_PARAMS and isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def validate_remote_request_params(value: Any, field: str = "remote_request_params") -> dict:
+def validate_remote_request_params(value: Any, field: str = "remote_request_params") -> dict[str, Any]:
     if value is None or value == {} or value == "":
         raise ValidationFailed.on(field, "can't be blank")
     if not isinstance(value, dict):
@@ -102,7 +102,7 @@ def host_url(host: Any) -> str | None:
     return url
 
 
-def server_provider_urls(defaults: dict) -> dict[str, str | None]:
+def server_provider_urls(defaults: dict[str, Any]) -> dict[str, str | None]:
     """The provider URL the server's own credentials go to, per platform (None: the platform's public API)."""
     somleng, host = defaults.get("SOMLENG_CLIENT_REST_API_BASE_URL"), defaults.get("SOMLENG_CLIENT_REST_API_HOST")
     twilio = defaults.get("TWILIO_API_BASE_URL")
@@ -113,7 +113,7 @@ def server_provider_urls(defaults: dict) -> dict[str, str | None]:
             "twilio": twilio and (normalise_provider_url(twilio) or twilio.rstrip("/"))}
 
 
-def allowed_provider_urls(defaults: dict) -> frozenset[str]:
+def allowed_provider_urls(defaults: dict[str, Any]) -> frozenset[str]:
     """What a tenant may choose: the operator's allow-list and the server's own provider URLs."""
     server = {url for url in server_provider_urls(defaults).values() if url}
     return frozenset(defaults.get(ALLOWED_URLS) or ()) | server
@@ -131,7 +131,7 @@ def parse_allowed_urls(value: str | None) -> frozenset[str]:
     return frozenset(urls)
 
 
-def validate_provider_endpoint(field: str, value: Any, defaults: dict) -> str | None:
+def validate_provider_endpoint(field: str, value: Any, defaults: dict[str, Any]) -> str | None:
     """A tenant's somleng_api_base_url or somleng_api_host: None, or one of the allowed URLs (422 otherwise)."""
     if value is None or value == "":
         return None
@@ -140,7 +140,7 @@ def validate_provider_endpoint(field: str, value: Any, defaults: dict) -> str | 
         raise ValidationFailed.on(field, "is invalid")
     if url not in allowed_provider_urls(defaults):
         raise ValidationFailed.on(field, "is not among the provider URLs this server allows")
-    return value
+    return str(value)
 
 
 def _chosen_somleng_url(account: Account) -> tuple[str, str | None] | None:
@@ -151,7 +151,7 @@ def _chosen_somleng_url(account: Account) -> tuple[str, str | None] | None:
     return None
 
 
-def validate_own_provider_sids(params: dict, defaults: dict) -> None:
+def validate_own_provider_sids(params: dict[str, Any], defaults: dict[str, Any]) -> None:
     """The server's provider account SIDs are not a tenant's to claim: the webhooks they sign would be
     attributed to that tenant (a super admin may give them to an account)."""
     reserved = {defaults.get("TWILIO_ACCOUNT_SID"), defaults.get("SOMLENG_ACCOUNT_SID")} - {None, ""}
@@ -160,13 +160,13 @@ def validate_own_provider_sids(params: dict, defaults: dict) -> None:
             raise ValidationFailed.on(field, "has already been taken")
 
 
-def dialing_ceilings(defaults: dict) -> tuple[float, int]:
+def dialing_ceilings(defaults: dict[str, Any]) -> tuple[float, int]:
     """The operator's ceilings on calls_per_second and max_calls_in_flight, for any one account."""
     return (float(defaults.get(MAX_CALLS_PER_SECOND) or DEFAULT_MAX_CALLS_PER_SECOND),
             int(defaults.get(MAX_CALLS_IN_FLIGHT) or DEFAULT_MAX_CALLS_IN_FLIGHT))
 
 
-def validate_dialing_limits(params: dict, defaults: dict) -> None:
+def validate_dialing_limits(params: dict[str, Any], defaults: dict[str, Any]) -> None:
     """calls_per_second and max_calls_in_flight above the server's ceilings are 422s."""
     max_rate, max_in_flight = dialing_ceilings(defaults)
     rate, in_flight = params.get("calls_per_second"), params.get("max_calls_in_flight")
@@ -179,7 +179,7 @@ def validate_dialing_limits(params: dict, defaults: dict) -> None:
 # ---------------------------------------------------------------- credentials
 
 
-def credentials_for(account: Account, defaults: dict) -> ProviderCredentials | None:
+def credentials_for(account: Account, defaults: dict[str, Any]) -> ProviderCredentials | None:
     """The account's own credentials, else the server's defaults (PLATFORM_PROVIDER and friends).
 
     The server's auth token goes only to the server's provider URL; an account's own URL is used with its
@@ -213,7 +213,7 @@ def credentials_for(account: Account, defaults: dict) -> ProviderCredentials | N
     return ProviderCredentials(platform=platform, account_sid=sid, auth_token=token, base_url=base_url)
 
 
-def webhook_auth_token(account: Account, account_sid: str, defaults: dict) -> str | None:
+def webhook_auth_token(account: Account, account_sid: str, defaults: dict[str, Any]) -> str | None:
     """The auth token that signs webhooks for `account_sid` (the account's own, else the server default)."""
     if account.twilio_account_sid == account_sid:
         return account.twilio_auth_token or (

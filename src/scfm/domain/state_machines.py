@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import TypeVar
 
 from scfm.domain.errors import EventNotAllowed
 
@@ -13,7 +14,7 @@ class CalloutStatus(str, Enum):
     STOPPED = "stopped"
 
 
-CALLOUT_TRANSITIONS: dict[str, tuple[frozenset, CalloutStatus]] = {
+CALLOUT_TRANSITIONS: dict[str, tuple[frozenset[CalloutStatus], CalloutStatus]] = {
     "start": (frozenset({CalloutStatus.INITIALIZED}), CalloutStatus.RUNNING),
     "pause": (frozenset({CalloutStatus.RUNNING}), CalloutStatus.PAUSED),
     "resume": (frozenset({CalloutStatus.PAUSED, CalloutStatus.STOPPED}), CalloutStatus.RUNNING),
@@ -28,7 +29,7 @@ class BatchOperationStatus(str, Enum):
     FINISHED = "finished"
 
 
-BATCH_OPERATION_TRANSITIONS: dict[str, tuple[frozenset, BatchOperationStatus]] = {
+BATCH_OPERATION_TRANSITIONS: dict[str, tuple[frozenset[BatchOperationStatus], BatchOperationStatus]] = {
     "queue": (frozenset({BatchOperationStatus.PREVIEW}), BatchOperationStatus.QUEUED),
     "start": (frozenset({BatchOperationStatus.QUEUED}), BatchOperationStatus.RUNNING),
     "finish": (frozenset({BatchOperationStatus.RUNNING}), BatchOperationStatus.FINISHED),
@@ -62,7 +63,7 @@ IN_FLIGHT_PHONE_CALL_STATUSES = frozenset({
     PhoneCallStatus.REMOTE_FETCH_QUEUED, PhoneCallStatus.IN_PROGRESS,
 })
 
-PHONE_CALL_TRANSITIONS: dict[str, tuple[frozenset, PhoneCallStatus]] = {
+PHONE_CALL_TRANSITIONS: dict[str, tuple[frozenset[PhoneCallStatus], PhoneCallStatus]] = {
     "queue": (frozenset({PhoneCallStatus.CREATED}), PhoneCallStatus.QUEUED),
     "queue_remote_fetch": (
         frozenset({PhoneCallStatus.REMOTELY_QUEUED, PhoneCallStatus.IN_PROGRESS}),
@@ -118,12 +119,14 @@ def _rank(status: PhoneCallStatus) -> int:
     return _TERMINAL_RANK if status in TERMINAL_PHONE_CALL_STATUSES else _RANK[status]
 
 
-def transition(table: dict, status, event: str):
+S = TypeVar("S", bound=Enum)
+
+
+def transition(table: dict[str, tuple[frozenset[S], S]], status: S, event: str) -> S:
     """The status after `event`, or EventNotAllowed."""
-    sources, target = table.get(event, (frozenset(), None))
-    if status not in sources:
+    if event not in table or status not in table[event][0]:
         raise EventNotAllowed(event, getattr(status, "value", str(status)))
-    return target
+    return table[event][1]
 
 
 def apply_remote_status(current: PhoneCallStatus, remote_status: str | None, *, fetched: bool) -> PhoneCallStatus:

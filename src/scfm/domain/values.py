@@ -68,7 +68,7 @@ class MergeMode(str, Enum):
             raise ValidationFailed.on(field, "is not included in the list") from None
 
 
-def deep_merge(old: dict, new: dict) -> dict:
+def deep_merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     merged = copy.deepcopy(old)
     for key, value in new.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
@@ -78,7 +78,7 @@ def deep_merge(old: dict, new: dict) -> dict:
     return merged
 
 
-def validate_json_object(value: Any, field: str = "metadata") -> dict:
+def validate_json_object(value: Any, field: str = "metadata") -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValidationFailed.on(field, "is invalid")
     if document_size(value) > MAX_DOCUMENT_BYTES:
@@ -86,7 +86,7 @@ def validate_json_object(value: Any, field: str = "metadata") -> dict:
     return value
 
 
-def merge_metadata(old: dict | None, new: Any, mode: MergeMode, field: str = "metadata") -> dict:
+def merge_metadata(old: dict[str, Any] | None, new: Any, mode: MergeMode, field: str = "metadata") -> dict[str, Any]:
     new = validate_json_object(new, field)
     old = old or {}
     if mode is MergeMode.REPLACE:

@@ -43,7 +43,7 @@ def cmd_db_upgrade(_args) -> int:
 def cmd_create_super_admin(_args) -> int:
     from scfm.services import accounts
 
-    account, token = accounts.create_super_admin(_deps().uow())
+    account, token = accounts.create_super_admin(_deps().uow(None))
     print(f"super admin account {account.id} created; its access token (shown once):")
     print(token.token)
     return 0
@@ -54,7 +54,7 @@ def cmd_create_access_token(args) -> int:
     from scfm.services import accounts
 
     deps = _deps()
-    caller = accounts.get_account(deps.uow(), args.account_id)
+    caller = accounts.get_account(deps.uow(None), args.account_id)
     token = accounts.create_access_token(deps.uow(caller.id), Account(id=caller.id), {})
     print(token.token)
     return 0
@@ -185,13 +185,13 @@ def _ensure_super_admin(deps, data_dir: Path | None) -> str | None:
     from scfm.services import accounts
 
     token_file = data_dir / "super_admin_access_token" if data_dir else None
-    if accounts.super_admin_exists(deps.uow()):
+    if accounts.super_admin_exists(deps.uow(None)):
         if token_file and token_file.exists():
             return token_file.read_text().strip()
         return None
-    _account, token = accounts.create_super_admin(deps.uow())
+    _account, token = accounts.create_super_admin(deps.uow(None))
     if token_file:
-        token_file.write_text(token.token + "\n")
+        token_file.write_text(f"{token.token}\n")
         token_file.chmod(0o600)
     return token.token
 

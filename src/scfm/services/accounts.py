@@ -1,9 +1,12 @@
 """Use cases of accounts and their access tokens."""
 from __future__ import annotations
 
+from typing import Any
+
 from scfm.domain.errors import DeleteRefused, NotFound, ValidationFailed
 from scfm.domain.filters import ACCESS_TOKEN_FILTERS, ACCOUNT_FILTERS
-from scfm.domain.model import SUPER_ADMIN, AccessToken, Account
+from scfm.domain.model import AccessToken, Account, stored, SUPER_ADMIN
+from scfm.domain.ports import UnitOfWork
 from scfm.domain.provider import validate_dialing_limits, validate_own_provider_sids, validate_provider_endpoint
 from scfm.services.common import Page, PageRequest, apply_metadata, assign, list_page
 
@@ -16,7 +19,8 @@ ACCOUNT_FIELDS = {
 PERMISSIONS = {SUPER_ADMIN}
 
 
-def _apply(account: Account, params: dict, allow_permissions: bool, provider_settings: dict) -> set[str]:
+def _apply(account: Account, params: dict[str, Any], allow_permissions: bool,
+           provider_settings: dict[str, Any]) -> None:
     """`provider_settings`: the server's (Settings.provider): which provider URLs and rates it allows."""
     for field in ("somleng_api_base_url", "somleng_api_host"):
         if field in params:
@@ -24,7 +28,7 @@ def _apply(account: Account, params: dict, allow_permissions: bool, provider_set
     validate_dialing_limits(params, provider_settings)
     if not allow_permissions:  # the account's own token, not a super admin
         validate_own_provider_sids(params, provider_settings)
-    changed = assign(account, params, ACCOUNT_FIELDS)
+    assign(account, params, ACCOUNT_FIELDS)
     if "permissions" in params:
         if not allow_permissions:
             raise ValidationFailed.on("permissions", "cannot be changed by this account")
@@ -32,11 +36,10 @@ def _apply(account: Account, params: dict, allow_permissions: bool, provider_set
         if any(p not in PERMISSIONS for p in permissions):
             raise ValidationFailed.on("permissions", "is not included in the list")
         account.permissions = sorted(set(permissions))
-        changed.add("permissions")
-    return changed | apply_metadata(account, params)
+    apply_metadata(account, params)
 
 
-def create_account(uow, params: dict, provider_settings: dict) -> Account:
+def create_account(uow: UnitOfWork, params: dict[str, Any], provider_settings: dict[str, Any]) -> Account:
     with uow:
         account = Account()
         _apply(account, params, allow_permissions=True, provider_settings=provider_settings)
@@ -45,58 +48,59 @@ def create_account(uow, params: dict, provider_settings: dict) -> Account:
     return account
 
 
-def update_account(uow, account_id: int, params: dict, allow_permissions: bool, provider_settings: dict) -> Account:
+def update_account(uow: UnitOfWork, account_id: int, params: dict[str, Any], allow_permissions: bool,
+                   provider_settings: dict[str, Any]) -> Account:
     with uow:
         account = uow.accounts.get(account_id, for_update=True)
-        changed = _apply(account, params, allow_permissions, provider_settings)
-        account = uow.accounts.save(account, changed)
+        _apply(account, params, allow_permissions, provider_settings)
+        account = uow.accounts.save(account)
         uow.commit()
     return account
 
 
-def get_account(uow, account_id) -> Account:
+def get_account(uow: UnitOfWork, account_id: int) -> Account:
     with uow:
         return uow.accounts.get(account_id)
 
 
-def list_accounts(uow, q, paging: PageRequest) -> Page:
+def list_accounts(uow: UnitOfWork, q: Any, paging: PageRequest) -> Page:
     with uow:
         return list_page(uow.accounts, ACCOUNT_FILTERS, q, paging)
 
 
-def delete_account(uow, account_id) -> None:
+def delete_account(uow: UnitOfWork, account_id: int) -> None:
     with uow:
         account = uow.accounts.get(account_id, for_update=True)
-        if uow.accounts.has_dependents(account.id):
+        if uow.accounts.has_dependents(stored(account.id)):
             raise DeleteRefused("dependent contacts, callouts or access tokens exist")
         uow.accounts.remove(account)
         uow.commit()
 
 
-def create_super_admin(uow, metadata: dict | None = None) -> tuple[Account, AccessToken]:
+def create_super_admin(uow: UnitOfWork, metadata: dict[str, Any] | None = None) -> tuple[Account, AccessToken]:
     """The first account: a super admin, and its token (the only time the plain token is known)."""
     with uow:
         account = uow.accounts.add(Account(permissions=[SUPER_ADMIN], metadata=metadata or {}))
-        token = AccessToken.issue(account.id)
+        token = AccessToken.issue(stored(account.id))
         saved = uow.access_tokens.add(token)
         uow.commit()
     saved.token = token.token
     return account, saved
 
 
-def super_admin_exists(uow) -> bool:
+def super_admin_exists(uow: UnitOfWork) -> bool:
     with uow:
         return uow.accounts.super_admin_exists()
 
 
-def authenticate(uow, token: str) -> Account | None:
+def authenticate(uow: UnitOfWork, token: str) -> Account | None:
     if not token:
         return None
     with uow:
         return uow.access_tokens.account_for_digest(AccessToken.digest(token))
 
 
-def create_access_token(uow, caller: Account, params: dict) -> AccessToken:
+def create_access_token(uow: UnitOfWork, caller: Account, params: dict[str, Any]) -> AccessToken:
     target = params.get("account_id", params.get("account_sid"))
     with uow:
         if target is not None and str(target) != str(caller.id):
@@ -105,9 +109,9 @@ def create_access_token(uow, caller: Account, params: dict) -> AccessToken:
             account = uow.accounts.find(target)
             if account is None:
                 raise ValidationFailed.on("account_id", "does not exist")
-            account_id = account.id
+            account_id = stored(account.id)
         else:
-            account_id = caller.id
+            account_id = stored(caller.id)
         token = AccessToken.issue(account_id, metadata={})
         apply_metadata(token, params)
         saved = uow.access_tokens.add(token)
@@ -116,17 +120,17 @@ def create_access_token(uow, caller: Account, params: dict) -> AccessToken:
     return saved
 
 
-def get_access_token(uow, token_id) -> AccessToken:
+def get_access_token(uow: UnitOfWork, token_id: int) -> AccessToken:
     with uow:
         return uow.access_tokens.get(token_id)
 
 
-def list_access_tokens(uow, q, paging: PageRequest) -> Page:
+def list_access_tokens(uow: UnitOfWork, q: Any, paging: PageRequest) -> Page:
     with uow:
         return list_page(uow.access_tokens, ACCESS_TOKEN_FILTERS, q, paging)
 
 
-def delete_access_token(uow, token_id) -> None:
+def delete_access_token(uow: UnitOfWork, token_id: int) -> None:
     with uow:
         token = uow.access_tokens.get(token_id)
         uow.access_tokens.remove(token)

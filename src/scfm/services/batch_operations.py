@@ -1,25 +1,29 @@
 """Use cases of batch operations: manage them, preview them, and run them in a worker."""
 from __future__ import annotations
 
+from typing import Any
+
 import logging
 
 from scfm.domain import batch_operation as bo
 from scfm.domain.errors import DeleteRefused, NotFound, ValidationFailed
 from scfm.domain.filters import BATCH_OPERATION_FILTERS
-from scfm.domain.model import BatchOperation
+from scfm.domain.model import BatchOperation, stored
+from scfm.domain.ports import JobQueue, UnitOfWork, Within
 from scfm.domain.state_machines import BATCH_OPERATION_USER_EVENTS, BatchOperationStatus
 from scfm.services.common import Page, PageRequest, apply_metadata, list_page
 
 log = logging.getLogger(__name__)
 
 
-def _check_preview(uow, operation: BatchOperation, plan: bo.Plan) -> None:
+def _check_preview(uow: UnitOfWork, operation: BatchOperation, plan: bo.Plan) -> None:
     if operation.type in bo.PHONE_CALL_TYPES and not plan.skip_validate_preview_presence:
         if uow.batches.preview_is_empty(operation, plan):
             raise ValidationFailed.on("preview", "can't be blank")
 
 
-def create_batch_operation(uow, account_id: int, params: dict, callout_id=None) -> BatchOperation:
+def create_batch_operation(uow: UnitOfWork, account_id: int, params: dict[str, Any],
+                           callout_id: int | None = None) -> BatchOperation:
     type_ = bo.validate_type(params.get("type"))
     parameters = params.get("parameters") or {}
     plan = bo.plan(type_, parameters)
@@ -41,79 +45,78 @@ def create_batch_operation(uow, account_id: int, params: dict, callout_id=None) 
     return operation
 
 
-def update_batch_operation(uow, operation_id, params: dict) -> BatchOperation:
+def update_batch_operation(uow: UnitOfWork, operation_id: int, params: dict[str, Any]) -> BatchOperation:
     with uow:
         operation = uow.batch_operations.get(operation_id, for_update=True)
         if "type" in params and params["type"] != operation.type:
             raise ValidationFailed.on("type", "cannot be changed")
-        changed = apply_metadata(operation, params)
+        apply_metadata(operation, params)
         if "parameters" in params:
             if operation.status in (BatchOperationStatus.QUEUED.value, BatchOperationStatus.RUNNING.value):
                 raise ValidationFailed.on("parameters", f"cannot be changed when status is {operation.status}")
             operation.parameters = params["parameters"] or {}
-            _check_preview(uow, operation, bo.plan(operation.type, operation.parameters))
-            changed.add("parameters")
-        operation = uow.batch_operations.save(operation, changed)
+            _check_preview(uow, operation, bo.plan(stored(operation.type), operation.parameters))
+        operation = uow.batch_operations.save(operation)
         uow.commit()
     return operation
 
 
-def get_batch_operation(uow, operation_id) -> BatchOperation:
+def get_batch_operation(uow: UnitOfWork, operation_id: int) -> BatchOperation:
     with uow:
         return uow.batch_operations.get(operation_id)
 
 
-def list_batch_operations(uow, q, paging: PageRequest, callout_id=None) -> Page:
+def list_batch_operations(uow: UnitOfWork, q: Any, paging: PageRequest, callout_id: int | None = None) -> Page:
     with uow:
         repo = uow.batch_operations
-        extra = repo.equals("callout_id", uow.callouts.get(callout_id).id) if callout_id is not None else []
-        return list_page(repo, BATCH_OPERATION_FILTERS, q, paging, extra)
+        within = [Within.of(uow.callouts.get(callout_id))] if callout_id is not None else []
+        return list_page(repo, BATCH_OPERATION_FILTERS, q, paging, within)
 
 
-def delete_batch_operation(uow, operation_id) -> None:
+def delete_batch_operation(uow: UnitOfWork, operation_id: int) -> None:
     with uow:
         operation = uow.batch_operations.get(operation_id, for_update=True)
         if operation.status in (BatchOperationStatus.QUEUED.value, BatchOperationStatus.RUNNING.value):
             raise DeleteRefused(f"status is {operation.status}")
-        if uow.batch_operations.has_dependents(operation.id):
+        if uow.batch_operations.has_dependents(stored(operation.id)):
             raise DeleteRefused("dependent callout participations or phone calls exist")
         uow.batch_operations.remove(operation)
         uow.commit()
 
 
-def fire_batch_operation_event(uow, jobs, operation_id, event: str) -> BatchOperation:
+def fire_batch_operation_event(uow: UnitOfWork, jobs: JobQueue, operation_id: int, event: str) -> BatchOperation:
     if event not in BATCH_OPERATION_USER_EVENTS:
         raise ValidationFailed.on("event", "is not included in the list")
     with uow:
         operation = uow.batch_operations.get(operation_id, for_update=True)
         operation.fire(event)
         operation.error_message = None
-        operation = uow.batch_operations.save(operation, {"status", "error_message"})
+        operation = uow.batch_operations.save(operation)
         uow.commit()
-    jobs.run_batch_operation(operation.id)
+    jobs.run_batch_operation(stored(operation.id))
     return operation
 
 
-def preview(uow, operation_id, kind: str, paging: PageRequest) -> Page:
+def preview(uow: UnitOfWork, operation_id: int, kind: str, paging: PageRequest) -> Page:
     with uow:
         operation = uow.batch_operations.get(operation_id)
-        if kind not in bo.PREVIEWS[operation.type]:
+        if kind not in bo.PREVIEWS[stored(operation.type)]:
             raise NotFound("preview")
-        plan = bo.plan(operation.type, operation.parameters)
+        plan = bo.plan(stored(operation.type), operation.parameters)
         items, total = uow.batches.preview(operation, plan, kind, paging.page, paging.per_page)
     return Page(items, total, paging.page, paging.per_page)
 
 
-def results(uow, operation_id, kind: str, paging: PageRequest) -> Page:
+def results(uow: UnitOfWork, operation_id: int, kind: str, paging: PageRequest) -> Page:
     with uow:
         operation = uow.batch_operations.get(operation_id)
-        if kind not in bo.RESULTS[operation.type]:
+        if kind not in bo.RESULTS[stored(operation.type)]:
             raise NotFound("results")
         items, total = uow.batches.results(operation, kind, paging.page, paging.per_page)
     return Page(items, total, paging.page, paging.per_page)
 
 
-def run(uow, jobs, operation_id: int) -> str:
+def run(uow: UnitOfWork, jobs: JobQueue, operation_id: int) -> str:
     """Run a queued operation once: a second delivery, or a concurrent one, finds it finished and stops."""
     with uow:
         operation = uow.batch_operations.find(operation_id, for_update=True)  # one run at a time
@@ -123,20 +126,20 @@ def run(uow, jobs, operation_id: int) -> str:
             operation.fire("start")
         elif operation.status != BatchOperationStatus.RUNNING.value:
             return "skipped"  # finished already, or back in preview
-        uow.batch_operations.save(operation, {"status"})
-        uow.batch_operations.mark_started(operation.id)
+        uow.batch_operations.save(operation)
+        uow.batch_operations.mark_started(stored(operation.id))
         uow.commit()
     try:
         with uow:
             operation = uow.batch_operations.get(operation_id, for_update=True)
             if operation.status != BatchOperationStatus.RUNNING.value:
                 return "skipped"
-            plan = bo.plan(operation.type, operation.parameters)
+            plan = bo.plan(stored(operation.type), operation.parameters)
             follow_up = uow.batches.run(operation, plan)
             operation.fire("finish")
             operation.error_message = None
-            uow.batch_operations.save(operation, {"status", "error_message"})
-            uow.batch_operations.mark_finished(operation.id)
+            uow.batch_operations.save(operation)
+            uow.batch_operations.mark_finished(stored(operation.id))
             uow.commit()
     except Exception as error:
         log.exception("batch operation %s failed", operation_id)
@@ -149,7 +152,7 @@ def run(uow, jobs, operation_id: int) -> str:
             uow.batches.analyze(operation)
             uow.commit()
     if follow_up and operation.type == bo.PHONE_CALL_QUEUE:
-        jobs.dial_due(operation.account_id)
+        jobs.dial_due(stored(operation.account_id))
     elif follow_up:
         jobs.fetch_remote_calls(follow_up)
     return "finished"

@@ -1,13 +1,17 @@
 """Use cases of callouts and their participations."""
 from __future__ import annotations
 
+from typing import Any
+
+from scfm.domain.call_flow_logic import CallFlowRegistry
 from scfm.domain.errors import DeleteRefused, ValidationFailed
 from scfm.domain.filters import CALLOUT_FILTERS, CALLOUT_PARTICIPATION_FILTERS, CONTACT_FILTERS
-from scfm.domain.model import Callout, CalloutParticipation
+from scfm.domain.model import Callout, CalloutParticipation, stored
+from scfm.domain.ports import JobQueue, UnitOfWork, Within
 from scfm.services.common import Page, PageRequest, apply_attributes, list_page
 
 
-def create_callout(uow, call_flows, account_id: int, params: dict) -> Callout:
+def create_callout(uow: UnitOfWork, call_flows: CallFlowRegistry, account_id: int, params: dict[str, Any]) -> Callout:
     callout = Callout(account_id=account_id)
     apply_attributes(callout, params, call_flows)
     with uow:
@@ -16,43 +20,44 @@ def create_callout(uow, call_flows, account_id: int, params: dict) -> Callout:
     return callout
 
 
-def update_callout(uow, call_flows, callout_id, params: dict) -> Callout:
+def update_callout(uow: UnitOfWork, call_flows: CallFlowRegistry, callout_id: int, params: dict[str, Any]) -> Callout:
     with uow:
         callout = uow.callouts.get(callout_id, for_update=True)
-        callout = uow.callouts.save(callout, apply_attributes(callout, params, call_flows))
+        apply_attributes(callout, params, call_flows)
+        callout = uow.callouts.save(callout)
         uow.commit()
     return callout
 
 
-def fire_callout_event(uow, jobs, callout_id, event: str) -> Callout:
+def fire_callout_event(uow: UnitOfWork, jobs: JobQueue, callout_id: int, event: str) -> Callout:
     """Pausing or stopping a callout holds its queued calls; resuming hands them back to the dialer."""
     with uow:
         callout = uow.callouts.get(callout_id, for_update=True)
         callout.fire(event)
-        callout = uow.callouts.save(callout, {"status"})
+        callout = uow.callouts.save(callout)
         uow.commit()
     if callout.status == "running":
-        jobs.dial_due(callout.account_id)
+        jobs.dial_due(stored(callout.account_id))
     return callout
 
 
-def get_callout(uow, callout_id) -> Callout:
+def get_callout(uow: UnitOfWork, callout_id: int) -> Callout:
     with uow:
         return uow.callouts.get(callout_id)
 
 
-def list_callouts(uow, q, paging: PageRequest, contact_id=None) -> Page:
+def list_callouts(uow: UnitOfWork, q: Any, paging: PageRequest, contact_id: int | None = None) -> Page:
     with uow:
-        extra = []
+        within = []
         if contact_id is not None:
-            extra = uow.callouts.for_contact(uow.contacts.get(contact_id).id)
-        return list_page(uow.callouts, CALLOUT_FILTERS, q, paging, extra)
+            within.append(Within.of(uow.contacts.get(contact_id)))
+        return list_page(uow.callouts, CALLOUT_FILTERS, q, paging, within)
 
 
-def delete_callout(uow, callout_id) -> None:
+def delete_callout(uow: UnitOfWork, callout_id: int) -> None:
     with uow:
         callout = uow.callouts.get(callout_id, for_update=True)
-        if uow.callouts.has_dependents(callout.id):
+        if uow.callouts.has_dependents(stored(callout.id)):
             raise DeleteRefused("dependent callout participations or batch operations exist")
         uow.callouts.remove(callout)
         uow.commit()
@@ -60,7 +65,8 @@ def delete_callout(uow, callout_id) -> None:
 
 # ---------------------------------------------------------------- participations
 
-def create_participation(uow, call_flows, callout_id, params: dict) -> CalloutParticipation:
+def create_participation(uow: UnitOfWork, call_flows: CallFlowRegistry, callout_id: int,
+                         params: dict[str, Any]) -> CalloutParticipation:
     with uow:
         callout = uow.callouts.get(callout_id)
         contact_id = params.get("contact_id")
@@ -79,41 +85,43 @@ def create_participation(uow, call_flows, callout_id, params: dict) -> CalloutPa
     return participation
 
 
-def update_participation(uow, call_flows, participation_id, params: dict) -> CalloutParticipation:
+def update_participation(uow: UnitOfWork, call_flows: CallFlowRegistry, participation_id: int,
+                         params: dict[str, Any]) -> CalloutParticipation:
     with uow:
         participation = uow.callout_participations.get(participation_id, for_update=True)
-        participation = uow.callout_participations.save(participation, apply_attributes(participation, params, call_flows))
+        apply_attributes(participation, params, call_flows)
+        participation = uow.callout_participations.save(participation)
         uow.commit()
     return participation
 
 
-def get_participation(uow, participation_id) -> CalloutParticipation:
+def get_participation(uow: UnitOfWork, participation_id: int) -> CalloutParticipation:
     with uow:
         return uow.callout_participations.get(participation_id)
 
 
-def list_participations(uow, q, paging: PageRequest, callout_id=None, contact_id=None) -> Page:
+def list_participations(uow: UnitOfWork, q: Any, paging: PageRequest, callout_id: int | None = None,
+                        contact_id: int | None = None) -> Page:
     with uow:
         repo = uow.callout_participations
-        extra = []
+        within = []
         if callout_id is not None:
-            extra += repo.equals("callout_id", uow.callouts.get(callout_id).id)
+            within.append(Within.of(uow.callouts.get(callout_id)))
         if contact_id is not None:
-            extra += repo.equals("contact_id", uow.contacts.get(contact_id).id)
-        return list_page(repo, CALLOUT_PARTICIPATION_FILTERS, q, paging, extra)
+            within.append(Within.of(uow.contacts.get(contact_id)))
+        return list_page(repo, CALLOUT_PARTICIPATION_FILTERS, q, paging, within)
 
 
-def list_callout_contacts(uow, callout_id, q, paging: PageRequest) -> Page:
+def list_callout_contacts(uow: UnitOfWork, callout_id: int, q: Any, paging: PageRequest) -> Page:
     with uow:
         callout = uow.callouts.get(callout_id)
-        extra = uow.callout_participations.contacts_of_callout(callout.id)
-        return list_page(uow.contacts, CONTACT_FILTERS, q, paging, extra)
+        return list_page(uow.contacts, CONTACT_FILTERS, q, paging, [Within.of(callout)])
 
 
-def delete_participation(uow, participation_id) -> None:
+def delete_participation(uow: UnitOfWork, participation_id: int) -> None:
     with uow:
         participation = uow.callout_participations.get(participation_id, for_update=True)
-        if uow.callout_participations.has_dependents(participation.id):
+        if uow.callout_participations.has_dependents(stored(participation.id)):
             raise DeleteRefused("dependent phone calls exist")
         uow.callout_participations.remove(participation)
         uow.commit()

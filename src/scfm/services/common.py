@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from scfm.domain.errors import ValidationFailed
+from scfm.domain.model import Entity
+from scfm.domain.ports import E, Repository, Within
+from scfm.domain.call_flow_logic import CallFlowRegistry
 from scfm.domain.filters import FilterSpec, parse_filters
 from scfm.domain.values import MergeMode, normalize_msisdn
 
@@ -19,29 +22,28 @@ class PageRequest:
 
 @dataclass
 class Page:
-    items: list
+    items: list[Any]
     total: int
     page: int
     per_page: int
     total_is_estimate: bool = False
 
 
-def list_page(repo, spec: FilterSpec, q: Any, paging: PageRequest, extra=()) -> Page:
+def list_page(repo: Repository[E], spec: FilterSpec, q: Any, paging: PageRequest,
+              within: Sequence[Within] = ()) -> Page:
     conditions = parse_filters(spec, q)
-    items, total, estimated = repo.list(conditions, extra, paging.page, paging.per_page)
+    items, total, estimated = repo.list(conditions, within, paging.page, paging.per_page)
     return Page(items, total, paging.page, paging.per_page, estimated)
 
 
-def apply_metadata(entity, params: dict) -> set[str]:
-    """Apply `metadata` with `metadata_merge_mode` (whatever their order); the changed field names."""
+def apply_metadata(entity: Entity, params: dict[str, Any]) -> None:
+    """Apply `metadata` with `metadata_merge_mode` (whatever their order)."""
     mode = MergeMode.parse(params.get("metadata_merge_mode"))
-    if "metadata" not in params:
-        return set()
-    entity.update_metadata(params["metadata"], mode)
-    return {"metadata"}
+    if "metadata" in params:
+        entity.update_metadata(params["metadata"], mode)
 
 
-def check_call_flow_logic(call_flows, params: dict) -> bool:
+def check_call_flow_logic(call_flows: CallFlowRegistry, params: dict[str, Any]) -> bool:
     """Whether params set call_flow_logic (blank clears it); an unregistered name is a 422."""
     if "call_flow_logic" not in params:
         return False
@@ -53,21 +55,15 @@ def check_call_flow_logic(call_flows, params: dict) -> bool:
     return True
 
 
-def apply_attributes(entity, params: dict, call_flows=None) -> set[str]:
-    """Apply metadata, and call_flow_logic and msisdn where the entity has them; the changed field names."""
-    changed = apply_metadata(entity, params)
+def apply_attributes(entity: Entity, params: dict[str, Any], call_flows: CallFlowRegistry | None = None) -> None:
+    """Apply metadata, and call_flow_logic and msisdn where the entity has them."""
+    apply_metadata(entity, params)
     if call_flows is not None and check_call_flow_logic(call_flows, params):
-        entity.call_flow_logic = params["call_flow_logic"]
-        changed.add("call_flow_logic")
+        setattr(entity, "call_flow_logic", params["call_flow_logic"])
     if "msisdn" in params and hasattr(entity, "msisdn"):
-        entity.msisdn = normalize_msisdn(params["msisdn"])
-        changed.add("msisdn")
-    return changed
+        setattr(entity, "msisdn", normalize_msisdn(params["msisdn"]))
 
 
-def assign(entity, params: dict, names: set[str]) -> set[str]:
-    changed = set()
+def assign(entity: Entity, params: dict[str, Any], names: set[str]) -> None:
     for name in names & params.keys():
         setattr(entity, name, params[name])
-        changed.add(name)
-    return changed

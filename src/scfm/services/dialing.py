@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from scfm.domain import state_machines as sm
+from scfm.domain.clock import Clock, utc_now
 from scfm.domain.dialing import DialingPolicy, Timings, settle_unknown_outcome
 from scfm.domain.errors import ValidationFailed
 from scfm.domain.ports import (
@@ -217,14 +218,14 @@ def _record_remotely_queued(uow, phone_call_id: int, remote: RemoteCall) -> None
 
 
 def reconcile_unknown_outcome(uow_for, provider: CallProvider, provider_defaults: dict, phone_call_id: int,
-                              timings: Timings = Timings()) -> str:
+                              timings: Timings = Timings(), clock: Clock = utc_now) -> str:
     """A claimed call nobody reported on: ask the provider for its calls to the number, and settle the claim
     as `settle_unknown_outcome` says (adopt the call it made, dial again, or end it errored saying why).
     A provider out of reach is asked again later, and given up on once the claim is `expire_after_silence`
     old. Returns what was done."""
     with uow_for(None) as uow:
         call = uow.phone_calls.find(phone_call_id)
-        if call is None or not _claim_is_stale(call, timings):
+        if call is None or not _claim_is_stale(call, timings, clock()):
             return "skipped"
         account = uow.accounts.get(call.account_id)
     claimed_at = call.dial_claimed_at
@@ -234,28 +235,29 @@ def reconcile_unknown_outcome(uow_for, provider: CallProvider, provider_defaults
             raise ProviderRefused(NO_CREDENTIALS)
         listed = provider.find_calls(credentials, call.msisdn)
     except (ProviderRateLimited, ProviderUnreachable, OutcomeUnknown) as error:
-        if _now() - claimed_at < timedelta(seconds=timings.expire_after_silence):
+        if clock() - claimed_at < timedelta(seconds=timings.expire_after_silence):
             log.info("phone call %s: the provider could not be asked about it (%s); asking again later",
                      phone_call_id, error)
             return "ask again"
         return _give_up(uow_for(None), phone_call_id, claimed_at,
-                        f"{UNKNOWN_OUTCOME}; the provider could not be asked: {error}")
+                        f"{UNKNOWN_OUTCOME}; the provider could not be asked: {error}", clock())
     except ProviderRefused as refusal:
         return _give_up(uow_for(None), phone_call_id, claimed_at,
-                        f"{UNKNOWN_OUTCOME}; the provider refused to list its calls: {refusal.message}")
+                        f"{UNKNOWN_OUTCOME}; the provider refused to list its calls: {refusal.message}", clock())
     except Exception:  # an adapter's unforeseen failure: asked again, like an unreachable provider
         log.exception("phone call %s: listing the provider's calls failed unexpectedly", phone_call_id)
         return "ask again"
     with uow_for(None) as uow:
         call = uow.phone_calls.get(phone_call_id, for_update=True)
-        if call.dial_claimed_at != claimed_at or not _claim_is_stale(call, timings):
+        now = clock()
+        if call.dial_claimed_at != claimed_at or not _claim_is_stale(call, timings, now):
             return "skipped"  # settled meanwhile, or claimed again: the list answered for another claim
         settlement = settle_unknown_outcome(
             claimed_at, timings.unknown_outcome_grace, listed,
             uow.phone_calls.known_remote_call_ids([remote.sid for remote in listed]),
-            uow.phone_calls.open_claims_to(call.msisdn, excluding=call.id), _now())
+            uow.phone_calls.open_claims_to(call.msisdn, excluding=call.id), now)
         if settlement.action == "adopt":
-            _adopt(uow, call, settlement.remote)
+            _adopt(uow, call, settlement.remote, now)
         elif settlement.action == "dial_again":
             log.info("phone call %s: the provider made no call to %s for it; dialing again", phone_call_id,
                      call.msisdn)
@@ -263,39 +265,36 @@ def reconcile_unknown_outcome(uow_for, provider: CallProvider, provider_defaults
         elif settlement.action == "error":
             call.fire("error")
             call.remote_error_message = f"{UNKNOWN_OUTCOME}; {settlement.reason}"
-            uow.phone_calls.save(call, {"status", "remote_error_message"})
+            uow.phone_calls.save(call)
         else:
             log.info("phone call %s: %s; asking again later", phone_call_id, settlement.reason)
         uow.commit()
     return settlement.action.replace("_", " ")
 
 
-def _claim_is_stale(call, timings: Timings) -> bool:
+def _claim_is_stale(call, timings: Timings, now: datetime) -> bool:
     """A claim whose dial outcome is still unknown after the grace for its status callback."""
-    return _outcome_unknown(call) and _now() - call.dial_claimed_at >= timedelta(seconds=timings.unknown_outcome_grace)
+    return _outcome_unknown(call) and now - call.dial_claimed_at >= timedelta(seconds=timings.unknown_outcome_grace)
 
 
 def _outcome_unknown(call) -> bool:
     return call.status == sm.PhoneCallStatus.QUEUED.value and call.dial_claimed_at is not None and not call.remote_call_id
 
 
-def _adopt(uow, call, remote: RemoteCall) -> None:
+def _adopt(uow, call, remote: RemoteCall, now: datetime) -> None:
     call.remote_call_id = remote.sid
     call.fire("remotely_queue")
-    call.remotely_queued_at = remote.created_at or _now()
+    call.remotely_queued_at = remote.created_at or now
     call.remote_queue_response = remote.response
     call.apply_remote_status(remote.status, fetched=True)
-    call.remote_status_updated_at = _now()
+    call.remote_status_updated_at = now
     call.remote_direction = call.remote_direction or remote.direction
-    fields = {"remote_call_id", "status", "remotely_queued_at", "remote_queue_response", "remote_status",
-              "remote_status_updated_at", "remote_direction"}
     if remote.duration is not None:
         call.duration = remote.duration
-        fields.add("duration")
-    uow.phone_calls.save(call, fields)
+    uow.phone_calls.save(call)
 
 
-def _give_up(uow, phone_call_id: int, claimed_at: datetime, message: str) -> str:
+def _give_up(uow, phone_call_id: int, claimed_at: datetime, message: str, now: datetime) -> str:
     """End a claimed call whose outcome stays unknown as errored, saying so."""
     with uow:
         call = uow.phone_calls.get(phone_call_id, for_update=True)
@@ -303,8 +302,8 @@ def _give_up(uow, phone_call_id: int, claimed_at: datetime, message: str) -> str
             return "skipped"
         call.fire("error")
         call.remote_error_message = message
-        call.remotely_queued_at = call.remotely_queued_at or _now()
-        uow.phone_calls.save(call, {"status", "remote_error_message", "remotely_queued_at"})
+        call.remotely_queued_at = call.remotely_queued_at or now
+        uow.phone_calls.save(call)
         uow.commit()
     return "error"
 
@@ -331,7 +330,7 @@ def fetch_remote_call(uow, provider: CallProvider, provider_defaults: dict, phon
             call.remote_error_message = message
             if call.status == sm.PhoneCallStatus.REMOTE_FETCH_QUEUED.value:
                 call.status = sm.PhoneCallStatus.REMOTELY_QUEUED.value
-            uow.phone_calls.save(call, {"remote_error_message", "status"})
+            uow.phone_calls.save(call)
             uow.commit()
         return "refused"
     with uow:
@@ -341,8 +340,7 @@ def fetch_remote_call(uow, provider: CallProvider, provider_defaults: dict, phon
         if remote.duration is not None:
             call.duration = remote.duration
         call.remote_status_updated_at = _now()
-        uow.phone_calls.save(call, {"status", "remote_status", "remote_response", "duration",
-                                    "remote_status_updated_at"})
+        uow.phone_calls.save(call)
         uow.commit()
     return call.status
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
+from typing import Any
 
 from scfm.domain import state_machines as sm
-from scfm.domain.call_flow_logic import CallFlowRequest
+from scfm.domain.call_flow_logic import CallFlowRegistry, CallFlowRequest
+from scfm.domain.clock import Clock, utc_now
 from scfm.domain.errors import DomainError, NotFound, ValidationFailed
 from scfm.domain.filters import REMOTE_PHONE_CALL_EVENT_FILTERS
-from scfm.domain.model import Contact, PhoneCall, RemotePhoneCallEvent
+from scfm.domain.model import Contact, PhoneCall, RemotePhoneCallEvent, stored
+from scfm.domain.ports import SignatureValidator, UnitOfWork, UnitsOfWork, Within
 from scfm.domain.provider import webhook_auth_token
 from scfm.domain.values import MergeMode, merge_metadata, msisdn_or_as_given
 from scfm.services.common import Page, PageRequest, apply_metadata, list_page
@@ -26,7 +29,7 @@ class WebhookResult:
     call_flow_response: object
 
 
-def request_digest(url: str, lists: dict) -> bytes:
+def request_digest(url: str, lists: dict[str, Any]) -> bytes:
     """What the signature covers (the URL and every form value), as a digest: the same signed request made
     again has the same digest, and is recorded once."""
     pairs = sorted((key, str(value)) for key, values in lists.items() for value in values)
@@ -37,15 +40,16 @@ def request_digest(url: str, lists: dict) -> bytes:
 READ_ONCE = ("AccountSid", "CallSid", "CallStatus", "Direction", "From", "CallDuration", "Digits")
 
 
-def _int(value) -> int | None:
+def _int(value: Any) -> int | None:
     try:
         return int(value)
     except (TypeError, ValueError):
         return None
 
 
-def handle_webhook(uow_for, call_flows, provider_defaults: dict, validate_signature, url: str, params,
-                   signature: str, our_phone_call_id=None) -> WebhookResult:
+def handle_webhook(uow_for: UnitsOfWork, call_flows: CallFlowRegistry, provider_defaults: dict[str, Any],
+                   validate_signature: SignatureValidator, url: str, params: Any,
+                   signature: str, our_phone_call_id: Any = None, clock: Clock = utc_now) -> WebhookResult:
     """Record one provider request, move the call forward, and answer with its call flow logic.
 
     `params` is the form as posted (validate_signature needs every value); `our_phone_call_id` comes from
@@ -55,60 +59,59 @@ def handle_webhook(uow_for, call_flows, provider_defaults: dict, validate_signat
     if not account_sid:
         raise Forbidden("AccountSid is missing")
     call_sid = params.get("CallSid")
-    with uow_for(None) as uow:  # one transaction for the whole request
-        target = uow.provider_reports.find(account_sid, call_sid)
-        account = target.account if target else None
-        token = webhook_auth_token(account, account_sid, provider_defaults) if account else None
-        if not token or not validate_signature(token, url, params, signature or ""):
+    with uow_for(None) as server:  # one transaction for the whole request
+        target = server.provider_reports.find(account_sid, call_sid)
+        token = webhook_auth_token(target.account, account_sid, provider_defaults) if target else None
+        if target is None or not token or not validate_signature(token, url, params, signature or ""):
             raise Forbidden("bad signature")
+        account_id = stored(target.account.id)
         lists = _lists(params)
-        for name in READ_ONCE:
-            if len(lists.get(name, ())) > 1:
-                raise ValidationFailed.on(name, "must be given once")
+        for key in READ_ONCE:
+            if len(lists.get(key, ())) > 1:
+                raise ValidationFailed.on(key, "must be given once")
         details = {key: (values if len(values) > 1 else values[0]) for key, values in lists.items()}
         if not call_sid:
             raise ValidationFailed.on("CallSid", "can't be blank")
         remote_status = (details.get("CallStatus") or "").lower() or None
         direction = details.get("Direction")
 
-        uow.scope(account.id)
+        uow = server.for_account(account_id)
         call, context = target.call, target.context
         if call is None and our_phone_call_id is not None:
-            call = _adopt(uow, _int(our_phone_call_id), call_sid)
+            call = _adopt(uow, _int(our_phone_call_id), call_sid, clock())
         if call is None:
             if (direction or "").lower() != "inbound":
                 raise NotFound("phone call")
-            call = _inbound_call(uow, account.id, details, call_sid)
+            call = _inbound_call(uow, account_id, details, call_sid, clock())
         if context is None:
             context = _context_metadata(uow, call)
-        fields = _apply_report(call, details, remote_status, direction)
-        name = call.effective_call_flow_logic
+        _apply_report(call, details, remote_status, direction, clock())
+        name: str | None = call.effective_call_flow_logic
         if name and not call_flows.is_registered(name):
             name = None  # unregistered since it was set: answer with the default rather than fail the call
         flow = call_flows.get(name)
         response = flow.respond(CallFlowRequest(
-            phone_call_id=call.id, msisdn=call.msisdn, direction=call.remote_direction,
+            phone_call_id=stored(call.id), msisdn=call.msisdn, direction=call.remote_direction,
             remote_status=call.remote_status, digits=details.get("Digits"), webhook_url=url,
             metadata=dict(call.metadata), context_metadata=context, details=details,
         ))
         if response.metadata_updates:
             call.metadata = merge_metadata(call.metadata, response.metadata_updates, MergeMode.DEEP_MERGE)
-            fields.add("metadata")
-        event = uow.provider_reports.record(call, fields, RemotePhoneCallEvent(
-            account_id=account.id, phone_call_id=call.id, details=details, remote_call_id=call_sid,
+        event = uow.provider_reports.record(call, RemotePhoneCallEvent(
+            account_id=account_id, phone_call_id=call.id, details=details, remote_call_id=call_sid,
             remote_direction=direction, call_flow_logic=name or call_flows.default_name,
         ), request_digest(url, lists))
         uow.commit()
     return WebhookResult(event, response)
 
 
-def _lists(params) -> dict:
+def _lists(params: Any) -> dict[str, Any]:
     if hasattr(params, "lists"):
         return dict(params.lists())
     return {key: value if isinstance(value, list) else [value] for key, value in params.items()}
 
 
-def _adopt(uow, phone_call_id, call_sid: str) -> PhoneCall | None:
+def _adopt(uow: UnitOfWork, phone_call_id: int | None, call_sid: str, now: datetime) -> PhoneCall | None:
     """The callback of a call whose create response we never saw: it is ours by the URL we gave."""
     if phone_call_id is None:
         return None
@@ -119,12 +122,12 @@ def _adopt(uow, phone_call_id, call_sid: str) -> PhoneCall | None:
     call.remote_call_id = call_sid
     if call.status == sm.PhoneCallStatus.QUEUED.value:
         call.fire("remotely_queue")
-        call.remotely_queued_at = call.remotely_queued_at or datetime.now(timezone.utc)
-    uow.phone_calls.save(call, {"remote_call_id", "status", "remotely_queued_at"})
+        call.remotely_queued_at = call.remotely_queued_at or now
+    uow.phone_calls.save(call)
     return uow.phone_calls.get(call.id)
 
 
-def _inbound_call(uow, account_id: int, details: dict, call_sid: str) -> PhoneCall:
+def _inbound_call(uow: UnitOfWork, account_id: int, details: dict[str, Any], call_sid: str, now: datetime) -> PhoneCall:
     msisdn = msisdn_or_as_given(str(details.get("From") or "").strip(), field="From")
     if not msisdn:
         raise ValidationFailed.on("From", "can't be blank")
@@ -132,30 +135,27 @@ def _inbound_call(uow, account_id: int, details: dict, call_sid: str) -> PhoneCa
     call = PhoneCall(
         account_id=account_id, contact_id=contact.id, msisdn=msisdn, remote_call_id=call_sid,
         remote_direction=details.get("Direction"), status=sm.PhoneCallStatus.REMOTELY_QUEUED.value,
-        remotely_queued_at=datetime.now(timezone.utc),
+        remotely_queued_at=now,
     )
     call = uow.phone_calls.add(call)
     return uow.phone_calls.get(call.id, for_update=True)
 
 
-def _apply_report(call: PhoneCall, details: dict, remote_status: str | None, direction: str | None) -> set[str]:
+def _apply_report(call: PhoneCall, details: dict[str, Any], remote_status: str | None, direction: str | None,
+                  now: datetime) -> None:
     finished = sm.is_final_remote_status(call.remote_status)  # the provider's last word is already in
     call.apply_remote_status(remote_status, fetched=False)
-    fields = {"status", "remote_status", "remote_status_updated_at"}
-    call.remote_status_updated_at = datetime.now(timezone.utc)
+    call.remote_status_updated_at = now
     if direction and not call.remote_direction:
         call.remote_direction = direction
-        fields.add("remote_direction")
     duration = _int(details.get("CallDuration"))
     if duration is not None and not finished:
         call.duration = duration
-        fields.add("duration")
-    return fields
 
 
-def _context_metadata(uow, call: PhoneCall) -> dict:
+def _context_metadata(uow: UnitOfWork, call: PhoneCall) -> dict[str, Any]:
     """Callout, then participation, then call metadata: the nearer one wins."""
-    merged: dict = {}
+    merged: dict[str, Any] = {}
     if call.callout_participation_id:
         participation = uow.callout_participations.find(call.callout_participation_id)
         if participation:
@@ -168,30 +168,32 @@ def _context_metadata(uow, call: PhoneCall) -> dict:
 
 # ---------------------------------------------------------------- the events API
 
-def get_event(uow, event_id) -> RemotePhoneCallEvent:
+def get_event(uow: UnitOfWork, event_id: int) -> RemotePhoneCallEvent:
     with uow:
         return uow.remote_phone_call_events.get(event_id)
 
 
-def update_event(uow, event_id, params: dict) -> RemotePhoneCallEvent:
+def update_event(uow: UnitOfWork, event_id: int, params: dict[str, Any]) -> RemotePhoneCallEvent:
     with uow:
         event = uow.remote_phone_call_events.get(event_id, for_update=True)
-        event = uow.remote_phone_call_events.save(event, apply_metadata(event, params))
+        apply_metadata(event, params)
+        event = uow.remote_phone_call_events.save(event)
         uow.commit()
     return event
 
 
-def list_events(uow, q, paging: PageRequest, phone_call_id=None, contact_id=None, callout_id=None,
-                participation_id=None) -> Page:
+def list_events(uow: UnitOfWork, q: Any, paging: PageRequest, phone_call_id: int | None = None,
+                contact_id: int | None = None, callout_id: int | None = None,
+                participation_id: int | None = None) -> Page:
     with uow:
         repo = uow.remote_phone_call_events
-        extra = []
+        within = []
         if phone_call_id is not None:
-            extra += repo.equals("phone_call_id", uow.phone_calls.get(phone_call_id).id)
+            within.append(Within.of(uow.phone_calls.get(phone_call_id)))
         if contact_id is not None:
-            extra += repo.of_contact(uow.contacts.get(contact_id).id)
+            within.append(Within.of(uow.contacts.get(contact_id)))
         if callout_id is not None:
-            extra += repo.of_callout(uow.callouts.get(callout_id).id)
+            within.append(Within.of(uow.callouts.get(callout_id)))
         if participation_id is not None:
-            extra += repo.of_participation(uow.callout_participations.get(participation_id).id)
-        return list_page(repo, REMOTE_PHONE_CALL_EVENT_FILTERS, q, paging, extra)
+            within.append(Within.of(uow.callout_participations.get(participation_id)))
+        return list_page(repo, REMOTE_PHONE_CALL_EVENT_FILTERS, q, paging, within)

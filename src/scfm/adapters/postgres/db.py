@@ -27,7 +27,7 @@ PING_AFTER_IDLE_SECONDS = 1.0
 def make_engine(url: str, pool_size: int = 5) -> Engine:
     """`?prepared_statements=false` on the URL (as in Rails) turns off the webhook's prepared statements."""
     parsed = make_url(sqlalchemy_url(url))
-    prepared = parsed.query.get("prepared_statements", "true").lower() not in ("false", "0", "no", "off")
+    prepared = str(parsed.query.get("prepared_statements", "true")).lower() not in ("false", "0", "no", "off")
     engine = create_engine(
         parsed.difference_update_query(["prepared_statements"]), pool_size=pool_size, max_overflow=10,
         connect_args={"connect_timeout": 5}, execution_options={"prepared_statements": prepared},

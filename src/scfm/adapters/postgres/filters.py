@@ -51,7 +51,7 @@ def compile_conditions(table, conditions, custom_compilers: dict | None = None,
         elif isinstance(condition, TimeCmp):
             clauses.append(getattr(table.c[condition.column], _OPS[condition.op])(condition.value))
         elif isinstance(condition, Custom):
-            clauses.append(custom_compilers[condition.name](condition.value))
+            clauses.append((custom_compilers or {})[condition.name](condition.value))
         else:  # pragma: no cover - the parser makes only the kinds above
             raise TypeError(condition)
     return clauses

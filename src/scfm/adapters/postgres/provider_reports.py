@@ -7,18 +7,23 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+from typing import Any
 
 from psycopg2.extras import Json
+
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 
 from scfm.adapters.postgres import tables as t
 from scfm.domain import model
+from scfm.domain.ports import ReportTarget
 
 _ACCOUNT_COLUMNS = [c.name for c in t.accounts.c]
 _CALL_COLUMNS = [c.name for c in t.phone_calls.c]
 _ACCOUNT_FIELDS = {f.name for f in dataclasses.fields(model.Account)} & set(_ACCOUNT_COLUMNS)
 _CALL_FIELDS = {f.name for f in dataclasses.fields(model.PhoneCall)} & {*_CALL_COLUMNS, "inherited_call_flow_logic"}
 _EVENT_COLUMNS = [c.name for c in t.remote_phone_call_events.c if c.name != "request_digest"]
+_WRITABLE = set(_CALL_COLUMNS) - {"id", "created_at", "updated_at"}
 _JSON_COLUMNS = {c.name for c in t.phone_calls.c if isinstance(c.type, JSONB)}
 
 # The account is the one account that names the SID, in either column (none: the webhook is refused).
@@ -43,8 +48,14 @@ WHERE (a.twilio_account_sid = %(account_sid)s OR a.somleng_account_sid = %(accou
     WHERE o.id <> a.id AND (o.twilio_account_sid = %(account_sid)s OR o.somleng_account_sid = %(account_sid)s))
 """
 
-# {assignments}: the call's changed columns. The event goes in first, unless this very request (its digest) is
-# already recorded for the call: then nothing is inserted, the call is not updated, and no row comes back.
+# One statement whatever changed: each column takes its new value if it is among the call's changed fields
+# (`changed`, from the entity's diff), else keeps its own. The event goes in first, unless this very request
+# (its digest) is already recorded for the call: then nothing is inserted, the call is not updated, and no row
+# comes back.
+_ASSIGNMENTS = "".join(
+    f"{c.name} = CASE WHEN '{c.name}' = ANY(%(changed)s::text[]) THEN %(call_{c.name})s::{c.type.compile(dialect=postgresql.dialect())} "
+    f"ELSE {c.name} END, "
+    for c in t.phone_calls.c if c.name in _WRITABLE)
 _RECORD = """
 WITH event AS (
     INSERT INTO remote_phone_call_events (account_id, phone_call_id, details, remote_call_id, remote_direction,
@@ -54,7 +65,7 @@ WITH event AS (
     ON CONFLICT (phone_call_id, request_digest) DO NOTHING
     RETURNING """ + ", ".join(_EVENT_COLUMNS) + """
 ), call AS (
-    UPDATE phone_calls SET {assignments}updated_at = now() WHERE id = %(call_id)s AND EXISTS (SELECT FROM event)
+    UPDATE phone_calls SET """ + _ASSIGNMENTS + """updated_at = now() WHERE id = %(call_id)s AND EXISTS (SELECT FROM event)
 )
 SELECT * FROM event"""
 
@@ -83,14 +94,7 @@ class Prepared:
 
 
 _FIND = Prepared(FIND)
-_WRITES: dict[frozenset, Prepared] = {}  # the statement for each set of changed columns (a handful in all)
-
-
-@dataclasses.dataclass
-class ReportTarget:
-    account: model.Account
-    call: model.PhoneCall | None  # locked until the unit of work ends
-    context: dict | None  # the metadata the call's flow sees: callout's, then participation's, then its own
+_RECORD_STATEMENT = Prepared(_RECORD)
 
 
 class ProviderReports:
@@ -107,24 +111,22 @@ class ProviderReports:
         if row["id"] is None:
             return ReportTarget(account, None, None)
         call = model.PhoneCall(**{name: row[name] for name in _CALL_FIELDS})
+        call.mark_clean()
         context = {**(row["callout_metadata"] or {}), **(row["participation_metadata"] or {}), **call.metadata}
         return ReportTarget(account, call, context)
 
-    def record(self, call: model.PhoneCall, fields: set[str], event: model.RemotePhoneCallEvent,
+    def record(self, call: model.PhoneCall, event: model.RemotePhoneCallEvent,
                request_digest: bytes) -> model.RemotePhoneCallEvent | None:
-        """Save `fields` of the call and add the event, in one statement; the event as stored, or None (and
-        nothing saved) when the request with this digest is already recorded for the call."""
-        names = frozenset(fields & set(_CALL_COLUMNS) - {"id", "created_at", "updated_at"})
-        statement = _WRITES.get(names)
-        if statement is None:
-            assignments = "".join(f"{name} = %(call_{name})s, " for name in sorted(names))
-            statement = _WRITES[names] = Prepared(_RECORD.replace("{assignments}", assignments))
-        params = {f"call_{name}": _adapt(name, getattr(call, name)) for name in names}
-        params.update(call_id=call.id, account_id=event.account_id, details=Json(event.details),
+        """Save the call's changed fields and add the event, in one statement; the event as stored, or None
+        (and nothing saved) when the request with this digest is already recorded for the call."""
+        changed = call.changed_fields() & _WRITABLE
+        params: dict[str, Any] = {f"call_{name}": _adapt(name, getattr(call, name)) if name in changed else None
+                                  for name in _WRITABLE}
+        params.update(changed=sorted(changed), call_id=call.id, account_id=event.account_id, details=Json(event.details),
                       remote_call_id=event.remote_call_id, remote_direction=event.remote_direction,
                       call_flow_logic=event.call_flow_logic, metadata=Json(event.metadata),
                       request_digest=request_digest)
-        row = statement.run(self.conn, params).mappings().first()
+        row = _RECORD_STATEMENT.run(self.conn, params).mappings().first()
         return model.RemotePhoneCallEvent(**dict(row)) if row else None
 
 

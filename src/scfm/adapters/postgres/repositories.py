@@ -14,6 +14,7 @@ from scfm.adapters.postgres import tables as t
 from scfm.adapters.postgres.filters import all_of, compile_conditions
 from scfm.domain import model
 from scfm.domain.errors import DeleteRefused, NotFound, ValidationFailed
+from scfm.domain.ports import Within
 from scfm.domain.state_machines import BatchOperationStatus, PhoneCallStatus
 
 EXACT_TOTAL_UP_TO = 10_000
@@ -43,7 +44,7 @@ FOREIGN_KEY_VIOLATION = "23503"
 
 
 def integrity_error_to_validation(error: IntegrityError, deleting: bool = False) -> ValidationFailed | NotFound | None:
-    diag = getattr(error.orig, "diag", None)
+    diag: Any = getattr(error.orig, "diag", None)
     name = getattr(diag, "constraint_name", None)
     if name in UNIQUE_ERRORS:
         field, message = UNIQUE_ERRORS[name]
@@ -61,8 +62,8 @@ def integrity_error_to_validation(error: IntegrityError, deleting: bool = False)
 class Repository:
     """CRUD and filtered, paginated listing of one table, scoped by account where it has one."""
 
-    table = None
-    entity: type = None
+    table: Any = None  # each repository's Table
+    entity: Any = None  # and its entity class
     scoped = True
     resource = "record"
     reads_joined_columns = False  # whether base_select adds columns of other tables
@@ -81,8 +82,9 @@ class Repository:
             return self.table.c.account_id == self.account_id
         return None
 
-    def where(self, conditions=(), extra: Iterable = ()):
+    def where(self, conditions=(), within: Iterable[Within] = (), extra: Iterable = ()):
         clauses = list(compile_conditions(self.table, conditions, self.custom_compilers(), self.eq_compilers()))
+        clauses.extend(self._within(parent) for parent in within)
         clauses.extend(extra)
         if (scope := self.scope()) is not None:
             clauses.append(scope)
@@ -94,10 +96,25 @@ class Repository:
     def eq_compilers(self) -> dict:
         return {}
 
+    def parents(self) -> dict:
+        """For each resource that holds records of this one (a nested route), its id as a clause."""
+        return {}
+
+    def _within(self, parent: Within):
+        clause = self.parents().get(parent.resource)
+        if clause is None:
+            raise ValueError(f"a {self.resource} is never within a {parent.resource}")
+        return clause(parent.id)
+
+    def _column_is(self, column: str):
+        return lambda id_: self.table.c[column] == id_
+
     def to_entity(self, row) -> Any:
         data = dict(row._mapping)
         known = {f.name for f in dataclasses.fields(self.entity)}
-        return self.entity(**{k: v for k, v in data.items() if k in known})
+        entity = self.entity(**{k: v for k, v in data.items() if k in known})
+        entity.mark_clean()
+        return entity
 
     def find(self, id_: Any, for_update: bool = False) -> Any | None:
         try:
@@ -118,9 +135,9 @@ class Repository:
             raise NotFound(self.resource)
         return entity
 
-    def list(self, conditions=(), extra: Iterable = (), page: int = 1, per_page: int = 25):
+    def list(self, conditions=(), within: Iterable[Within] = (), page: int = 1, per_page: int = 25):
         """A page of matching rows by id, the total, and whether the total is the planner's estimate."""
-        where = self.where(conditions, extra)
+        where = self.where(conditions, within)
         total, estimated = self._total(where)
         query = self.base_select().where(where).order_by(self.table.c.id).limit(per_page).offset((page - 1) * per_page)
         return [self.to_entity(row) for row in self.conn.execute(query)], total, estimated
@@ -134,15 +151,11 @@ class Repository:
         if total <= EXACT_TOTAL_UP_TO:
             return total, False
         compiled = matches.compile(dialect=self.conn.dialect)
-        processors = compiled._bind_processors
+        processors: Any = compiled._bind_processors
         params = {key: processors[key](value) if key in processors else value
                   for key, value in compiled.construct_params().items()}
-        plan = self.conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), params).scalar()
+        plan: Any = self.conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), params).scalar()
         return max(EXACT_TOTAL_UP_TO + 1, int(plan[0]["Plan"]["Plan Rows"])), True
-
-    def equals(self, column: str, value) -> list:
-        """A parent scope for nested routes: `/api/callouts/1/callout_participations` is callout_id = 1."""
-        return [self.table.c[column] == value]
 
     def exists(self, *clauses) -> bool:
         return bool(self.conn.execute(select(exists().where(and_(*clauses)))).scalar())
@@ -168,11 +181,15 @@ class Repository:
         # rows read with joined columns (the effective call flow logic) are read again; others are complete
         return self._fetch(row.id) if self.reads_joined_columns else self.to_entity(row)
 
-    def save(self, entity, names: Iterable[str], refetch: bool = True) -> Any:
-        values = self._values(entity, set(names) & self.fields)
+    def save(self, entity, refetch: bool = True) -> Any:
+        """Write the fields changed since the entity was loaded (and updated_at)."""
+        values = self._values(entity, entity.changed_fields() & self.fields - {"id", "created_at", "updated_at"})
         values["updated_at"] = func.now()
         self._run(update(self.table).where(self.table.c.id == entity.id).values(**values))
-        return self._fetch(entity.id) if refetch else entity
+        if refetch:
+            return self._fetch(entity.id)
+        entity.mark_clean()
+        return entity
 
     def _fetch(self, id_: int):
         """A row this unit of work just wrote (it may belong to another account, e.g. a token)."""
@@ -208,7 +225,11 @@ class AccessTokenRepository(Repository):
             select(t.accounts).join(t.access_tokens, t.access_tokens.c.account_id == t.accounts.c.id)
             .where(t.access_tokens.c.token_digest == digest)
         ).first()
-        return model.Account(**{k: v for k, v in row._mapping.items()}) if row else None
+        if row is None:
+            return None
+        account = model.Account(**{k: v for k, v in row._mapping.items()})
+        account.mark_clean()
+        return account
 
 
 class ContactRepository(Repository):
@@ -221,13 +242,20 @@ class ContactRepository(Repository):
             t.phone_calls.c.contact_id == contact_id
         )
 
+    def parents(self) -> dict:
+        p = t.callout_participations
+        return {"callout": lambda callout_id: self.table.c.id.in_(
+            select(p.c.contact_id).where(p.c.callout_id == callout_id))}
+
     def add_if_missing(self, contact: model.Contact) -> model.Contact:
         """Insert unless the account already has the number (a concurrent request may have added it)."""
         self.conn.execute(
             pg_insert(t.contacts).values(account_id=contact.account_id, msisdn=contact.msisdn, metadata=contact.metadata)
             .on_conflict_do_nothing(constraint="index_contacts_on_account_id_and_msisdn")
         )
-        return self.by_msisdn(contact.msisdn)
+        found = self.by_msisdn(contact.msisdn or "")
+        assert found is not None  # inserted, or there already
+        return found
 
     def by_msisdn(self, msisdn: str) -> model.Contact | None:
         row = self.conn.execute(
@@ -262,10 +290,10 @@ class CalloutRepository(Repository):
             t.batch_operations.c.callout_id == callout_id
         )
 
-    def for_contact(self, contact_id: int):
-        return [t.callouts.c.id.in_(
-            select(t.callout_participations.c.callout_id).where(t.callout_participations.c.contact_id == contact_id)
-        )]
+    def parents(self) -> dict:
+        p = t.callout_participations
+        return {"contact": lambda contact_id: self.table.c.id.in_(
+            select(p.c.callout_id).where(p.c.contact_id == contact_id))}
 
 
 class CalloutParticipationRepository(Repository):
@@ -296,10 +324,8 @@ class CalloutParticipationRepository(Repository):
     def has_dependents(self, participation_id: int) -> bool:
         return self.exists(t.phone_calls.c.callout_participation_id == participation_id)
 
-    def contacts_of_callout(self, callout_id: int):
-        return [t.contacts.c.id.in_(
-            select(self.table.c.contact_id).where(self.table.c.callout_id == callout_id)
-        )]
+    def parents(self) -> dict:
+        return {"callout": self._column_is("callout_id"), "contact": self._column_is("contact_id")}
 
 
 # a call claimed for dialing that has not heard back (index_phone_calls_open_claims has this predicate)
@@ -331,10 +357,14 @@ class PhoneCallRepository(Repository):
             self.table.c.call_flow_logic, values, self.table.c.callout_participation_id,
             select(p.c.id).join(c, c.c.id == p.c.callout_id).where(inherited.in_(values)))}
 
-    def of_callout(self, callout_id: int):
-        return [self.table.c.callout_participation_id.in_(
-            select(t.callout_participations.c.id).where(t.callout_participations.c.callout_id == callout_id)
-        )]
+    def parents(self) -> dict:
+        p = t.callout_participations
+        return {
+            "callout_participation": self._column_is("callout_participation_id"),
+            "contact": self._column_is("contact_id"),
+            "callout": lambda callout_id: self.table.c.callout_participation_id.in_(
+                select(p.c.id).where(p.c.callout_id == callout_id)),
+        }
 
     def has_dependents(self, phone_call_id: int) -> bool:
         return self.exists(t.remote_phone_call_events.c.phone_call_id == phone_call_id)
@@ -379,7 +409,8 @@ class PhoneCallRepository(Repository):
         (to remotely_queued, or errored on a refusal): a status callback may have taken it further already."""
         pc = self.table
         queued = pc.c.status == "queued"
-        values = dict(remotely_queued_at=func.coalesce(pc.c.remotely_queued_at, func.now()), updated_at=func.now())
+        values: dict[str, Any] = dict(remotely_queued_at=func.coalesce(pc.c.remotely_queued_at, func.now()),
+                                      updated_at=func.now())
         if remote is not None:
             values.update(
                 status=case((queued, "remotely_queued"), else_=pc.c.status),
@@ -470,19 +501,19 @@ class RemotePhoneCallEventRepository(Repository):
     entity = model.RemotePhoneCallEvent
     resource = "remote phone call event"
 
-    def _calls_where(self, *clauses):
-        return [self.table.c.phone_call_id.in_(select(t.phone_calls.c.id).where(*clauses))]
+    def parents(self) -> dict:
+        pc, p = t.phone_calls, t.callout_participations
 
-    def of_contact(self, contact_id: int):
-        return self._calls_where(t.phone_calls.c.contact_id == contact_id)
-
-    def of_participation(self, participation_id: int):
-        return self._calls_where(t.phone_calls.c.callout_participation_id == participation_id)
-
-    def of_callout(self, callout_id: int):
-        return self._calls_where(t.phone_calls.c.callout_participation_id.in_(
-            select(t.callout_participations.c.id).where(t.callout_participations.c.callout_id == callout_id)
-        ))
+        def calls_where(clause):
+            return self.table.c.phone_call_id.in_(select(pc.c.id).where(clause))
+        return {
+            "phone_call": self._column_is("phone_call_id"),
+            "contact": lambda contact_id: calls_where(pc.c.contact_id == contact_id),
+            "callout_participation": lambda participation_id: calls_where(
+                pc.c.callout_participation_id == participation_id),
+            "callout": lambda callout_id: calls_where(pc.c.callout_participation_id.in_(
+                select(p.c.id).where(p.c.callout_id == callout_id))),
+        }
 
 
 class BatchOperationRepository(Repository):
@@ -500,6 +531,9 @@ class BatchOperationRepository(Repository):
             ((bo.c.status == queued) & (bo.c.updated_at < cutoff))
             | ((bo.c.status == running) & (func.coalesce(bo.c.started_at, bo.c.updated_at) < cutoff)))
             .order_by(bo.c.id).with_for_update(key_share=True, skip_locked=True))]
+
+    def parents(self) -> dict:
+        return {"callout": self._column_is("callout_id")}
 
     def has_dependents(self, operation_id: int) -> bool:
         pc = t.phone_calls

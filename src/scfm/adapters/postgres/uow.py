@@ -1,22 +1,43 @@
 """The unit of work: one transaction, and the repositories that act within it."""
 from __future__ import annotations
 
-from sqlalchemy.engine import Engine
+from typing import Any
+
+from sqlalchemy.engine import Connection, Engine
 
 from scfm.adapters.postgres import repositories as repos
 from scfm.adapters.postgres.batch_operations import BatchOperationQueries
 from scfm.adapters.postgres.provider_reports import ProviderReports
+from scfm.domain import ports
 
 
 class SqlUnitOfWork:
-    def __init__(self, engine: Engine, account_id: int | None = None):
+    """Scoped to `account_id` for good (None: the whole server's work)."""
+
+    accounts: ports.AccountRepository
+    access_tokens: ports.AccessTokenRepository
+    contacts: ports.ContactRepository
+    callouts: ports.CalloutRepository
+    callout_participations: ports.CalloutParticipationRepository
+    phone_calls: ports.PhoneCallRepository
+    remote_phone_call_events: ports.RemotePhoneCallEventRepository
+    batch_operations: ports.BatchOperationRepository
+    batches: ports.BatchQueries
+    provider_reports: ports.ProviderReports
+
+    def __init__(self, engine: Engine, account_id: int | None):
         self.engine = engine
         self.account_id = account_id
-        self.conn = None
+        self.conn: Any = None  # the Connection, while the unit of work is entered
 
     def __enter__(self) -> "SqlUnitOfWork":
-        self.conn = self.engine.connect()
-        self.conn.begin()
+        conn = self.engine.connect()
+        conn.begin()
+        self._open(conn)
+        return self
+
+    def _open(self, conn: Connection) -> None:
+        self.conn = conn
         a = self.account_id
         self.accounts = repos.AccountRepository(self.conn, a)
         self.access_tokens = repos.AccessTokenRepository(self.conn, a)
@@ -28,7 +49,6 @@ class SqlUnitOfWork:
         self.batch_operations = repos.BatchOperationRepository(self.conn, a)
         self.batches = BatchOperationQueries(self)
         self.provider_reports = ProviderReports(self.conn)
-        return self
 
     def __exit__(self, *exc) -> None:
         try:
@@ -38,12 +58,12 @@ class SqlUnitOfWork:
             self.conn.close()
             self.conn = None
 
-    def scope(self, account_id: int) -> None:
-        """Scope this unit of work to an account found within it (the webhook finds it by its AccountSid)."""
-        self.account_id = account_id
-        for repo in vars(self).values():
-            if isinstance(repo, repos.Repository):
-                repo.account_id = account_id
+    def for_account(self, account_id: int) -> "SqlUnitOfWork":
+        """The same transaction, scoped to an account found within it (the webhook finds it by its AccountSid).
+        This unit of work ends it: the one returned is not entered."""
+        scoped = SqlUnitOfWork(self.engine, account_id)
+        scoped._open(self.conn)
+        return scoped
 
     def commit(self) -> None:
         self.conn.commit()

@@ -7,7 +7,7 @@ from marshmallow import fields, validate
 
 from scfm.entrypoints.api.http import (
     NAME_LENGTH, SECRET_LENGTH, SID_LENGTH, URL_LENGTH, Blueprint, JsonObject, MetadataArgs, PaginationArgs,
-    ResourceSchema, bounded_string, created, deps, paginated, paging,
+    ResourceSchema, bounded_string, created, deps, paginated, paging, server_uow, uow,
 )
 from scfm.services import accounts as services
 
@@ -60,13 +60,13 @@ class Accounts(MethodView):
     @blp.response(200, AccountSchema(many=True))
     def get(self, args):
         """List accounts."""
-        return paginated(services.list_accounts(deps().uow(), args.get("q"), paging(args)))
+        return paginated(services.list_accounts(server_uow(), args.get("q"), paging(args)))
 
     @blp.arguments(SuperAdminAccountArgs)
     @blp.response(201, AccountSchema)
     def post(self, args):
         """Create an account."""
-        account = services.create_account(deps().uow(), args, deps().settings.provider)
+        account = services.create_account(server_uow(), args, deps().settings.provider)
         return created(account, f"/api/accounts/{account.id}")
 
 
@@ -75,19 +75,19 @@ class AccountById(MethodView):
     @blp.response(200, AccountSchema)
     def get(self, account_id):
         """Fetch an account."""
-        return services.get_account(deps().uow(), account_id)
+        return services.get_account(server_uow(), account_id)
 
     @blp.arguments(SuperAdminAccountArgs)
     @blp.response(204)
     def patch(self, args, account_id):
         """Update an account."""
-        services.update_account(deps().uow(), account_id, args, allow_permissions=True,
+        services.update_account(server_uow(), account_id, args, allow_permissions=True,
                                 provider_settings=deps().settings.provider)
 
     @blp.response(204)
     def delete(self, account_id):
         """Delete an account that has no contacts, callouts or access tokens."""
-        services.delete_account(deps().uow(), account_id)
+        services.delete_account(server_uow(), account_id)
 
 
 @own_blp.route("")
@@ -95,11 +95,11 @@ class OwnAccount(MethodView):
     @own_blp.response(200, AccountSchema)
     def get(self):
         """Fetch the caller's account."""
-        return services.get_account(deps().uow(), g.account.id)
+        return services.get_account(uow(), g.account.id)
 
     @own_blp.arguments(AccountArgs)
     @own_blp.response(204)
     def patch(self, args):
         """Update the caller's account (provider credentials, settings, metadata)."""
-        services.update_account(deps().uow(), g.account.id, args, allow_permissions=False,
+        services.update_account(uow(), g.account.id, args, allow_permissions=False,
                                 provider_settings=deps().settings.provider)

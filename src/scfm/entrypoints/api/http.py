@@ -336,5 +336,10 @@ def uow():
     return deps().uow(g.account.id)
 
 
+def server_uow():
+    """A unit of work over every account's records: for the super admin's routes only."""
+    return deps().uow(None)
+
+
 def call_flows():
     return deps().call_flows

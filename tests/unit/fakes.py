@@ -1,0 +1,439 @@
+"""In-memory stand-ins for the ports (as in "Architecture Patterns with Python"): a unit of work over a
+dict of records, repositories that keep the same rules as the SQL ones where the services rely on them, a
+clock that is set rather than waited for, and a job queue that records what it was asked for."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from scfm.domain import model, ports
+from scfm.domain import state_machines as sm
+from scfm.domain.errors import NotFound
+from scfm.domain.ports import ReportTarget, RemoteCall, Within
+
+AWAITING_NEWS = (sm.PhoneCallStatus.REMOTELY_QUEUED.value, sm.PhoneCallStatus.IN_PROGRESS.value,
+                 sm.PhoneCallStatus.REMOTE_FETCH_QUEUED.value)
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+
+
+class FakeClock:
+    def __init__(self, now: datetime = T0):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class Database:
+    """The committed records, by repository name then id, and a log of every committed write."""
+
+    def __init__(self, clock: FakeClock):
+        self.clock = clock
+        self.tables: dict[str, dict[int, Any]] = {}
+        self.events: dict[tuple[int, bytes], int] = {}  # (call id, request digest): event id
+        self.next_id = 1
+        self.writes: list[tuple] = []  # ("add" | "save" | "remove", repository, id, fields)
+
+    def insert(self, name: str, entity: Any) -> Any:
+        """A record as if it had been there before the test (not logged as a write)."""
+        entity = copy.deepcopy(entity)
+        if entity.id is None:
+            entity.id, self.next_id = self.next_id, self.next_id + 1
+        entity.created_at = entity.created_at or self.clock()
+        entity.updated_at = entity.updated_at or entity.created_at
+        self.tables.setdefault(name, {})[entity.id] = entity
+        return entity
+
+    def get(self, name: str, id_: int) -> Any:
+        return self.tables[name][id_]
+
+
+class InMemoryRepository:
+    name = ""
+    scoped = True
+
+    def __init__(self, uow: FakeUnitOfWork):
+        self.uow = uow
+
+    @property
+    def rows(self) -> dict[int, Any]:
+        return self.uow.tables.setdefault(self.name, {})
+
+    def _visible(self, entity: Any) -> bool:
+        account_id = self.uow.account_id
+        return not self.scoped or account_id is None or entity.account_id == account_id
+
+    def _loaded(self, entity: Any) -> Any:
+        loaded = copy.deepcopy(entity)
+        loaded.mark_clean()
+        return loaded
+
+    def find(self, id_: Any, for_update: bool = False) -> Any | None:
+        try:
+            entity = self.rows.get(int(id_))
+        except (TypeError, ValueError):
+            return None
+        return self._loaded(entity) if entity is not None and self._visible(entity) else None
+
+    def get(self, id_: Any, for_update: bool = False) -> Any:
+        entity = self.find(id_, for_update)
+        if entity is None:
+            raise NotFound(self.name)
+        return entity
+
+    def all(self) -> list[Any]:
+        return [self._loaded(e) for _, e in sorted(self.rows.items()) if self._visible(e)]
+
+    def list(self, conditions=(), within: Any = (), page: int = 1, per_page: int = 25):
+        if conditions:
+            raise NotImplementedError("filters are the SQL adapter's; test them through the API")
+        items = [e for e in self.all() if all(self._within(e, parent) for parent in within)]
+        return items[(page - 1) * per_page:page * per_page], len(items), False
+
+    def _within(self, entity: Any, parent: Within) -> bool:
+        return getattr(entity, f"{parent.resource}_id") == parent.id
+
+    def add(self, entity: Any) -> Any:
+        stored = copy.deepcopy(entity)
+        stored.id, self.uow.db.next_id = self.uow.db.next_id, self.uow.db.next_id + 1
+        stored.created_at = stored.updated_at = self.uow.db.clock()
+        self.rows[stored.id] = stored
+        self.uow.writes.append(("add", self.name, stored.id, None))
+        return self._loaded(stored)
+
+    def save(self, entity: Any) -> Any:
+        changed = entity.changed_fields() - {"id", "created_at", "updated_at"}
+        stored = self.rows[entity.id]
+        for name in changed:
+            setattr(stored, name, copy.deepcopy(getattr(entity, name)))
+        stored.updated_at = self.uow.db.clock()
+        self.uow.writes.append(("save", self.name, entity.id, frozenset(changed)))
+        return self._loaded(stored)
+
+    def remove(self, entity: Any) -> None:
+        del self.rows[entity.id]
+        self.uow.writes.append(("remove", self.name, entity.id, None))
+
+    def has_dependents(self, id_: int) -> bool:
+        return False
+
+
+class Accounts(InMemoryRepository):
+    name, scoped = "accounts", False
+
+    def super_admin_exists(self) -> bool:
+        return any(a.is_super_admin for a in self.rows.values())
+
+
+class AccessTokens(InMemoryRepository):
+    name = "access_tokens"
+
+    def account_for_digest(self, digest: str) -> model.Account | None:
+        token = next((t for t in self.rows.values() if t.token_digest == digest), None)
+        return Accounts(self.uow).find(token.account_id) if token else None
+
+
+class Contacts(InMemoryRepository):
+    name = "contacts"
+
+    def by_msisdn(self, msisdn: str) -> model.Contact | None:
+        return next((c for c in self.all() if c.msisdn == msisdn), None)
+
+    def add_if_missing(self, contact: model.Contact) -> model.Contact:
+        return self.by_msisdn(model.stored(contact.msisdn)) or self.add(contact)
+
+
+class Callouts(InMemoryRepository):
+    name = "callouts"
+
+
+class CalloutParticipations(InMemoryRepository):
+    name = "callout_participations"
+
+
+class PhoneCalls(InMemoryRepository):
+    """The queries the sweeper and the reconciliation use, as the SQL adapter answers them, on the clock."""
+    name = "phone_calls"
+
+    def _older(self, at: datetime | None, seconds: float) -> bool:
+        return at is not None and at < self.uow.db.clock() - timedelta(seconds=seconds)
+
+    def _stored(self) -> list[model.PhoneCall]:
+        return [c for _, c in sorted(self.rows.items())]
+
+    def _open_claim(self, call: model.PhoneCall) -> bool:
+        return call.status == "queued" and call.dial_claimed_at is not None and call.remote_call_id is None
+
+    def _waiting(self, call: model.PhoneCall) -> bool:
+        return (call.status == "queued" and call.dial_claimed_at is None and call.next_attempt_at is not None
+                and call.next_attempt_at <= self.uow.db.clock())
+
+    def _due(self, call: model.PhoneCall) -> bool:
+        """Waiting, and not held by its callout (paused or stopped)."""
+        if call.callout_participation_id is None:
+            return self._waiting(call)
+        participation = self.uow.tables["callout_participations"][call.callout_participation_id]
+        held = self.uow.tables["callouts"][participation.callout_id].status in ("paused", "stopped")
+        return self._waiting(call) and not held
+
+    def accounts_with_due_calls(self) -> list[int]:
+        """As the SQL adapter answers it: held calls too (the dispatcher finds none to dial, and stops)."""
+        return sorted({model.stored(c.account_id) for c in self._stored() if self._waiting(c)})
+
+    def due_for_dialing_exists(self, account_id: int) -> bool:
+        return any(c.account_id == account_id and self._due(c) for c in self._stored())
+
+    def in_flight_count(self, account_id: int) -> int:
+        return sum(c.account_id == account_id and (c.status in AWAITING_NEWS or self._open_claim(c))
+                   for c in self._stored())
+
+    def claim_next_due(self, account_id: int) -> model.PhoneCall | None:
+        due = sorted((c for c in self._stored() if c.account_id == account_id and self._due(c)),
+                     key=lambda c: (c.next_attempt_at, c.id))
+        if not due:
+            return None
+        call = due[0]
+        call.dial_claimed_at, call.dial_attempts = self.uow.db.clock(), call.dial_attempts + 1
+        self.uow.writes.append(("claim", self.name, call.id, None))
+        return self._loaded(call)
+
+    def record_dial(self, phone_call_id: int, *, remote: RemoteCall | None = None,
+                    refusal: str | None = None) -> None:
+        call = self.rows[phone_call_id]
+        call.remotely_queued_at = call.remotely_queued_at or self.uow.db.clock()
+        if remote is not None:
+            call.status = "remotely_queued" if call.status == "queued" else call.status
+            call.remote_call_id = call.remote_call_id or remote.sid
+            call.remote_status = call.remote_status or remote.status
+            call.remote_direction = call.remote_direction or remote.direction
+            call.remote_queue_response = remote.response
+        else:
+            call.status = "errored" if call.status == "queued" else call.status
+            call.remote_error_message = refusal
+        self.uow.writes.append(("record_dial", self.name, phone_call_id, None))
+
+    def claims_to_reconcile(self, older_than_seconds: float, ask_again_in_seconds: float,
+                            limit: int = 1000) -> list[int]:
+        now = self.uow.db.clock()
+        due = [c for c in self._stored() if self._open_claim(c) and self._older(c.dial_claimed_at, older_than_seconds)
+               and (c.reconcile_after is None or c.reconcile_after <= now)][:limit]
+        for call in due:
+            call.reconcile_after = now + timedelta(seconds=ask_again_in_seconds)
+        return [model.stored(c.id) for c in due]
+
+    def _last_news(self, call: model.PhoneCall) -> datetime | None:
+        return call.remote_status_updated_at or call.remotely_queued_at or call.updated_at
+
+    def silent_calls(self, statuses: list[str], older_than_seconds: float, limit: int = 10000) -> list[int]:
+        return [model.stored(c.id) for c in self._stored()
+                if c.status in statuses and self._older(self._last_news(c), older_than_seconds)][:limit]
+
+    def expire(self, ids: list[int], message: str) -> int:
+        expired = [self.rows[i] for i in ids if self.rows[i].status in AWAITING_NEWS]
+        for call in expired:
+            call.status, call.remote_error_message = "errored", message
+            self.uow.writes.append(("expire", self.name, call.id, None))
+        return len(expired)
+
+    def queue_remote_fetches(self, older_than_seconds: float, limit: int = 10000) -> list[int]:
+        awaiting = (sm.PhoneCallStatus.REMOTELY_QUEUED.value, sm.PhoneCallStatus.IN_PROGRESS.value)
+        fetch_queued = sm.PhoneCallStatus.REMOTE_FETCH_QUEUED.value
+
+        def asked_at(call: model.PhoneCall) -> datetime | None:  # a column the entity does not carry
+            at: datetime | None = getattr(call, "remote_fetch_queued_at", None)
+            return at
+        due = [c for c in self._stored()
+               if (c.status in awaiting and self._older(self._last_news(c), older_than_seconds)
+                   and (asked_at(c) is None or self._older(asked_at(c), older_than_seconds)))
+               or (c.status == fetch_queued and self._older(asked_at(c), older_than_seconds))][:limit]
+        for call in due:
+            call.status = fetch_queued
+            setattr(call, "remote_fetch_queued_at", self.uow.db.clock())
+            self.uow.writes.append(("queue_remote_fetch", self.name, call.id, None))
+        return [model.stored(c.id) for c in due]
+
+    def known_remote_call_ids(self, sids: list[str]) -> set[str]:
+        return {c.remote_call_id for c in self._stored() if c.remote_call_id is not None and c.remote_call_id in sids}
+
+    def open_claims_to(self, msisdn: str, excluding: int) -> list[datetime]:
+        return [c.dial_claimed_at for c in self._stored() if c.dial_claimed_at is not None
+                and self._open_claim(c) and c.msisdn == msisdn and c.id != excluding]
+
+    def release_claim(self, phone_call_id: int, retry_in_seconds: float, count_attempt: bool = True) -> None:
+        call = self.rows[phone_call_id]
+        if call.status == "queued":
+            call.dial_claimed_at = None
+            call.next_attempt_at = self.uow.db.clock() + timedelta(seconds=retry_in_seconds)
+            call.dial_attempts -= 0 if count_attempt else 1
+            self.uow.writes.append(("release_claim", self.name, phone_call_id, None))
+
+
+class RemotePhoneCallEvents(InMemoryRepository):
+    name = "remote_phone_call_events"
+
+
+class BatchOperations(InMemoryRepository):
+    name = "batch_operations"
+
+    def stalled(self, older_than_seconds: float) -> list[int]:
+        return []
+
+
+class ProviderReports:
+    def __init__(self, uow: FakeUnitOfWork):
+        self.uow = uow
+
+    def find(self, account_sid: str, call_sid: str | None) -> ReportTarget | None:
+        accounts = [a for a in self.uow.tables.get("accounts", {}).values()
+                    if account_sid in (a.twilio_account_sid, a.somleng_account_sid)]
+        if len(accounts) != 1:
+            return None
+        account = copy.deepcopy(accounts[0])
+        calls = [c for c in self.uow.tables.get("phone_calls", {}).values()
+                 if c.account_id == account.id and c.remote_call_id == call_sid]
+        if not calls:
+            return ReportTarget(account, None, None)
+        call = copy.deepcopy(calls[0])
+        call.mark_clean()
+        return ReportTarget(account, call, dict(call.metadata))
+
+    def record(self, call: model.PhoneCall, event: model.RemotePhoneCallEvent,
+               request_digest: bytes) -> model.RemotePhoneCallEvent | None:
+        if (model.stored(call.id), request_digest) in self.uow.db.events:
+            return None
+        PhoneCalls(self.uow).save(call)
+        stored = RemotePhoneCallEvents(self.uow).add(event)
+        self.uow.db.events[(model.stored(call.id), request_digest)] = model.stored(stored.id)
+        return stored
+
+
+class FakeUnitOfWork:
+    """A transaction over `db`: its writes are seen by the database on commit, and dropped otherwise."""
+
+    def __init__(self, db: Database, account_id: int | None, parent: FakeUnitOfWork | None = None):
+        self.db = db
+        self.account_id = account_id
+        self.parent = parent  # for_account: the unit of work whose transaction this one shares
+        self.commits = 0
+
+    def __enter__(self) -> FakeUnitOfWork:
+        self._open(copy.deepcopy(self.db.tables), [])
+        return self
+
+    def _open(self, tables: dict[str, dict[int, Any]], writes: list[tuple]) -> None:
+        self.tables, self.writes = tables, writes
+        self.accounts = Accounts(self)
+        self.access_tokens = AccessTokens(self)
+        self.contacts = Contacts(self)
+        self.callouts = Callouts(self)
+        self.callout_participations = CalloutParticipations(self)
+        self.phone_calls = PhoneCalls(self)
+        self.remote_phone_call_events = RemotePhoneCallEvents(self)
+        self.batch_operations = BatchOperations(self)
+        self.provider_reports = ProviderReports(self)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.rollback()
+
+    def for_account(self, account_id: int) -> FakeUnitOfWork:
+        scoped = FakeUnitOfWork(self.db, account_id, parent=self)
+        scoped._open(self.tables, self.writes)
+        return scoped
+
+    def commit(self) -> None:
+        if self.parent is not None:
+            return self.parent.commit()
+        self.db.tables = copy.deepcopy(self.tables)
+        self.db.writes.extend(self.writes)
+        self.writes.clear()
+        self.commits += 1
+
+    def rollback(self) -> None:
+        if self.parent is not None:
+            return self.parent.rollback()
+        self.tables.clear()
+        self.tables.update(copy.deepcopy(self.db.tables))
+        self.writes.clear()
+
+
+class UnitsOfWork:
+    """What the services call `uow_for`: a unit of work for an account (None: the server's)."""
+
+    def __init__(self, clock: FakeClock | None = None):
+        self.clock = clock or FakeClock()
+        self.db = Database(self.clock)
+        self.made: list[int | None] = []
+
+    def __call__(self, account_id: int | None = None) -> FakeUnitOfWork:
+        self.made.append(account_id)
+        return FakeUnitOfWork(self.db, account_id)
+
+
+class FakeJobs:
+    """A job queue that records what it was asked for, once per pending unit as the real one does."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, Any]] = []
+        self.waiting: set[tuple[str, Any]] = set()  # no worker takes them: a unit asked for twice waits once
+
+    def _ask(self, kind: str, key: Any) -> bool:
+        self.asked.append((kind, key))
+        if (kind, key) in self.waiting:
+            return False
+        self.waiting.add((kind, key))
+        return True
+
+    def pending(self) -> int:
+        return len(self.waiting)
+
+    def dial_due(self, account_id: int, delay: float | None = None, wait_for_lease: float = 0.0) -> bool:
+        return self._ask("dial_due", account_id)
+
+    def fetch_remote_call(self, phone_call_id: int) -> bool:
+        return self._ask("fetch_remote_call", phone_call_id)
+
+    def fetch_remote_calls(self, phone_call_ids: list[int]) -> int:
+        return sum(self._ask("fetch_remote_call", i) for i in phone_call_ids)
+
+    def reconcile_unknown_outcomes(self, phone_call_ids: list[int]) -> int:
+        return sum(self._ask("reconcile_unknown_outcome", i) for i in phone_call_ids)
+
+    def run_batch_operation(self, batch_operation_id: int) -> bool:
+        return self._ask("run_batch_operation", batch_operation_id)
+
+
+class FakeProvider:
+    """Answers `find_calls` with what the test lists, or raises what it is given."""
+
+    def __init__(self, listed: list[RemoteCall] | None = None, error: Exception | None = None):
+        self.listed, self.error = listed or [], error
+        self.asked: list[str] = []
+
+    def find_calls(self, credentials: Any, to: str) -> list[RemoteCall]:
+        self.asked.append(to)
+        if self.error:
+            raise self.error
+        return self.listed
+
+
+def fields_of(entity: Any) -> dict[str, Any]:
+    return {f.name: getattr(entity, f.name) for f in dataclasses.fields(entity)}
+
+
+if TYPE_CHECKING:  # the fakes keep pace with the ports: mypy (see pyproject.toml) checks that they fit them
+    # (each repository: the unit of work as a whole has no in-memory batch queries, which are set-based SQL)
+    _fake = FakeUnitOfWork(Database(FakeClock()), None)
+    _accounts: ports.AccountRepository = Accounts(_fake)
+    _access_tokens: ports.AccessTokenRepository = AccessTokens(_fake)
+    _contacts: ports.ContactRepository = Contacts(_fake)
+    _callouts: ports.CalloutRepository = Callouts(_fake)
+    _participations: ports.CalloutParticipationRepository = CalloutParticipations(_fake)
+    _phone_calls: ports.PhoneCallRepository = PhoneCalls(_fake)
+    _events: ports.RemotePhoneCallEventRepository = RemotePhoneCallEvents(_fake)
+    _reports: ports.ProviderReports = ProviderReports(_fake)
+    _jobs: ports.JobQueue = FakeJobs()
