@@ -21,6 +21,7 @@ class Settings:
     default_call_flow_logic: str | None = None
     provider: dict = field(default_factory=dict)
     max_body_bytes: int = 1024 * 1024
+    max_import_bytes: int = 256 * 1024 * 1024  # POST /api/contact_imports only
     job_timeout_seconds: int = 600
     provider_timeout_seconds: float = 15.0
     timings: Timings = field(default_factory=Timings)
@@ -52,4 +53,5 @@ class Settings:
                 if env.get(f"SCFM_{f.name.upper()}")
             }),
             sweep_interval_seconds=float(env.get("SCFM_SWEEP_INTERVAL") or 10),
+            max_import_bytes=int(env.get("SCFM_MAX_IMPORT_BYTES") or 256 * 1024 * 1024),
         )

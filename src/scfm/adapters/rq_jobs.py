@@ -64,3 +64,7 @@ class RqJobQueue:
 
     def run_batch_operation(self, batch_operation_id: int) -> None:
         self._enqueue("run_batch_operation", batch_operation_id)
+
+    def run_contact_import(self, contact_import_id: int) -> None:
+        # hours for a file of millions of rows; a killed job's successor resumes after the last chunk
+        self._enqueue("run_contact_import", contact_import_id, timeout=4 * 3600)

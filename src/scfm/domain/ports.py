@@ -69,3 +69,7 @@ class JobQueue(Protocol):
 
 class SignatureValidator(Protocol):
     def __call__(self, auth_token: str, url: str, params: dict, signature: str) -> bool: ...
+
+
+class ContactImportJobs(Protocol):
+    def run_contact_import(self, contact_import_id: int) -> None: ...

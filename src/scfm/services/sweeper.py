@@ -23,6 +23,7 @@ def sweep(uow_for, jobs, timings: Timings) -> dict:
                                                                timings.fetch_after_silence))
         lost_fetches = calls.silent_calls(["remote_fetch_queued"], timings.fetch_after_silence)
         stalled = uow.batch_operations.stalled(timings.stalled_batch_operation)
+        stalled_imports = uow.contact_imports.stalled(timings.stalled_batch_operation)
         uow.commit()
     for account_id in accounts:
         jobs.dial_due(account_id)
@@ -32,8 +33,11 @@ def sweep(uow_for, jobs, timings: Timings) -> dict:
         jobs.fetch_remote_calls(sorted(set(silent) | set(lost_fetches)))
     for operation_id in stalled:
         jobs.run_batch_operation(operation_id)
+    for import_id in stalled_imports:
+        jobs.run_contact_import(import_id)
     report.update(dispatched_accounts=len(accounts), unknown_outcomes=len(unknown_outcomes), expired=len(expired),
-                  fetches=len(set(silent) | set(lost_fetches)), batch_operations=len(stalled))
+                  fetches=len(set(silent) | set(lost_fetches)), batch_operations=len(stalled),
+                  contact_imports=len(stalled_imports))
     if any(report.values()):
         log.info("sweep: %s", report)
     return report
