@@ -201,3 +201,37 @@ def test_exports_stream_every_match_with_metadata_as_dotted_columns(api, other_a
     contacts = parse_csv(api.get(f"/api/callouts/{callout['id']}/contacts.csv"))
     assert len(contacts) == 3
     assert other_api.get(f"/api/callouts/{callout['id']}/phone_calls.csv").status_code == 404
+
+
+def test_the_sweeper_redelivers_an_import_whose_job_was_lost(api, deps, run_jobs):
+    from scfm.services import sweeper
+
+    created = upload(api, "msisdn\n+85512345678\n").get_json()
+    deps.queue.empty()  # the job is lost
+    assert sweeper.sweep(deps.uow, deps.jobs, deps.settings.timings)["contact_imports"] == 0  # not yet stalled
+    with deps.engine.begin() as conn:
+        conn.execute(text("UPDATE contact_imports SET updated_at = now() - interval '1 hour'"))
+    assert sweeper.sweep(deps.uow, deps.jobs, deps.settings.timings)["contact_imports"] == 1
+    run_jobs()
+    assert api.get(f"/api/contact_imports/{created['id']}").get_json()["status"] == "finished"
+    assert sweeper.sweep(deps.uow, deps.jobs, deps.settings.timings)["contact_imports"] == 0
+    run_jobs()  # a second delivery of a finished import does nothing
+    assert api.get(f"/api/contact_imports/{created['id']}").get_json()["rows_created"] == 1
+
+
+def test_an_import_that_keeps_failing_ends_failed(api, deps, monkeypatch):
+    created = upload(api, "msisdn\n+85512345678\n").get_json()
+    deps.queue.empty()
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("the database is on fire")
+
+    from scfm.adapters.postgres.contact_imports import ContactImportStore
+
+    monkeypatch.setattr(ContactImportStore, "write_chunk", broken)
+    for _attempt in range(import_services.MAX_ATTEMPTS):
+        with pytest.raises(RuntimeError):
+            import_services.run_import(deps.uow, created["id"])
+    failed = api.get(f"/api/contact_imports/{created['id']}").get_json()
+    assert failed["status"] == "failed" and failed["error_message"] == "stopped after 5 attempts (RuntimeError)"
+    assert import_services.run_import(deps.uow, created["id"]) == {"status": "failed"}
