@@ -235,3 +235,23 @@ def test_an_import_that_keeps_failing_ends_failed(api, deps, monkeypatch):
     failed = api.get(f"/api/contact_imports/{created['id']}").get_json()
     assert failed["status"] == "failed" and failed["error_message"] == "stopped after 5 attempts (RuntimeError)"
     assert import_services.run_import(deps.uow, created["id"]) == {"status": "failed"}
+
+
+def test_the_cli_imports_and_exports_with_a_summary(api, deps, tmp_path, capsys):
+    from scfm.entrypoints import cli
+
+    account_id = api.get("/api/account").get_json()["id"]
+    source = tmp_path / "contacts.csv"
+    source.write_text("phone,gender\n012345678,f\n012345679,m\nnope,f\n")
+    refused = tmp_path / "refused.csv"
+    assert cli.main(["import", "contacts", str(source), "--account-id", str(account_id), "--default-country", "KH",
+                     "--errors", str(refused)]) == 0
+    summary = capsys.readouterr().err
+    assert "3 rows read, 2 created, 0 updated, 0 unchanged, 1 refused" in summary
+    assert refused.read_text().splitlines() == ["line,phone,gender,reason", "4,nope,f,invalid number"]
+    target = tmp_path / "export.csv"
+    assert cli.main(["export", "contacts", "--account-id", str(account_id), "--filter", "metadata[gender]=f",
+                     "-o", str(target)]) == 0
+    assert "1 contacts written" in capsys.readouterr().err
+    assert target.read_text().splitlines()[1].split(",")[1] == "+85512345678"
+    assert cli.main(["import", "contacts", str(source), "--account-id", str(account_id), "--callout-id", "999"]) == 2
