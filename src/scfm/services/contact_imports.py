@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import logging
+import queue
+import threading
 from typing import Callable, Iterator
 
 from scfm.domain import contact_import as ci
@@ -18,8 +20,10 @@ from scfm.services.common import Page, PageRequest, list_page
 
 log = logging.getLogger(__name__)
 
-CHUNK_ROWS = 10_000
-MAX_ATTEMPTS = 5  # deliveries of an import's job (retries, redeliveries) before it is marked failed
+CHUNK_ROWS = 20_000
+MAX_ATTEMPTS = 5
+LOST = ("the uploaded rows were lost when PostgreSQL restarted after a crash: upload the file again (rows "
+        "imported already are not imported twice)")  # deliveries of an import's job (retries, redeliveries) before it is marked failed
 
 
 def text_lines(binary: io.RawIOBase | io.BufferedIOBase) -> Iterator[str]:
@@ -88,42 +92,122 @@ def run_import(uow_for, import_id: int, chunk_rows: int = CHUNK_ROWS,
         attempts = uow.contact_imports.count_attempt(import_id)
         uow.commit()
     try:
-        header = contact_import.parsed_header()
-        options = contact_import.import_options()
+        header, options = contact_import.parsed_header(), contact_import.import_options()
+        after = contact_import.last_line
         while True:
-            with uow_for(None) as uow:
-                contact_import = uow.imports.lock(import_id)
-                if contact_import is None or not contact_import.is_open:
-                    return {"status": contact_import.status if contact_import else "gone"}
-                rows = uow.imports.next_rows(import_id, contact_import.last_line, chunk_rows)
-                if not rows:
-                    contact_import.fire("finish")
-                    uow.imports.save_status(contact_import)
-                    uow.imports.drop_tables(import_id)
-                    uow.commit()
-                    uow.imports.analyze()
-                    uow.commit()
-                    return _summary(contact_import)
-                good, refused, cells_by_line = [], [], {}
-                for line, cells, problem in rows:
-                    result = Refusal(line, problem) if problem else ci.normalize_row(line, cells, header, options)
-                    if isinstance(result, Refusal):
-                        refused.append(result)
-                        cells_by_line[line] = cells
-                    else:
-                        good.append(result)
-                counts = uow.imports.write_chunk(contact_import, good, refused, cells_by_line)
-                uow.imports.record_chunk(import_id, rows[-1][0], counts)
-                uow.commit()
-            contact_import.last_line = rows[-1][0]
-            for name in ("read", "created", "updated", "unchanged", "refused"):
-                setattr(contact_import, f"rows_{name}", getattr(contact_import, f"rows_{name}") + getattr(counts, name))
-            if after_chunk is not None:
-                after_chunk(contact_import)
+            outcome, after = _write_chunks(uow_for, import_id, after, header, options, chunk_rows, after_chunk)
+            if outcome is not None:
+                return outcome
     except Exception as error:
         if attempts >= MAX_ATTEMPTS:
             fail_import(uow_for, import_id, f"stopped after {attempts} attempts ({type(error).__name__})")
         raise
+
+
+def _write_chunks(uow_for, import_id: int, after: int, header, options, chunk_rows: int, after_chunk):
+    """Write the chunks after line `after` (each read and normalised in a thread while the one before is being
+    written); then finish. (summary, None) when the import is done or no longer open; (None, line) when
+    another delivery of the job has moved it on to `line` meanwhile."""
+    with _ChunkReader(uow_for, import_id, after, header, options, chunk_rows) as chunks:
+        for chunk in chunks:
+            with uow_for(None) as uow:
+                contact_import = uow.imports.lock(import_id)
+                if contact_import is None or not contact_import.is_open:
+                    return {"status": contact_import.status if contact_import else "gone"}, None
+                if contact_import.last_line != after:
+                    return None, contact_import.last_line
+                counts = uow.imports.write_chunk(contact_import, chunk)
+                uow.imports.record_chunk(import_id, chunk.last_line, counts)
+                uow.commit()
+            after = contact_import.last_line = chunk.last_line
+            for name in ("read", "created", "updated", "unchanged", "refused"):
+                setattr(contact_import, f"rows_{name}", getattr(contact_import, f"rows_{name}") + getattr(counts, name))
+            if after_chunk is not None:
+                after_chunk(contact_import)
+    with uow_for(None) as uow:
+        contact_import = uow.imports.lock(import_id)
+        if contact_import is None or not contact_import.is_open:
+            return {"status": contact_import.status if contact_import else "gone"}, None
+        if contact_import.last_line != after or uow.imports.next_rows(import_id, after, 1):
+            return None, contact_import.last_line
+        if contact_import.rows_read < contact_import.rows_total:
+            contact_import.error_message = LOST
+            contact_import.fire("fail")
+        else:
+            contact_import.fire("finish")
+        uow.imports.save_status(contact_import)
+        uow.imports.drop_tables(import_id)
+        uow.commit()
+        uow.imports.analyze()
+        uow.commit()
+    return _summary(contact_import), None
+
+
+def normalise_chunk(rows, header, options) -> tuple[list, list[Refusal], dict[int, list]]:
+    good, refused, cells_by_line = [], [], {}
+    for line, cells, problem in rows:
+        result = Refusal(line, problem) if problem else ci.normalize_row(line, cells, header, options)
+        if isinstance(result, Refusal):
+            refused.append(result)
+            cells_by_line[line] = cells
+        else:
+            good.append(result)
+    return good, refused, cells_by_line
+
+
+_END = object()
+
+
+class _ChunkReader:
+    """Reads and normalises the chunks after a line in a thread, one ahead of the writer: the Python work of
+    the next chunk overlaps PostgreSQL's work on this one. At most three chunks are held at a time."""
+
+    def __init__(self, uow_for, import_id: int, after: int, header, options, chunk_rows: int):
+        self.args = (uow_for, import_id, after, header, options, chunk_rows)
+        self.queue: queue.Queue = queue.Queue(maxsize=1)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"contact-import-{import_id}-reader", daemon=True)
+
+    def __enter__(self) -> Iterator:
+        self.thread.start()
+        return self._chunks()
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def _put(self, item) -> None:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _run(self) -> None:
+        uow_for, import_id, after, header, options, chunk_rows = self.args
+        try:
+            with uow_for(None) as uow:
+                while not self.stop.is_set():
+                    rows = uow.imports.next_rows(import_id, after, chunk_rows)
+                    uow.commit()  # no snapshot held between chunks
+                    if not rows:
+                        break
+                    after = rows[-1][0]
+                    good, refused, cells_by_line = normalise_chunk(rows, header, options)
+                    self._put(uow.imports.prepare_chunk(import_id, good, refused, cells_by_line, after))
+            self._put(_END)
+        except BaseException as error:  # noqa: BLE001 - raised again in the writer's thread
+            self._put(error)
+
+    def _chunks(self) -> Iterator:
+        while True:
+            item = self.queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
 
 
 def fail_import(uow_for, import_id: int, message: str) -> None:

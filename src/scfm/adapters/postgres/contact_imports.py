@@ -2,9 +2,11 @@
 with set-based SQL (one upsert of its contacts, one insert of its participations) in the transaction that
 records the chunk's progress, and the refused rows read back for errors.csv.
 
-Each import has two tables, dropped when it ends: contact_import_rows_<id> (line, cells, problem) holds the
-file as uploaded, contact_import_numbers_<id> (msisdn, line) the first line of each number seen, so that a
-number repeated anywhere later in the file is refused without keeping a million numbers in a worker.
+Each import has two tables, dropped when it ends: contact_import_rows_<id> (line, cells as JSON text, problem)
+holds the file as uploaded, contact_import_numbers_<id> (number, line) the first line of each number seen, so
+that a number repeated anywhere later in the file is refused without keeping a million numbers in a worker.
+Both are UNLOGGED (a million rows without their WAL): PostgreSQL empties them if it restarts after a crash,
+and the import then fails saying so (the service compares the rows read with the rows uploaded).
 """
 from __future__ import annotations
 
@@ -54,6 +56,15 @@ class ContactImportRepository(Repository):
 
 
 @dataclass
+class PreparedChunk:
+    last_line: int
+    good: int
+    refused: int
+    rows: bytes  # COPY text of (line, msisdn, metadata)
+    errors: bytes  # COPY text of (contact_import_id, line, cells, reason)
+
+
+@dataclass
 class ChunkCounts:
     read: int = 0
     created: int = 0
@@ -100,15 +111,16 @@ class ContactImportStore:
     def __init__(self, conn):
         self.conn = conn
 
-    def _copy(self, statement: str, lines: Iterable[str]) -> None:
+    def _copy(self, statement: str, lines: Iterable[str] | bytes) -> None:
         """COPY FROM STDIN on this transaction's connection; an error of the lines' source (a body over its
         limit) is raised as itself, PostgreSQL's as SQLAlchemy's, like every other statement's."""
-        source = _Lines(lines)
+        source = _Lines(lines) if not isinstance(lines, bytes) else None
         cursor = self.conn.connection.cursor()
         try:
-            cursor.copy_expert(statement, io.BufferedReader(source, 1 << 16))
+            cursor.copy_expert(statement, io.BufferedReader(source, 1 << 16) if source else io.BytesIO(lines),
+                               size=1 << 16)
         except psycopg2.Error as error:
-            if source.error is not None:
+            if source is not None and source.error is not None:
                 raise source.error from None
             raise exc.DBAPIError.instance(statement, None, error, psycopg2.Error) from error
         finally:
@@ -118,9 +130,9 @@ class ContactImportStore:
     def create_tables(self, import_id: int) -> None:
         self.drop_tables(import_id)  # ids are never reused, but a test's TRUNCATE ... RESTART IDENTITY reuses them
         self.conn.exec_driver_sql(
-            f"CREATE TABLE {rows_table(import_id)} (line integer PRIMARY KEY, cells jsonb NOT NULL, problem text)")
+            f"CREATE UNLOGGED TABLE {rows_table(import_id)} (line integer PRIMARY KEY, cells text NOT NULL, problem text)")
         self.conn.exec_driver_sql(
-            f"CREATE TABLE {numbers_table(import_id)} (msisdn text PRIMARY KEY, line integer NOT NULL)")
+            f"CREATE UNLOGGED TABLE {numbers_table(import_id)} (number bigint PRIMARY KEY, line integer NOT NULL)")
 
     def copy_rows(self, import_id: int, rows: Iterable[tuple[int, list[str], str | None]]) -> int:
         """COPY (line, cells, problem) rows into the import's table as they come; how many."""
@@ -147,48 +159,74 @@ class ContactImportStore:
         return ContactImport(**row._mapping) if row else None
 
     def next_rows(self, import_id: int, after_line: int, limit: int) -> list[tuple[int, list, str | None]]:
-        return list(self.conn.exec_driver_sql(
+        rows = self.conn.exec_driver_sql(
             f"SELECT line, cells, problem FROM {rows_table(import_id)} WHERE line > %(after)s ORDER BY line "
-            "LIMIT %(limit)s", {"after": after_line, "limit": limit}))
+            "LIMIT %(limit)s", {"after": after_line, "limit": limit})
+        return [(line, json.loads(cells), problem) for line, cells, problem in rows]
 
-    def write_chunk(self, contact_import: ContactImport, good: list[Row], refused: list[Refusal],
-                    cells_by_line: dict[int, list]) -> ChunkCounts:
+    @staticmethod
+    def prepare_chunk(import_id: int, good: list[Row], refused: list[Refusal], cells_by_line: dict[int, list],
+                      last_line: int) -> "PreparedChunk":
+        """A chunk's rows as COPY reads them (made while the previous chunk is being written)."""
+        return PreparedChunk(
+            last_line=last_line, good=len(good), refused=len(refused),
+            rows="".join(f"{row.line}\t{row.msisdn}\t{_copy_text(json.dumps(row.metadata, ensure_ascii=False))}\n"
+                         for row in good).encode(),
+            errors="".join(f"{import_id}\t{r.line}\t{_copy_text(json.dumps(cells_by_line[r.line], ensure_ascii=False))}"
+                           f"\t{_copy_text(r.reason)}\n" for r in refused).encode())
+
+    def write_chunk(self, contact_import: ContactImport, chunk: "PreparedChunk") -> ChunkCounts:
         """Write one chunk's contacts, participations and refusals; the counts. Set-based: a temporary table
         of the chunk's rows, then one statement per step."""
         import_id, account_id = contact_import.id, contact_import.account_id
         options = contact_import.import_options()
-        counts = ChunkCounts(read=len(good) + len(refused), refused=len(refused))
-        if refused:
-            self._copy(
-                "COPY contact_import_errors (contact_import_id, line, cells, reason) FROM STDIN",
-                (f"{import_id}\t{r.line}\t{_copy_text(json.dumps(cells_by_line[r.line], ensure_ascii=False))}\t"
-                 f"{_copy_text(r.reason)}\n" for r in refused))
-        if not good:
+        counts = ChunkCounts(read=chunk.good + chunk.refused, refused=chunk.refused)
+        if chunk.errors:
+            self._copy("COPY contact_import_errors (contact_import_id, line, cells, reason) FROM STDIN", chunk.errors)
+        if not chunk.good:
             return counts
         sql = self.conn.exec_driver_sql
-        sql("CREATE TEMPORARY TABLE IF NOT EXISTS contact_import_chunk (line integer, msisdn text, metadata jsonb)")
+        sql("CREATE TEMPORARY TABLE IF NOT EXISTS contact_import_chunk "
+            "(line integer, msisdn text, metadata jsonb, number bigint GENERATED ALWAYS AS "
+            "(substr(msisdn, 2)::bigint) STORED)")
         sql("TRUNCATE contact_import_chunk")
-        self._copy("COPY contact_import_chunk (line, msisdn, metadata) FROM STDIN",
-                   (f"{row.line}\t{row.msisdn}\t{_copy_text(json.dumps(row.metadata, ensure_ascii=False))}\n"
-                    for row in good))
+        self._copy("COPY contact_import_chunk (line, msisdn, metadata) FROM STDIN", chunk.rows)
         numbers, rows = numbers_table(import_id), rows_table(import_id)
         # the first line of each number is imported; a number on an earlier line refuses this one
-        sql(f"INSERT INTO {numbers} (msisdn, line) SELECT DISTINCT ON (msisdn) msisdn, line "
-            "FROM contact_import_chunk ORDER BY msisdn, line ON CONFLICT (msisdn) DO NOTHING")
-        refused_more = sql(
-            f"""WITH duplicates AS (
-                DELETE FROM contact_import_chunk c USING {numbers} n WHERE n.msisdn = c.msisdn AND n.line <> c.line
-                RETURNING c.line, n.line AS first_line)
-            INSERT INTO contact_import_errors (contact_import_id, line, cells, reason)
-            SELECT %(id)s, d.line, r.cells, %(reason)s || ' (first on line ' || d.first_line || ')'
-            FROM duplicates d JOIN {rows} r ON r.line = d.line""",
-            {"id": import_id, "reason": DUPLICATE_NUMBER}).rowcount
+        firsts = sql(f"INSERT INTO {numbers} (number, line) SELECT DISTINCT ON (number) number, line "
+                     "FROM contact_import_chunk ORDER BY number, line ON CONFLICT (number) DO NOTHING").rowcount
+        refused_more = 0
+        if firsts < chunk.good:
+            refused_more = sql(
+                f"""WITH duplicates AS (
+                    DELETE FROM contact_import_chunk c USING {numbers} n
+                    WHERE n.number = c.number AND n.line <> c.line
+                    RETURNING c.line, n.line AS first_line)
+                INSERT INTO contact_import_errors (contact_import_id, line, cells, reason)
+                SELECT %(id)s, d.line, r.cells::jsonb, %(reason)s || ' (first on line ' || d.first_line || ')'
+                FROM duplicates d JOIN {rows} r ON r.line = d.line""",
+                {"id": import_id, "reason": DUPLICATE_NUMBER}).rowcount
         merge = {
             MergeMode.MERGE: "contacts.metadata || EXCLUDED.metadata",
             MergeMode.DEEP_MERGE: "scfm_jsonb_deep_merge(contacts.metadata, EXCLUDED.metadata)",
             MergeMode.REPLACE: "EXCLUDED.metadata",
         }[options.metadata_merge_mode]
-        if options.update_existing and options.metadata_merge_mode is not MergeMode.REPLACE:
+        bounded = options.update_existing and options.metadata_merge_mode is not MergeMode.REPLACE
+        if options.update_existing:  # a merge that would outgrow the bound is not written (and refused below)
+            conflict = (f"DO UPDATE SET metadata = {merge}, updated_at = now() "
+                        f"WHERE contacts.metadata IS DISTINCT FROM {merge}"
+                        + (f" AND octet_length(({merge})::text) <= {MAX_DOCUMENT_BYTES}" if bounded else ""))
+        else:
+            conflict = "DO NOTHING"
+        created, updated = sql(
+            f"""WITH written AS (
+                INSERT INTO contacts (account_id, msisdn, metadata, created_at, updated_at)
+                SELECT %(account)s, msisdn, metadata, now(), now() FROM contact_import_chunk ORDER BY number
+                ON CONFLICT ON CONSTRAINT index_contacts_on_account_id_and_msisdn {conflict}
+                RETURNING (xmax = 0) AS created)
+            SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created) FROM written""",
+            {"account": account_id}).one()
+        if bounded and chunk.good - refused_more - created - updated > 0:
             merged = merge.replace("contacts.", "k.").replace("EXCLUDED.", "c.")
             refused_more += sql(
                 f"""WITH too_large AS (
@@ -197,22 +235,9 @@ class ContactImportStore:
                       AND octet_length(({merged})::text) > %(limit)s
                     RETURNING c.line)
                 INSERT INTO contact_import_errors (contact_import_id, line, cells, reason)
-                SELECT %(id)s, d.line, r.cells, %(reason)s FROM too_large d JOIN {rows} r ON r.line = d.line""",
+                SELECT %(id)s, d.line, r.cells::jsonb, %(reason)s FROM too_large d JOIN {rows} r ON r.line = d.line""",
                 {"account": account_id, "limit": MAX_DOCUMENT_BYTES, "id": import_id,
                  "reason": merged_too_large_reason()}).rowcount
-        if options.update_existing:
-            conflict = (f"DO UPDATE SET metadata = {merge}, updated_at = now() "
-                        f"WHERE contacts.metadata IS DISTINCT FROM {merge}")
-        else:
-            conflict = "DO NOTHING"
-        created, updated = sql(
-            f"""WITH written AS (
-                INSERT INTO contacts (account_id, msisdn, metadata, created_at, updated_at)
-                SELECT %(account)s, msisdn, metadata, now(), now() FROM contact_import_chunk ORDER BY msisdn
-                ON CONFLICT ON CONSTRAINT index_contacts_on_account_id_and_msisdn {conflict}
-                RETURNING (xmax = 0) AS created)
-            SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created) FROM written""",
-            {"account": account_id}).one()
         if contact_import.callout_id is not None:
             sql("""INSERT INTO callout_participations (account_id, callout_id, contact_id, msisdn, created_at, updated_at)
                 SELECT %(account)s, %(callout)s, k.id, k.msisdn, now(), now()
@@ -220,7 +245,7 @@ class ContactImportStore:
                 ORDER BY k.id ON CONFLICT DO NOTHING""", {"account": account_id, "callout": contact_import.callout_id})
         counts.refused += refused_more
         counts.created, counts.updated = created, updated
-        counts.unchanged = len(good) - refused_more - created - updated
+        counts.unchanged = chunk.good - refused_more - created - updated
         return counts
 
     def record_chunk(self, import_id: int, last_line: int, counts: ChunkCounts) -> None:
