@@ -146,7 +146,7 @@ def _write_chunks(uow_for, import_id: int, after: int, header, options, chunk_ro
 def normalise_chunk(rows, header, options) -> tuple[list, list[Refusal], dict[int, list]]:
     good, refused, cells_by_line = [], [], {}
     for line, cells, problem in rows:
-        result = Refusal(line, problem) if problem else ci.normalize_row(line, cells, header, options)
+        result = Refusal(line, problem) if problem else ci.normalize_row(line, cells, header, options, readable=True)
         if isinstance(result, Refusal):
             refused.append(result)
             cells_by_line[line] = cells

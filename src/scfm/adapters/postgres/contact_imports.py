@@ -159,10 +159,16 @@ class ContactImportStore:
         return ContactImport(**row._mapping) if row else None
 
     def next_rows(self, import_id: int, after_line: int, limit: int) -> list[tuple[int, list, str | None]]:
-        rows = self.conn.exec_driver_sql(
-            f"SELECT line, cells, problem FROM {rows_table(import_id)} WHERE line > %(after)s ORDER BY line "
-            "LIMIT %(limit)s", {"after": after_line, "limit": limit})
-        return [(line, json.loads(cells), problem) for line, cells, problem in rows]
+        cursor = self.conn.connection.cursor()  # the driver's tuples: a million rows pass through here
+        try:
+            cursor.execute(f"SELECT line, cells, problem FROM {rows_table(import_id)} WHERE line > %s ORDER BY line "
+                           "LIMIT %s", (after_line, limit))
+            loads = json.loads
+            return [(line, loads(cells), problem) for line, cells, problem in cursor.fetchall()]
+        except psycopg2.Error as error:
+            raise exc.DBAPIError.instance("SELECT ... FROM contact_import_rows", None, error, psycopg2.Error) from error
+        finally:
+            cursor.close()
 
     @staticmethod
     def prepare_chunk(import_id: int, good: list[Row], refused: list[Refusal], cells_by_line: dict[int, list],
@@ -170,7 +176,8 @@ class ContactImportStore:
         """A chunk's rows as COPY reads them (made while the previous chunk is being written)."""
         return PreparedChunk(
             last_line=last_line, good=len(good), refused=len(refused),
-            rows="".join(f"{row.line}\t{row.msisdn}\t{_copy_text(json.dumps(row.metadata, ensure_ascii=False))}\n"
+            # JSON escapes tabs and line breaks itself: only its backslashes need doubling for COPY
+            rows="".join(f"{row.line}\t{row.msisdn}\t{json.dumps(row.metadata, ensure_ascii=False).replace(chr(92), chr(92) * 2)}\n"
                          for row in good).encode(),
             errors="".join(f"{import_id}\t{r.line}\t{_copy_text(json.dumps(cells_by_line[r.line], ensure_ascii=False))}"
                            f"\t{_copy_text(r.reason)}\n" for r in refused).encode())
