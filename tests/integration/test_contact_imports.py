@@ -35,7 +35,7 @@ def test_a_file_with_every_kind_of_bad_row_keeps_the_good_ones(api, deps, run_jo
         "+85512345681;Dan\r\n"                                       # 7: malformed (2 cells)
         "\r\n"                                                       # 8: blank, skipped
         "+85512345682;\"Eve\nwith a line break\";Kep;y\r\n"          # 9-10: good
-        "+85512345683;Fay;Kep;y\r\n"                                 # 11: good
+        "+85512345683;Fa\\y\t;Kep;y\r\n"                           # 11: good, a backslash and a tab
     )
     response = upload(api, body, "?default_country=KH")
     assert response.status_code == 201, response.get_json()
@@ -51,6 +51,7 @@ def test_a_file_with_every_kind_of_bad_row_keeps_the_good_ones(api, deps, run_jo
     assert contacts["+85512345678"] == {"name": "Alice", "address": {"province": "Kandal", "district": "Ta Khmau"}}
     assert contacts["+85512345679"] == {"name": 'Bob; the "second"', "address": {"province": "Kampot"}}
     assert contacts["+85512345682"]["name"] == "Eve\nwith a line break"
+    assert contacts["+85512345683"]["name"] == "Fa\\y"  # trimmed
     assert set(contacts) == {"+85512345678", "+85512345679", "+85512345682", "+85512345683"}
     errors = api.get(f"/api/contact_imports/{created['id']}/errors.csv")
     assert errors.status_code == 200 and errors.mimetype == "text/csv"

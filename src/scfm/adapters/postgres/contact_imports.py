@@ -78,6 +78,12 @@ def _copy_text(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
+def _copy_json(value) -> str:
+    """A value as JSON in COPY's text format: JSON escapes tabs and line breaks itself, so only its
+    backslashes need doubling."""
+    return json.dumps(value, ensure_ascii=False).replace("\\", "\\\\")
+
+
 class _Lines(io.RawIOBase):
     """An iterator of text lines as the file COPY FROM STDIN reads."""
 
@@ -142,8 +148,7 @@ class ContactImportStore:
             nonlocal count
             for line, cells, problem in rows:
                 count += 1
-                yield (f"{line}\t{_copy_text(json.dumps(cells, ensure_ascii=False))}\t"
-                       f"{_copy_text(problem) if problem else chr(92) + 'N'}\n")
+                yield (f"{line}\t{_copy_json(cells)}\t{_copy_text(problem) if problem else chr(92) + 'N'}\n")
 
         self._copy(f"COPY {rows_table(import_id)} (line, cells, problem) FROM STDIN", lines())
         return count
@@ -176,10 +181,8 @@ class ContactImportStore:
         """A chunk's rows as COPY reads them (made while the previous chunk is being written)."""
         return PreparedChunk(
             last_line=last_line, good=len(good), refused=len(refused),
-            # JSON escapes tabs and line breaks itself: only its backslashes need doubling for COPY
-            rows="".join(f"{row.line}\t{row.msisdn}\t{json.dumps(row.metadata, ensure_ascii=False).replace(chr(92), chr(92) * 2)}\n"
-                         for row in good).encode(),
-            errors="".join(f"{import_id}\t{r.line}\t{_copy_text(json.dumps(cells_by_line[r.line], ensure_ascii=False))}"
+            rows="".join(f"{row.line}\t{row.msisdn}\t{_copy_json(row.metadata)}\n" for row in good).encode(),
+            errors="".join(f"{import_id}\t{r.line}\t{_copy_json(cells_by_line[r.line])}"
                            f"\t{_copy_text(r.reason)}\n" for r in refused).encode())
 
     def write_chunk(self, contact_import: ContactImport, chunk: "PreparedChunk") -> ChunkCounts:
