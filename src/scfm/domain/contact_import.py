@@ -424,8 +424,9 @@ def read_csv(text_lines: Iterator[str]) -> tuple[list[str], str, Iterator[tuple[
                 yield line, [], f"{MALFORMED_LINE} ({error})"
                 line = reader.line_num + 1
                 continue
-            if cells and any(cell.strip() for cell in cells):
-                problem = unreadable_cells(cells)
+            joined = "".join(cells)
+            if joined and not joined.isspace():
+                problem = None if joined.isascii() and "\x00" not in joined else unreadable_cells(cells)
                 yield line, storable_cells(cells) if problem else cells, problem
             line = reader.line_num + 1
 
