@@ -14,16 +14,15 @@ from typing import Callable, Iterator
 
 from scfm.domain import contact_import as ci
 from scfm.domain.contact_import import ContactImport, ImportOptions, Refusal
-from scfm.domain.errors import ValidationFailed
 from scfm.domain.state_machines import ContactImportStatus
 from scfm.services.common import Page, PageRequest, list_page
 
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 20_000
-MAX_ATTEMPTS = 5
+MAX_ATTEMPTS = 5  # deliveries of an import's job (retries, redeliveries) before it is marked failed
 LOST = ("the uploaded rows were lost when PostgreSQL restarted after a crash: upload the file again (rows "
-        "imported already are not imported twice)")  # deliveries of an import's job (retries, redeliveries) before it is marked failed
+        "imported already are not imported twice)")
 
 
 def text_lines(binary: io.RawIOBase | io.BufferedIOBase) -> Iterator[str]:
@@ -44,7 +43,7 @@ def create_import(uow, jobs, account_id: int, params: dict, binary, filename: st
         header_cells, delimiter, rows = ci.read_csv(text_lines(binary))
         header = ci.Header.parse(header_cells, options)
         contact_import = uow.contact_imports.add(ContactImport(
-            account_id=account_id, callout_id=callout_id, filename=(filename or None) and filename[:255],
+            account_id=account_id, callout_id=callout_id, filename=(filename or "").replace("\x00", "")[:255] or None,
             options=options.as_dict(), header=list(header.names), delimiter=delimiter))
         uow.imports.create_tables(contact_import.id)
         contact_import.rows_total = uow.imports.copy_rows(contact_import.id, rows)
@@ -227,5 +226,3 @@ def _summary(contact_import: ContactImport) -> dict:
     return {name: getattr(contact_import, name) for name in (
         "status", "rows_read", "rows_created", "rows_updated", "rows_unchanged", "rows_refused")}
 
-
-__all__ = ["create_import", "run_import", "ValidationFailed"]

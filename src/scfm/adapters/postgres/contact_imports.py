@@ -10,7 +10,6 @@ and the import then fails saying so (the service compares the rows read with the
 """
 from __future__ import annotations
 
-import csv
 import io
 import json
 from dataclasses import dataclass
@@ -289,8 +288,3 @@ class ContactImportStore:
                 return
             after = rows[-1].line
 
-
-def csv_line(cells: list[str], delimiter: str = ",") -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, delimiter=delimiter, lineterminator="\r\n").writerow(cells)
-    return buffer.getvalue()
