@@ -117,9 +117,9 @@ def test_reading_a_file_gives_line_numbers_and_problems():
 def test_metadata_is_flattened_to_dotted_columns():
     assert ci.flatten_metadata({"a": {"b": 1, "c": {"d": True}}, "e": [1], "f": {}}) == {
         "a.b": 1, "a.c.d": True, "e": [1]}
-    record = {"id": 1, "created_at": datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc),
-              "metadata": {"a": {"b": 1}, "e": ["x"], "n": None, "t": False}}
-    assert ci.export_row(record, ("id", "created_at"), ["a.b", "e", "n", "t", "z"]) == [
+    values = (1, datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc))
+    metadata = {"a": {"b": 1}, "e": ["x"], "n": None, "t": False}
+    assert ci.export_row(values, metadata, ["a.b", "e", "n", "t", "z"]) == [
         "1", "2026-01-02T03:04:05.678Z", "1", '["x"]', "", "false", ""]
     assert ci.metadata_column_names([("b",), ("a", "c"), ("a.c",)]) == ["a.c", "b"]
 

@@ -377,6 +377,8 @@ def flatten_metadata(metadata: Any, prefix: str = "") -> dict[str, Any]:
 
 def format_cell(value: Any) -> str:
     """A value as an export's cell: text as is, times as the API shows them, lists and objects as JSON."""
+    if type(value) is str:
+        return value
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -388,10 +390,10 @@ def format_cell(value: Any) -> str:
     return str(value)
 
 
-def export_row(record: dict, columns: tuple[str, ...], metadata_columns: list[str]) -> list[str]:
-    flat = flatten_metadata(record.get("metadata") or {})
-    return [format_cell(record.get(column)) for column in columns] + [
-        format_cell(flat.get(name)) for name in metadata_columns]
+def export_row(values, metadata: dict | None, metadata_columns: list[str]) -> list[str]:
+    """A record's cells: its own values, then its metadata's under `metadata_columns` (dotted names)."""
+    flat = flatten_metadata(metadata or {})
+    return [format_cell(value) for value in values] + [format_cell(flat.get(name)) for name in metadata_columns]
 
 
 def metadata_column_names(paths) -> list[str]:

@@ -23,6 +23,13 @@ EXPORTS = {
 }
 
 
+# The values the API shows: a participation's or call's call flow logic is its own, else the one it inherits.
+SHOWN = {
+    "callout_participations": {"call_flow_logic": ("call_flow_logic", "callout_call_flow_logic")},
+    "phone_calls": {"call_flow_logic": ("call_flow_logic", "inherited_call_flow_logic")},
+}
+
+
 def _extra(uow, kind: str, callout_id):
     if callout_id is None:
         return []
@@ -51,16 +58,8 @@ def export(uow_factory, account_id: int, kind: str, q, callout_id=None,
             if on_count is not None:
                 on_count(uow.exports.count(repo, conditions, extra))
             yield [*columns, *(f"metadata.{name}" for name in names)]
-            for record in uow.exports.rows(repo, conditions, extra):
-                yield export_row(_shown(kind, record), columns, names)
+            for *values, metadata in uow.exports.rows(repo, conditions, extra, columns, SHOWN.get(kind)):
+                yield export_row(values, metadata, names)
 
     return rows()
 
-
-def _shown(kind: str, record: dict) -> dict:
-    """The values the API shows: a participation's or call's call flow logic is its own, else inherited."""
-    if kind == "callout_participations":
-        record["call_flow_logic"] = record.get("call_flow_logic") or record.get("callout_call_flow_logic")
-    elif kind == "phone_calls":
-        record["call_flow_logic"] = record.get("call_flow_logic") or record.get("inherited_call_flow_logic")
-    return record
