@@ -256,3 +256,13 @@ def test_the_cli_imports_and_exports_with_a_summary(api, deps, tmp_path, capsys)
     assert "1 contacts written" in capsys.readouterr().err
     assert target.read_text().splitlines()[1].split(",")[1] == "+85512345678"
     assert cli.main(["import", "contacts", str(source), "--account-id", str(account_id), "--callout-id", "999"]) == 2
+
+
+def test_export_columns_cover_every_level_of_nesting(api):
+    api.post("/api/contacts", json={"msisdn": "+85512345678", "metadata": {"address": "unknown", "a.b": "dotted"}})
+    api.post("/api/contacts", json={"msisdn": "+85512345679",
+                                    "metadata": {"address": {"geo": {"lat": 11.5}, "city": "PP"}, "a": {"b": "nested"}}})
+    rows = parse_csv(api.get("/api/contacts.csv"))
+    assert rows[0][4:] == ["metadata.a.b", "metadata.address", "metadata.address.city", "metadata.address.geo.lat"]
+    assert rows[1][4:] == ["dotted", "unknown", "", ""]
+    assert rows[2][4:] == ["nested", "", "PP", "11.5"]
