@@ -25,6 +25,7 @@ class Settings:
     # tenants may choose (ALLOWED_URLS, MAX_CALLS_PER_SECOND, MAX_CALLS_IN_FLIGHT of scfm.domain.provider)
     provider: dict = field(default_factory=dict)
     max_body_bytes: int = 1024 * 1024
+    max_import_bytes: int = 256 * 1024 * 1024  # POST /api/contact_imports only
     job_timeout_seconds: int = 600
     provider_timeout_seconds: float = 15.0
     timings: Timings = field(default_factory=Timings)
@@ -63,6 +64,7 @@ class Settings:
                 if env.get(f"SCFM_{f.name.upper()}")
             }),
             sweep_interval_seconds=float(env.get("SCFM_SWEEP_INTERVAL") or 10),
+            max_import_bytes=int(env.get("SCFM_MAX_IMPORT_BYTES") or 256 * 1024 * 1024),
         )
 
 

@@ -24,7 +24,7 @@ from scfm.services import accounts
 RUN_ID = uuid.uuid4().hex[:10]
 TABLES = (
     "remote_phone_call_events, phone_calls, callout_participations, batch_operations, callouts, "
-    "contacts, access_tokens, accounts"
+    "contacts, access_tokens, accounts, contact_import_errors, contact_imports"
 )
 
 

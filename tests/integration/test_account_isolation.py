@@ -8,6 +8,9 @@ A new resource: make one in `a_records`, give its id argument a row in ID_OF (a 
 row fails the test, it is not skipped), a row in BODIES for each of its write routes, and its list's last
 path segment a row in KINDS.
 """
+import csv
+import io
+
 import pytest
 
 from tests.integration.conftest import PROVIDER_SID, allow_provider_url, new_account_api, signed_webhook
@@ -33,6 +36,7 @@ ID_OF = {
     "phone_call_id": ["created_call", "dialed_call"],
     "event_id": ["event"],
     "operation_id": ["population", "create", "queue", "fetch"],
+    "contact_import_id": ["contact_import"],
 }
 
 
@@ -67,8 +71,9 @@ EXPECTED = {"/api/accounts/<int:account_id>": 403}  # super admins only: refused
 # The resource a list route shows, by the last segment of its path.
 KINDS = {name: name for name in (
     "contacts", "callouts", "callout_participations", "phone_calls", "remote_phone_call_events",
-    "batch_operations", "access_tokens")}
-NOT_LISTS = {"/api/docs", "/api/openapi.json", "/api/account", "/api/accounts"}
+    "batch_operations", "access_tokens", "contact_imports")}
+NOT_LISTS = {"/api/docs", "/api/openapi.json", "/api/account", "/api/accounts",
+             "/api/contacts.csv"}  # an export, not a JSON list: tried on its own
 
 
 def _send(api, method: str, path: str, body=None):
@@ -152,6 +157,9 @@ def a_records(calling_api, run_jobs):
             "type": FETCH, "parameters[phone_call_filter_params][status]": "in_progress"}),
     }
     assert [o.status_code for o in operations.values()] == [201] * 4, [o.get_json() for o in operations.values()]
+    contact_import = api.post("/api/contact_imports", data=f"msisdn,name\n{MSISDN},A\n", content_type="text/csv")
+    assert contact_import.status_code == 201, contact_import.get_json()
+    run_jobs()
     ids = {
         "account": api.get("/api/account").get_json()["id"],
         "token": api.get("/api/access_tokens").get_json()[0]["id"],
@@ -160,13 +168,14 @@ def a_records(calling_api, run_jobs):
         "created_call": created_call["id"], "dialed_call": dialed_call["id"],
         "event": int(webhook.headers["Location"].rsplit("/", 1)[1]),
         **{name: response.get_json()["id"] for name, response in operations.items()},
-        "remote_call_id": dialed_call["remote_call_id"],
+        "remote_call_id": dialed_call["remote_call_id"], "contact_import": contact_import.get_json()["id"],
     }
     ids["owned"] = {
         "contacts": {ids["contact"], ids["waiting_contact"]}, "callouts": {ids["callout"]},
         "callout_participations": {ids["participation"], ids["waiting_participation"]},
         "phone_calls": {ids["created_call"], ids["dialed_call"]}, "remote_phone_call_events": {ids["event"]},
         "batch_operations": {ids[name] for name in operations}, "access_tokens": {ids["token"]},
+        "contact_imports": {ids["contact_import"]},
     }
     return ids
 
@@ -301,7 +310,7 @@ def test_lists_show_another_account_nothing_of_ones_records(app, admin, other_pr
                  "callout": callout["id"], "participation": participation["id"],
                  "waiting_participation": participation["id"], "created_call": call["id"], "dialed_call": call["id"],
                  "event": None, "population": operations[0], "create": operations[2], "queue": operations[3],
-                 "fetch": operations[4]}
+                 "fetch": operations[4], "contact_import": None}
     b_owned = {kind: {item["id"] for item in b.get(f"/api/{kind}").get_json()} for kind in KINDS}
     assert b_owned["contacts"] == {contact["id"]} and b_owned["callouts"] == {callout["id"], empty_callout}
     assert b_owned["batch_operations"] == set(operations) and b_owned["access_tokens"] == {b_token}
@@ -319,6 +328,12 @@ def test_lists_show_another_account_nothing_of_ones_records(app, admin, other_pr
             assert shown <= b_owned[kind], (path, query, shown)
             if query in by_id and not path.startswith("/api/batch_operations/"):  # previews and results have no q
                 assert not shown, (path, query, shown)
+    for query in by_id + by_value:  # the CSV export, with the same filters as the list
+        exported = b.get("/api/contacts.csv" + query)
+        if exported.status_code == 422:
+            continue
+        rows = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True))))
+        assert {int(row["id"]) for row in rows} <= b_owned["contacts"], (query, rows)
     assert _snapshot(app, calling_api, a) == before
 
 

@@ -79,6 +79,8 @@ def seeded(app, admin):
     queue = _created(api.post("/api/batch_operations", data={"type": "BatchOperation::PhoneCallQueue"}))
     fetch = _created(api.post("/api/batch_operations", data={"type": "BatchOperation::PhoneCallQueueRemoteFetch",
                                                              "parameters[skip_validate_preview_presence]": "true"}))
+    contact_import = _created(api.post("/api/contact_imports", data=b"msisdn,name\n+252662345678,Alice\nbad,x\n",
+                                       content_type="text/csv"))
     assert signed_webhook(api.client, INBOUND).status_code == 201
     [event] = api.get(WEBHOOK).get_json()
     return {
@@ -88,11 +90,12 @@ def seeded(app, admin):
             "account_id": [account], "token_id": [spare_token], "contact_id": [contact], "callout_id": [callout],
             "participation_id": [participation], "phone_call_id": [phone_call], "event_id": [event["id"]],
             "operation_id": [population, create, queue, fetch],  # each type has its own previews and results
+            "contact_import_id": [contact_import],
         },
         "spare": {
             "account_id": spare_account, "token_id": spare_token, "contact_id": spare_contact,
             "callout_id": spare_callout, "participation_id": spare_participation, "phone_call_id": spare_phone_call,
-            "event_id": event["id"], "operation_id": spare_operation,
+            "event_id": event["id"], "operation_id": spare_operation, "contact_import_id": contact_import,
         },
     }
 

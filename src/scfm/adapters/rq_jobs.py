@@ -185,6 +185,12 @@ class RqJobQueue:
         """Not while a run of it is pending or still running (a second run would wait for the first's lock)."""
         return self._enqueue("batch_operation", "run_batch_operation", batch_operation_id, while_running=True)
 
+    def run_contact_import(self, contact_import_id: int) -> bool:
+        """Hours for a file of millions of rows; not while a run is pending or running (a killed run's
+        successor resumes after its last chunk)."""
+        return self._enqueue("contact_import", "run_contact_import", contact_import_id, timeout=4 * 3600,
+                             while_running=True)
+
     def pending(self) -> int:
         """Jobs waiting for a worker, now or after a delay (a retry, a dispatcher's pause)."""
         return self.queue.count + self.queue.scheduled_job_registry.count

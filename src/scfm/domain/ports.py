@@ -264,3 +264,7 @@ class UnitOfWork(Protocol):
 
 # What the services that work across accounts are given: a unit of work for an account, or None for the server.
 UnitsOfWork = Callable[[int | None], UnitOfWork]
+
+
+class ContactImportJobs(Protocol):
+    def run_contact_import(self, contact_import_id: int) -> bool: ...

@@ -149,3 +149,19 @@ def apply_remote_status(current: PhoneCallStatus, remote_status: str | None, *, 
     if current is PhoneCallStatus.REMOTE_FETCH_QUEUED and fetched:
         return target
     return target if _rank(target) > _rank(current) else current
+
+
+class ContactImportStatus(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+CONTACT_IMPORT_TRANSITIONS: dict[str, tuple[frozenset, ContactImportStatus]] = {
+    "start": (frozenset({ContactImportStatus.QUEUED}), ContactImportStatus.RUNNING),
+    "finish": (frozenset({ContactImportStatus.RUNNING}), ContactImportStatus.FINISHED),
+    "fail": (frozenset({ContactImportStatus.QUEUED, ContactImportStatus.RUNNING}), ContactImportStatus.FAILED),
+}
+# Imports a worker still has to carry on (the sweeper redelivers them when their job was lost).
+OPEN_CONTACT_IMPORT_STATUSES = frozenset({ContactImportStatus.QUEUED, ContactImportStatus.RUNNING})

@@ -14,8 +14,8 @@ from scfm.adapters.postgres.db import described
 from scfm.bootstrap import Deps, bootstrap
 from scfm.domain.errors import NotFound, ValidationFailed
 from scfm.entrypoints.api import (
-    access_tokens, accounts, batch_operations, callout_participations, callouts, contacts, phone_calls,
-    remote_phone_call_events,
+    access_tokens, accounts, batch_operations, callout_participations, callouts, contact_imports, contacts, exports,
+    phone_calls, remote_phone_call_events,
 )
 from scfm.entrypoints.api.http import BadRequest, ErrorSchema, JsonObject, check_text
 from scfm.services import accounts as account_services
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 PUBLIC_PATHS = ("/api/openapi.json", "/api/docs")
 BLUEPRINTS = [
     accounts.blp, accounts.own_blp, access_tokens.blp, contacts.blp, callouts.blp, callout_participations.blp,
-    phone_calls.blp, remote_phone_call_events.blp, batch_operations.blp,
+    phone_calls.blp, remote_phone_call_events.blp, batch_operations.blp, contact_imports.blp, exports.blp,
 ]
 WEBHOOK_PATH = "/api/remote_phone_call_events"
 
@@ -81,10 +81,17 @@ def create_app(deps: Deps | None = None) -> Flask:
         api.register_blueprint(blueprint)
     _document_authentication(api)
 
+    def reads_its_own_body() -> bool:
+        """An upload of contacts: the view reads the file as it arrives, with the limit of imports."""
+        return request.method == "POST" and request.endpoint == contact_imports.UPLOAD_ENDPOINT
+
     @app.before_request
     def refuse_oversized_streamed_body():
         """A chunked body has no Content-Length for werkzeug to check: read it, up to the limit, and refuse
         it whole when more follows (werkzeug alone stops at the limit and hands on what it read)."""
+        if reads_its_own_body():
+            request.max_content_length = deps.settings.max_import_bytes
+            return
         if request.content_length is not None or "chunked" not in request.headers.get("Transfer-Encoding", ""):
             return
         if not request.environ.get("wsgi.input_terminated"):
@@ -96,6 +103,8 @@ def create_app(deps: Deps | None = None) -> Flask:
     @app.before_request
     def refuse_unstorable_text():
         check_text(request.args.to_dict(flat=False), "the query")
+        if reads_its_own_body():
+            return
         if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
             request.get_data(cache=True)  # keep the raw body: the parameter parser reads it again
             check_text(request.form.to_dict(flat=False), "the body")

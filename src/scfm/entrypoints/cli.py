@@ -290,6 +290,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("create-super-admin", help="create a super admin account and print its token once")
     token = sub.add_parser("create-access-token", help="print a new access token for an account")
     token.add_argument("--account-id", type=int, required=True)
+    from scfm.entrypoints import cli_contacts
+
+    cli_contacts.add_parsers(sub)
     return root
 
 
@@ -297,7 +300,15 @@ COMMANDS = {
     None: cmd_run, "run": cmd_run, "serve": cmd_serve, "worker": cmd_worker, "scheduler": cmd_scheduler,
     "db": cmd_db_upgrade,
     "create-super-admin": cmd_create_super_admin, "create-access-token": cmd_create_access_token,
+    "import": lambda args: _contacts_command("cmd_import_contacts", args),
+    "export": lambda args: _contacts_command("cmd_export", args),
 }
+
+
+def _contacts_command(name: str, args) -> int:
+    from scfm.entrypoints import cli_contacts
+
+    return getattr(cli_contacts, name)(args, _deps())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -78,3 +78,10 @@ def reconcile_unknown_outcome(phone_call_id: int) -> str:
 def run_batch_operation(batch_operation_id: int) -> str:
     deps = bootstrap()
     return batch_operations.run(deps.uow(), deps.jobs, batch_operation_id)
+
+
+def run_contact_import(contact_import_id: int) -> dict:
+    from scfm.services import contact_imports
+
+    deps = bootstrap()
+    return contact_imports.run_import(deps.uow, contact_import_id)

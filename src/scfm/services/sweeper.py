@@ -24,6 +24,7 @@ def sweep(uow_for, jobs, timings: Timings) -> dict:
             calls.expire(expired, f"No news from the provider for {timings.expire_after_silence / 3600:g} hours")
         fetches = calls.queue_remote_fetches(timings.fetch_after_silence)
         stalled = uow.batch_operations.stalled(timings.stalled_batch_operation)
+        stalled_imports = uow.contact_imports.stalled(timings.stalled_batch_operation)
         uow.commit()
     enqueued = sum(bool(jobs.dial_due(account_id)) for account_id in accounts)
     if unknown_outcomes:
@@ -31,8 +32,10 @@ def sweep(uow_for, jobs, timings: Timings) -> dict:
     if fetches:
         enqueued += jobs.fetch_remote_calls(fetches)
     enqueued += sum(bool(jobs.run_batch_operation(operation_id)) for operation_id in stalled)
+    enqueued += sum(bool(jobs.run_contact_import(import_id)) for import_id in stalled_imports)
     report = dict(dispatched_accounts=len(accounts), unknown_outcomes=len(unknown_outcomes), expired=len(expired),
-                  fetches=len(fetches), batch_operations=len(stalled), enqueued=enqueued)
+                  fetches=len(fetches), batch_operations=len(stalled), contact_imports=len(stalled_imports),
+                  enqueued=enqueued)
     if any(report.values()):
         log.info("sweep: %s", report)
     return report

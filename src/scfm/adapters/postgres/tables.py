@@ -105,3 +105,24 @@ remote_phone_call_events = Table(
     Column("request_digest", LargeBinary),  # of the signed request: a replay is not recorded twice
     *_timestamps(),
 )
+
+contact_imports = Table(
+    "contact_imports", metadata_obj, _id(), _fk("account_id", "accounts", False),
+    _fk("callout_id", "callouts", ondelete="SET NULL"),
+    Column("status", Text, nullable=False, server_default="queued"), Column("filename", Text),
+    _json("options"), Column("header", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("delimiter", Text, nullable=False, server_default=","),
+    *[Column(name, Integer, nullable=False, server_default="0") for name in (
+        "rows_total", "rows_read", "rows_created", "rows_updated", "rows_unchanged", "rows_refused", "last_line",
+        "attempts")],
+    Column("error_message", Text), _json("metadata"),
+    Column("started_at", DateTime(timezone=True)), Column("finished_at", DateTime(timezone=True)),
+    *_timestamps(),
+)
+
+contact_import_errors = Table(
+    "contact_import_errors", metadata_obj,
+    Column("contact_import_id", BigInteger, ForeignKey("contact_imports.id", ondelete="CASCADE"), primary_key=True),
+    Column("line", Integer, primary_key=True), Column("cells", JSONB, nullable=False),
+    Column("reason", Text, nullable=False),
+)

@@ -7,6 +7,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from scfm.adapters.postgres import repositories as repos
 from scfm.adapters.postgres.batch_operations import BatchOperationQueries
+from scfm.adapters.postgres.contact_imports import ContactImportRepository, ContactImportStore
+from scfm.adapters.postgres.exports import Exports
 from scfm.adapters.postgres.provider_reports import ProviderReports
 from scfm.domain import ports
 
@@ -49,6 +51,9 @@ class SqlUnitOfWork:
         self.batch_operations = repos.BatchOperationRepository(self.conn, a)
         self.batches = BatchOperationQueries(self)
         self.provider_reports = ProviderReports(self.conn)
+        self.contact_imports = ContactImportRepository(self.conn, a)
+        self.imports = ContactImportStore(self.conn)
+        self.exports = Exports(self.conn)
 
     def __exit__(self, *exc) -> None:
         try:

@@ -1,0 +1,65 @@
+"""Use cases of exports: every contact, participation or phone call a list's filters match, as CSV rows.
+
+Filters are checked (422) and parents found (404) before the first row; the rows are then read in one
+REPEATABLE READ transaction, so the metadata columns found first are those of the rows that follow.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from scfm.domain.contact_import import export_row, metadata_column_names
+from scfm.domain.filters import CALLOUT_PARTICIPATION_FILTERS, CONTACT_FILTERS, PHONE_CALL_FILTERS, parse_filters
+
+# kind -> (the uow's repository, its filters, its columns before the metadata ones)
+EXPORTS = {
+    "contacts": ("contacts", CONTACT_FILTERS, ("id", "msisdn", "created_at", "updated_at")),
+    "callout_participations": ("callout_participations", CALLOUT_PARTICIPATION_FILTERS, (
+        "id", "callout_id", "contact_id", "msisdn", "call_flow_logic", "callout_population_id", "created_at",
+        "updated_at")),
+    "phone_calls": ("phone_calls", PHONE_CALL_FILTERS, (
+        "id", "callout_participation_id", "contact_id", "msisdn", "status", "call_flow_logic", "remote_call_id",
+        "remote_status", "remote_direction", "remote_error_message", "duration", "remotely_queued_at",
+        "created_at", "updated_at")),
+}
+
+
+# The values the API shows: a participation's or call's call flow logic is its own, else the one it inherits.
+SHOWN = {
+    "callout_participations": {"call_flow_logic": ("call_flow_logic", "callout_call_flow_logic")},
+    "phone_calls": {"call_flow_logic": ("call_flow_logic", "inherited_call_flow_logic")},
+}
+
+
+def _extra(uow, kind: str, callout_id):
+    if callout_id is None:
+        return []
+    callout_id = uow.callouts.get(callout_id).id
+    if kind == "callout_participations":
+        return uow.callout_participations.equals("callout_id", callout_id)
+    if kind == "phone_calls":
+        return uow.phone_calls.of_callout(callout_id)
+    return uow.callout_participations.contacts_of_callout(callout_id)
+
+
+def export(uow_factory, account_id: int, kind: str, q, callout_id=None,
+           on_count: Callable[[int], None] | None = None) -> Iterator[list[str]]:
+    """Rows of cells, the header first. `on_count` (if given) learns how many rows will follow."""
+    repo_name, spec, columns = EXPORTS[kind]
+    conditions = parse_filters(spec, q)
+    with uow_factory(account_id) as uow:
+        _extra(uow, kind, callout_id)  # 404 now, not in the middle of a download
+
+    def rows() -> Iterator[list[str]]:
+        with uow_factory(account_id) as uow:
+            uow.exports.snapshot()
+            repo = getattr(uow, repo_name)
+            extra = _extra(uow, kind, callout_id)
+            names = metadata_column_names(uow.exports.metadata_paths(repo, conditions, extra))
+            if on_count is not None:
+                on_count(uow.exports.count(repo, conditions, extra))
+            yield [*columns, *(f"metadata.{name}" for name in names)]
+            for *values, metadata in uow.exports.rows(repo, conditions, extra, columns, SHOWN.get(kind)):
+                yield export_row(values, metadata, names)
+
+    return rows()
+
