@@ -3,7 +3,10 @@
 Jobs are enqueued after the database commit. If Redis cannot take one, the work is still recorded in the
 database and the sweeper delivers it later, so an enqueue failure is logged, not raised.
 
-Each unit of work (an account's dispatcher, a call's fetch, a call's reconciliation, a batch operation's run)
+Dialing is not a job: the dialers (`scfm dialer`) find due calls in the database, and `dial_due` only wakes
+them up early.
+
+Each unit of work (a call's fetch, a call's reconciliation, a batch operation's run)
 has a pending marker in Redis naming the last job enqueued for it. A new job is enqueued only when that job
 is no longer pending: it ran or failed, or vanished (a flushed Redis, a job lost with its worker). So the
 sweeper may ask for the same work on every sweep, however slow the workers: the queue holds at most one job
@@ -14,25 +17,25 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
 
 from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.job import Job
 
+from scfm.adapters.redis_limiter import RedisWakeUps
+
 log = logging.getLogger(__name__)
 JOBS = "scfm.entrypoints.jobs"
 
-# Claim the markers KEYS[i] for new jobs ARGV[8 + i] (set to '~' .. id until the job is really enqueued, at
-# most ARGV[8] ms). A marker is taken while its job is being enqueued, queued or scheduled (a delay, a retry);
-# with ARGV[6] = '1', also while it runs on a worker whose heartbeat is alive (a killed worker's runs out).
-# With ARGV[7] = '1' (the work is due now) a job scheduled for later gives way: it is taken out, unless RQ's
-# scheduler is moving it to the queue right now. With ARGV[5] = '1' the claim replaces a waiting job in any
-# case, taking it out of the queue if no worker has it yet. ARGV[1..3]: RQ's keys of the queue, of its
-# scheduled jobs and of its running ones; ARGV[4]: a job's key, less its id. Answers, per key, 1 if claimed.
+# Claim the markers KEYS[i] for new jobs ARGV[7 + i] (set to '~' .. id until the job is really enqueued, at
+# most ARGV[7] ms). A marker is taken while its job is being enqueued or queued; with ARGV[6] = '1', also while
+# it runs on a worker whose heartbeat is alive (a killed worker's runs out). The work is due now, so a job
+# scheduled for later (a retry's back-off) gives way: it is taken out, unless RQ's scheduler is moving it to
+# the queue right now. ARGV[1..3]: RQ's keys of the queue, of its scheduled jobs and of its running ones;
+# ARGV[4]: a job's key, less its id; ARGV[5] unused. Answers, per key, 1 if claimed.
 CLAIM = """
 local queue_key, scheduled_key, running_key, job_key = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local replace, while_running, due_now, grace = ARGV[5] == '1', ARGV[6] == '1', ARGV[7] == '1', tonumber(ARGV[8])
+local while_running, grace = ARGV[6] == '1', tonumber(ARGV[7])
 local now = tonumber(redis.call('TIME')[1])
 
 local function running(id)
@@ -52,18 +55,14 @@ for i, key in ipairs(KEYS) do
   end
   local pending = status == 'enqueueing' or status == 'queued' or status == 'scheduled' or status == 'deferred'
     or (status == 'started' and while_running and running(current))
-  if status == 'scheduled' and (due_now or replace) then
-    if redis.call('ZREM', scheduled_key, current) > 0 then
-      redis.call('DEL', job_key .. current)
-      pending = false
-    end
-  elseif status == 'queued' and replace then
-    if redis.call('LREM', queue_key, 1, current) > 0 then redis.call('DEL', job_key .. current) end
+  if status == 'scheduled' and redis.call('ZREM', scheduled_key, current) > 0 then
+    redis.call('DEL', job_key .. current)
+    pending = false
   end
-  if pending and not replace then
+  if pending then
     claimed[i] = 0
   else
-    redis.call('SET', key, '~' .. ARGV[8 + i], 'PX', grace)
+    redis.call('SET', key, '~' .. ARGV[7 + i], 'PX', grace)
     claimed[i] = 1
   end
 end
@@ -79,46 +78,40 @@ MARKER_TTL_MS = 7 * 24 * 3600 * 1000  # a job stays pending at most this long in
 
 
 class RqJobQueue:
-    def __init__(self, queue: Queue, timeout: int = 600, dispatcher_timeout: float = 90, prefix: str | None = None):
+    def __init__(self, queue: Queue, wake_ups: RedisWakeUps, timeout: int = 600, prefix: str | None = None):
         self.queue = queue
+        self.wake_ups = wake_ups
         self.timeout = timeout
-        self.dispatcher_timeout = dispatcher_timeout
         self.prefix = prefix or queue.name
         self._claim = queue.connection.register_script(CLAIM)
         self._confirm = queue.connection.register_script(CONFIRM)
 
-    def _options(self, timeout: int | None = None) -> dict:
-        return dict(timeout=timeout or self.timeout, result_ttl=3600, failure_ttl=7 * 24 * 3600,
+    def _options(self) -> dict:
+        return dict(timeout=self.timeout, result_ttl=3600, failure_ttl=7 * 24 * 3600,
                     retry=Retry(max=3, interval=[5, 30, 120]))
 
     def marker(self, kind: str, unit: int) -> str:
         return f"{self.prefix}:pending:{kind}:{unit}"
 
-    def _claimed(self, kind: str, units: list[int], replace: bool = False, while_running: bool = False,
-                 due_now: bool = True) -> dict:
+    def _claimed(self, kind: str, units: list[int], while_running: bool = False) -> dict:
         """The units whose new job may be enqueued, each with the id that job must have."""
         job_ids = [uuid.uuid4().hex for _ in units]
         answers = self._claim(keys=[self.marker(kind, unit) for unit in units],
                               args=[self.queue.key, self.queue.scheduled_job_registry.key,
                                     self.queue.started_job_registry.key, Job.redis_job_namespace_prefix,
-                                    int(replace), int(while_running), int(due_now), CLAIM_GRACE_MS, *job_ids])
+                                    0, int(while_running), CLAIM_GRACE_MS, *job_ids])
         return {unit: job_id for unit, job_id, claimed in zip(units, job_ids, answers) if claimed}
 
-    def _enqueue(self, kind: str, function: str, unit: int, *args, delay: float | None = None,
-                 timeout: int | None = None, replace: bool = False, while_running: bool = False) -> bool:
-        options = self._options(timeout)
+    def _enqueue(self, kind: str, function: str, unit: int, while_running: bool = False) -> bool:
+        options = self._options()
         options["job_timeout"] = options.pop("timeout")
         try:
-            claimed = self._claimed(kind, [unit], replace, while_running, due_now=not delay)
+            claimed = self._claimed(kind, [unit], while_running)
             if not claimed:
                 return False
             job_id = claimed[unit]
             with self.queue.connection.pipeline() as pipe:
-                if delay:
-                    self.queue.enqueue_in(timedelta(seconds=delay), f"{JOBS}.{function}", unit, *args,
-                                          job_id=job_id, pipeline=pipe, **options)
-                else:
-                    self.queue.enqueue(f"{JOBS}.{function}", unit, *args, job_id=job_id, pipeline=pipe, **options)
+                self.queue.enqueue(f"{JOBS}.{function}", unit, job_id=job_id, pipeline=pipe, **options)
                 self._confirm(keys=[self.marker(kind, unit)], args=[job_id, MARKER_TTL_MS], client=pipe)
                 pipe.execute()
             return True
@@ -147,13 +140,14 @@ class RqJobQueue:
             log.warning("could not enqueue %s for %d records (the sweeper will): %s", function, len(units), error)
         return enqueued
 
-    def dial_due(self, account_id: int, delay: float | None = None, wait_for_lease: float = 0.0) -> bool:
-        """Kick the account's dispatcher, unless a kick is pending already (a second dispatcher finds the
-        lease taken and returns, at once or after waiting `wait_for_lease` seconds for it). A successor
-        (`wait_for_lease`) takes the place of a pending kick, which would not wait for the lease."""
-        args = (wait_for_lease,) if wait_for_lease else ()
-        return self._enqueue("dispatcher", "dial_due", account_id, *args, delay=delay,
-                             timeout=int(self.dispatcher_timeout + wait_for_lease), replace=bool(wait_for_lease))
+    def dial_due(self, account_id: int) -> bool:
+        """Wake the dialers up for the account's newly queued calls (they would find them at their next scan)."""
+        try:
+            self.wake_ups.wake(account_id)
+            return True
+        except RedisError as error:
+            log.warning("could not wake the dialers up for account %s (their next scan will): %s", account_id, error)
+            return False
 
     def fetch_remote_call(self, phone_call_id: int) -> bool:
         return self._enqueue("fetch", "fetch_remote_call", phone_call_id)
@@ -169,5 +163,5 @@ class RqJobQueue:
         return self._enqueue("batch_operation", "run_batch_operation", batch_operation_id, while_running=True)
 
     def pending(self) -> int:
-        """Jobs waiting for a worker, now or after a delay (a retry, a dispatcher's pause)."""
+        """Jobs waiting for a worker, now or after a delay (a retry)."""
         return self.queue.count + self.queue.scheduled_job_registry.count

@@ -22,6 +22,11 @@ class DialingPolicy:
     def for_account(cls, account) -> "DialingPolicy":
         return cls(account.calls_per_second or DEFAULT_CALLS_PER_SECOND, account.max_calls_in_flight)
 
+    def within(self, max_rate: float, max_in_flight: int) -> "DialingPolicy":
+        """Within the server's ceilings (an account may have been set before they were)."""
+        return DialingPolicy(min(self.calls_per_second, max_rate),
+                             min(self.max_calls_in_flight or max_in_flight, max_in_flight))
+
     @property
     def slots_per_second(self) -> float:
         return self.calls_per_second / SPACING_MARGIN
@@ -39,7 +44,7 @@ class DialingPolicy:
 
 @dataclass(frozen=True)
 class Timings:
-    """Bounds the sweeper works with (seconds)."""
+    """Bounds the dialer and the sweeper work with (seconds)."""
 
     retry_after_rate_limit: float = 2.0
     retry_after_unreachable: float = 10.0
@@ -48,8 +53,8 @@ class Timings:
     fetch_after_silence: float = 10 * 60.0  # no news of a remotely queued or ringing call: ask the provider
     expire_after_silence: float = 6 * 3600.0  # still no end: give up on it
     stalled_batch_operation: float = 120.0  # queued but not started, or running with no worker, for this long
-    dispatcher_budget: float = 30.0  # one dispatcher job dials for at most this long, then yields the worker
-    dispatcher_lease: float = 20.0  # a dispatcher renews its lease; a killed one's lease runs out after this
+    dispatcher_lease: float = 20.0  # a dialer renews its lease on an account; a killed one's runs out after this
+    dialer_scan: float = 2.0  # a dialer looks for accounts with due calls this often (and when woken up)
 
 
 # ---------------------------------------------------------------- unknown outcomes

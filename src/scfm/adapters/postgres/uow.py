@@ -5,6 +5,7 @@ from sqlalchemy.engine import Engine
 
 from scfm.adapters.postgres import repositories as repos
 from scfm.adapters.postgres.batch_operations import BatchOperationQueries
+from scfm.adapters.postgres.dial_queue import PostgresDialQueue
 from scfm.adapters.postgres.provider_reports import ProviderReports
 
 
@@ -27,6 +28,7 @@ class SqlUnitOfWork:
         self.remote_phone_call_events = repos.RemotePhoneCallEventRepository(self.conn, a)
         self.batch_operations = repos.BatchOperationRepository(self.conn, a)
         self.batches = BatchOperationQueries(self)
+        self.dial_queue = PostgresDialQueue(self.conn)
         self.provider_reports = ProviderReports(self.conn)
         return self
 
