@@ -141,3 +141,17 @@ def test_tenants_of_the_servers_provider_account_share_its_rate_as_they_asked(wo
     stamps = [at for at, _to in world.provider.creates]
     # account 1 asked for two thirds of what the two ask together: it gets two thirds of the 6 calls/s
     assert all(abs((b - a) - SPACING_MARGIN / 4) < 1e-6 for a, b in zip(stamps, stamps[1:])), stamps
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_limiter_out_of_reach_puts_the_claim_back_unsent(world):
+    world.account(1)
+
+    def unreachable(name: str, per_second: float) -> float:
+        raise ConnectionError("Redis went away")
+
+    world.limiter.reserve = unreachable
+    call = world.queue.queue(1, "+252662345678")
+    assert world.dispatcher().drain() == {}
+    assert world.provider.creates == [] and call.dial_claimed_at is None and call.dial_attempts == 0
+    assert world.leases.holders == {}

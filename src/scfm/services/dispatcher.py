@@ -249,16 +249,22 @@ class Dispatcher:
                 return None
             call = uow.dial_queue.claim_next_due(dialing.account_id)
             uow.commit()
-        if call is None:
+        if call is None or call.id is None:
             return None
         claimed = self.clock.monotonic()
         if dialing.credentials is not None:
-            self._wait_for_slot(dialing)
+            try:
+                self._wait_for_slot(dialing)
+            except Exception:  # the limiter is away (Redis): nothing was sent, so the call goes back at once
+                with self.uow_for() as uow:
+                    uow.dial_queue.put_back(call.id, self.timings.retry_after_unreachable, count_attempt=False)
+                    uow.commit()
+                raise
         if self.clock.monotonic() - claimed > self.timings.unknown_outcome_grace / 2:
             outcome: DialOutcome = TooLate()
         else:
             outcome = self._dial(dialing, call)
-        return self._record(dialing, call, outcome)
+        return self._record(dialing, call.id, outcome)
 
     def _wait_for_slot(self, dialing: AccountDialing) -> None:
         """Sleep until this call's slot. The slot is taken after the claim, so that only the request itself
@@ -288,7 +294,7 @@ class Dispatcher:
         if dialing.credentials is None:
             return Refused(dialing.unusable or NO_CREDENTIALS)
         try:
-            remote = self.provider.create_call(dialing.credentials, call.msisdn,
+            remote = self.provider.create_call(dialing.credentials, call.msisdn or "",
                                                outgoing_params(call, self.settings.public_url))
         except ProviderRefused as refusal:
             return Refused(refusal.message)
@@ -303,25 +309,25 @@ class Dispatcher:
             return Unknown(f"unexpected {type(error).__name__}")
         return RemotelyQueued(remote)
 
-    def _record(self, dialing: AccountDialing, call: PhoneCall, outcome: DialOutcome) -> DialOutcome:
+    def _record(self, dialing: AccountDialing, call_id: int, outcome: DialOutcome) -> DialOutcome:
         if isinstance(outcome, RemotelyQueued):
             try:
                 with self.uow_for() as uow:
-                    uow.dial_queue.record_remotely_queued(call.id, outcome.remote)
+                    uow.dial_queue.record_remotely_queued(call_id, outcome.remote)
                     uow.commit()
                 return outcome
             except ValidationFailed:  # the provider answered with the sid of a call another one holds
                 outcome = Refused(DUPLICATE_SID)
         with self.uow_for() as uow:
             if isinstance(outcome, Refused):
-                uow.dial_queue.record_refusal(call.id, outcome.message)
+                uow.dial_queue.record_refusal(call_id, outcome.message)
             elif isinstance(outcome, Retry):
-                log.info("phone call %s not dialed; retrying in %ss", call.id, outcome.retry_in)
-                uow.dial_queue.put_back(call.id, outcome.retry_in, count_attempt=False)
+                log.info("phone call %s not dialed; retrying in %ss", call_id, outcome.retry_in)
+                uow.dial_queue.put_back(call_id, outcome.retry_in, count_attempt=False)
             elif isinstance(outcome, TooLate):
-                uow.dial_queue.put_back(call.id, self.timings.retry_after_rate_limit, count_attempt=False)
+                uow.dial_queue.put_back(call_id, self.timings.retry_after_rate_limit, count_attempt=False)
             else:
-                log.warning("phone call %s: the outcome of the dial is unknown: %s", call.id, outcome.reason)
+                log.warning("phone call %s: the outcome of the dial is unknown: %s", call_id, outcome.reason)
             uow.commit()
         if isinstance(outcome, Retry) and dialing.credentials is not None:
             self.limiter.penalize(dialing.credentials.account_sid, outcome.retry_in)
