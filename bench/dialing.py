@@ -193,9 +193,10 @@ class Bench:
         callout_id = api.post("/api/callouts").get_json()["id"]
         api.post(f"/api/callouts/{callout_id}/callout_events", {"event": "start"})
         tenant = Tenant(account_id, api, callout_id, calls)
-        self.wait_finished(api, self.queue_operation(tenant, {"type": "BatchOperation::CalloutPopulation"}))
-        self.wait_finished(api, self.queue_operation(
-            tenant, {"type": "BatchOperation::PhoneCallCreate", **REMOTE_REQUEST_PARAMS}))
+        if calls:
+            self.wait_finished(api, self.queue_operation(tenant, {"type": "BatchOperation::CalloutPopulation"}))
+            self.wait_finished(api, self.queue_operation(
+                tenant, {"type": "BatchOperation::PhoneCallCreate", **REMOTE_REQUEST_PARAMS}))
         return tenant
 
     def queue_operation(self, tenant: Tenant, data: dict) -> int:
@@ -235,7 +236,7 @@ class Bench:
                                   somleng_auth_token=provider.token, somleng_api_base_url=provider.url,
                                   calls_per_second=rate)
             with CpuMeter(self.groups) as cpu:
-                self.queue_operation(tenant, {"type": "BatchOperation::PhoneCallQueue"})
+                self.wait_finished(tenant.api, self.queue_operation(tenant, {"type": "BatchOperation::PhoneCallQueue"}))
                 self.wait_dialed([tenant.account_id], calls / rate)
             report = provider.report()
         finally:
@@ -260,17 +261,17 @@ class Bench:
                 calls, platform_provider_name="somleng", somleng_account_sid=provider.sid,
                 somleng_auth_token=provider.token, somleng_api_base_url=provider.url, calls_per_second=rate)
                 for provider in (providers * ACCOUNTS if shared else providers)]
-            quiet = self.account(0)
-            self.raw.cursor().execute("INSERT INTO contacts (account_id, msisdn) VALUES (%s, '+85599000001')",
-                                      (quiet.account_id,))
-            self.raw.commit()
+            quiet = self.account(1)  # then another population of its callout, while the six dial
             with CpuMeter(self.groups) as cpu:
+                queues = []
                 for tenant in tenants:
                     tenant.queued_at = time.monotonic()
-                    self.queue_operation(tenant, {"type": "BatchOperation::PhoneCallQueue"})
+                    queues.append(self.queue_operation(tenant, {"type": "BatchOperation::PhoneCallQueue"}))
                 queued_at = self.scalar("SELECT clock_timestamp()")
                 population = self.queue_operation(quiet, {"type": "BatchOperation::CalloutPopulation"})
                 self.wait_finished(quiet.api, population)
+                for tenant, operation_id in zip(tenants, queues):
+                    self.wait_finished(tenant.api, operation_id)
                 self.wait_dialed([tenant.account_id for tenant in tenants], calls / (rate / ACCOUNTS if shared else rate))
             reports = [provider.report() for provider in providers]
         finally:

@@ -27,15 +27,15 @@ from scfm.adapters.redis_limiter import RedisWakeUps
 log = logging.getLogger(__name__)
 JOBS = "scfm.entrypoints.jobs"
 
-# Claim the markers KEYS[i] for new jobs ARGV[7 + i] (set to '~' .. id until the job is really enqueued, at
-# most ARGV[7] ms). A marker is taken while its job is being enqueued or queued; with ARGV[6] = '1', also while
+# Claim the markers KEYS[i] for new jobs ARGV[5 + i] (set to '~' .. id until the job is really enqueued, at
+# most ARGV[5] ms). A marker is taken while its job is being enqueued or queued; with ARGV[4] = '1', also while
 # it runs on a worker whose heartbeat is alive (a killed worker's runs out). The work is due now, so a job
 # scheduled for later (a retry's back-off) gives way: it is taken out, unless RQ's scheduler is moving it to
-# the queue right now. ARGV[1..3]: RQ's keys of the queue, of its scheduled jobs and of its running ones;
-# ARGV[4]: a job's key, less its id; ARGV[5] unused. Answers, per key, 1 if claimed.
+# the queue right now. ARGV[1..2]: RQ's keys of the queue's scheduled jobs and of its running ones; ARGV[3]: a
+# job's key, less its id. Answers, per key, 1 if claimed.
 CLAIM = """
-local queue_key, scheduled_key, running_key, job_key = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local while_running, grace = ARGV[6] == '1', tonumber(ARGV[7])
+local scheduled_key, running_key, job_key = ARGV[1], ARGV[2], ARGV[3]
+local while_running, grace = ARGV[4] == '1', tonumber(ARGV[5])
 local now = tonumber(redis.call('TIME')[1])
 
 local function running(id)
@@ -62,7 +62,7 @@ for i, key in ipairs(KEYS) do
   if pending then
     claimed[i] = 0
   else
-    redis.call('SET', key, '~' .. ARGV[7 + i], 'PX', grace)
+    redis.call('SET', key, '~' .. ARGV[5 + i], 'PX', grace)
     claimed[i] = 1
   end
 end
@@ -97,9 +97,8 @@ class RqJobQueue:
         """The units whose new job may be enqueued, each with the id that job must have."""
         job_ids = [uuid.uuid4().hex for _ in units]
         answers = self._claim(keys=[self.marker(kind, unit) for unit in units],
-                              args=[self.queue.key, self.queue.scheduled_job_registry.key,
-                                    self.queue.started_job_registry.key, Job.redis_job_namespace_prefix,
-                                    0, int(while_running), CLAIM_GRACE_MS, *job_ids])
+                              args=[self.queue.scheduled_job_registry.key, self.queue.started_job_registry.key,
+                                    Job.redis_job_namespace_prefix, int(while_running), CLAIM_GRACE_MS, *job_ids])
         return {unit: job_id for unit, job_id, claimed in zip(units, job_ids, answers) if claimed}
 
     def _enqueue(self, kind: str, function: str, unit: int, while_running: bool = False) -> bool:

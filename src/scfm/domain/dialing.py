@@ -38,8 +38,9 @@ class DialingPolicy:
 
     @property
     def concurrency(self) -> int:
-        """Dials at once to keep up with the rate when one takes up to ~100 ms (a busy machine)."""
-        return max(1, min(32, math.ceil(self.calls_per_second / 10)))
+        """Dials at once: a thread's claim, request and record may take 200 ms on a busy machine (many accounts
+        dialing in one process), and every slot must find a thread waiting for it."""
+        return min(32, 1 + math.ceil(self.calls_per_second / 5))
 
 
 @dataclass(frozen=True)

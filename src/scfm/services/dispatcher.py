@@ -85,7 +85,8 @@ class AccountDialing:
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # of `outcomes`
+    claiming: threading.Lock = field(default_factory=threading.Lock)
     renewed_at: float = 0.0
 
     @property
@@ -244,7 +245,8 @@ class Dispatcher:
     def dial_next(self, dialing: AccountDialing) -> DialOutcome | None:
         """Claim, wait for the slot, dial and record one call; None when none is due (or the cap is met)."""
         cap = dialing.policy.max_calls_in_flight
-        with self.uow_for() as uow:
+        # the account's threads count and claim one at a time, so that together they never pass the cap
+        with dialing.claiming, self.uow_for() as uow:
             if cap and uow.dial_queue.in_flight_count(dialing.account_id) >= cap:
                 return None
             call = uow.dial_queue.claim_next_due(dialing.account_id)
