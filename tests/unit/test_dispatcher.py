@@ -1,6 +1,7 @@
 """The dispatcher on an in-memory dial queue, a fake clock, limiter, leases and provider: no server, no sleep."""
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
 import pytest
@@ -155,3 +156,22 @@ def test_a_limiter_out_of_reach_puts_the_claim_back_unsent(world):
     assert world.dispatcher().drain() == {}
     assert world.provider.creates == [] and call.dial_claimed_at is None and call.dial_attempts == 0
     assert world.leases.holders == {}
+
+
+def test_a_dialer_that_lost_its_lease_stops_dialing_the_account_and_leaves_the_new_holders_lease(world):
+    world.account(1)
+    calls = [world.queue.queue(1, f"+25266234567{n}") for n in range(5)]
+    answering = threading.Event()
+    world.provider.answer = lambda n: answering.wait(10)  # the dials under way hang a while
+    dispatcher = world.dispatcher()
+    dialing = dispatcher.start(1)
+    world.leases.holders["scfm:dialer:1"] = "another dialer"  # this one stalled past its lease
+    world.clock.sleep(Timings().dispatcher_lease)
+    dispatcher.step(set())
+    assert dialing.stop.is_set()
+    answering.set()
+    dispatcher.stop()
+    # the dials under way ended; no other call was claimed, and the new holder keeps its lease
+    assert len(world.provider.creates) <= dialing.policy.concurrency
+    assert sum(call.dial_claimed_at is None for call in calls) >= len(calls) - dialing.policy.concurrency
+    assert world.leases.holders == {"scfm:dialer:1": "another dialer"}
