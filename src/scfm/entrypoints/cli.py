@@ -161,6 +161,8 @@ def cmd_dialer(args) -> int:
     _log_to_stderr("%(asctime)s dialer %(message)s")
     logging.getLogger().setLevel(logging.INFO)
     threading.excepthook = _log_thread_death
+    # a thread woken for its slot waits for the GIL at most this long (5 ms by default), or misses the slot
+    sys.setswitchinterval(0.001)
     dispatcher = _deps().dispatcher(max_accounts=args.max_accounts)
     if args.once:
         dispatcher.drain()
