@@ -1,6 +1,7 @@
 """The composition root: builds the real dependencies from the settings."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -11,9 +12,18 @@ from scfm.adapters.call_flow_plugins import build_registry
 from scfm.adapters.postgres.db import make_engine
 from scfm.adapters.postgres.uow import SqlUnitOfWork
 from scfm.adapters.provider import TwilioProvider
-from scfm.adapters.redis_limiter import RedisLocks, RedisRateLimiter
+from scfm.adapters.redis_limiter import RedisLocks, RedisRateLimiter, RedisWakeUps
 from scfm.adapters.rq_jobs import RqJobQueue
 from scfm.config import Settings
+from scfm.services.dispatcher import Dispatcher, DispatcherSettings
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
 
 
 @dataclass
@@ -43,8 +53,11 @@ class Deps:
 
     @cached_property
     def jobs(self):
-        return RqJobQueue(self.queue, timeout=self.settings.job_timeout_seconds,
-                          dispatcher_timeout=self.settings.timings.dispatcher_budget + 60)
+        return RqJobQueue(self.queue, self.wake_ups, timeout=self.settings.job_timeout_seconds)
+
+    @cached_property
+    def wake_ups(self) -> RedisWakeUps:
+        return RedisWakeUps(self.redis, prefix=self.settings.queue_name)
 
     @cached_property
     def limiter(self):
@@ -57,6 +70,13 @@ class Deps:
     @cached_property
     def provider(self):
         return TwilioProvider(timeout=self.settings.provider_timeout_seconds)
+
+    def dispatcher(self, max_accounts: int = 100) -> Dispatcher:
+        """A dialer process's dispatcher (a new one each time: it holds the accounts it dials for)."""
+        settings = DispatcherSettings(self.settings.provider, self.settings.public_url, self.settings.timings,
+                                      lease_prefix=self.settings.queue_name, max_accounts=max_accounts)
+        return Dispatcher(lambda: self.uow(None), self.provider, self.limiter, self.locks, SystemClock(), settings,
+                          self.wake_ups)
 
     def uow(self, account_id: int | None = None) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine, account_id)

@@ -6,7 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
 from scfm.domain.dialing import Timings
-from scfm.domain.provider import ALLOWED_URLS, MAX_CALLS_IN_FLIGHT, MAX_CALLS_PER_SECOND, parse_allowed_urls
+from scfm.domain.provider import (
+    ALLOWED_URLS, MAX_CALLS_IN_FLIGHT, MAX_CALLS_PER_SECOND, SERVER_CALLS_PER_SECOND, parse_allowed_urls,
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class Settings:
                    if env.get(MAX_CALLS_PER_SECOND) else {}),
                 **({MAX_CALLS_IN_FLIGHT: _positive(env, MAX_CALLS_IN_FLIGHT, int)}
                    if env.get(MAX_CALLS_IN_FLIGHT) else {}),
+                **({SERVER_CALLS_PER_SECOND: _positive(env, SERVER_CALLS_PER_SECOND, float)}
+                   if env.get(SERVER_CALLS_PER_SECOND) else {}),
             },
             provider_timeout_seconds=float(env.get("PROVIDER_TIMEOUT_SECONDS") or 15),
             timings=Timings(**{

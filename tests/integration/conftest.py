@@ -220,13 +220,20 @@ def short_grace(deps, monkeypatch) -> float:
 
 @pytest.fixture
 def run_jobs(deps):
-    """Run every job waiting in the queue with a real (burst) RQ worker in this process."""
+    """Run every job waiting in the queue with a real (burst) RQ worker in this process, then dial every due
+    call as a dialer process does."""
     from rq import SimpleWorker
 
     def run():
         SimpleWorker([deps.queue], connection=deps.redis).work(burst=True)
+        deps.dispatcher().drain()
 
     return run
+
+
+def dial(deps) -> dict:
+    """Dial every due call as a dialer process does: what became of the dials, by outcome."""
+    return dict(deps.dispatcher().drain())
 
 
 def signed_webhook(client, params: dict, token: str = PROVIDER_TOKEN, query: str = "", signature: str | None = None):

@@ -1,4 +1,4 @@
-"""Chaos: a callout of many calls against a flaky, rate-limited provider while workers are SIGKILLed.
+"""Chaos: a callout of many calls against a flaky, rate-limited provider while dialers and workers are SIGKILLed.
 
 At the end every call has ended (or was reconciled), the provider made at most one call per phone call
 (the call that phone call knows), and never saw more creates in any one-second window than the account's rate.
@@ -43,9 +43,9 @@ def _wait_for(url: str, seconds: float = 30) -> None:
 
 
 class Cluster:
-    """The provider, the API (gunicorn), RQ workers and the scheduler: processes, each in its own group."""
+    """The provider, the API (gunicorn), RQ workers, dialers and the scheduler: processes, each in its own group."""
 
-    def __init__(self, env: dict, workers: int):
+    def __init__(self, env: dict, workers: int, dialers: int):
         self.env = env
         self.provider_port, self.report_port, self.api_port = _free_port(), _free_port(), _free_port()
         self.processes = [self._start(
@@ -57,7 +57,8 @@ class Cluster:
         self.processes.append(self._scfm("serve", "--port", str(self.api_port), "--workers", "2"))
         self.processes.append(self._scfm("scheduler", "--interval", "1"))
         self.workers = [self._scfm("worker") for _ in range(workers)]
-        self.kills = 0
+        self.dialers = [self._scfm("dialer") for _ in range(dialers)]
+        self.kills = {"worker": 0, "dialer": 0}
         _wait_for(f"http://127.0.0.1:{self.report_port}/")
         _wait_for(f"http://127.0.0.1:{self.api_port}/api/openapi.json")
 
@@ -75,15 +76,18 @@ class Cluster:
     def _scfm(self, *args) -> subprocess.Popen:
         return self._start("scfm.entrypoints.cli", *args)
 
-    def kill_a_worker(self, rng: random.Random) -> None:
-        index = rng.randrange(len(self.workers))
-        os.killpg(self.workers[index].pid, signal.SIGKILL)  # the worker and the job it forked
-        self.workers[index].wait()
-        self.workers[index] = self._scfm("worker")
-        self.kills += 1
+    def kill_one(self, rng: random.Random) -> None:
+        """A worker (and the job it forked) or a dialer (amid its dials), replaced by a new one."""
+        kind = rng.choice(["worker", "dialer"])
+        group = self.workers if kind == "worker" else self.dialers
+        index = rng.randrange(len(group))
+        os.killpg(group[index].pid, signal.SIGKILL)
+        group[index].wait()
+        group[index] = self._scfm(kind)
+        self.kills[kind] += 1
 
     def stop(self) -> None:
-        everything = self.processes + self.workers
+        everything = self.processes + self.workers + self.dialers
         for process in everything:
             try:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -100,9 +104,9 @@ class Cluster:
 def test_chaos(app, admin, deps, monkeypatch):
     rng = random.Random(1234)
     env = {**os.environ, "PROVIDER_TIMEOUT_SECONDS": "1", "SCFM_UNKNOWN_OUTCOME_GRACE": "8",
-           "SCFM_FETCH_AFTER_SILENCE": "4", "SCFM_STALLED_BATCH_OPERATION": "5", "SCFM_DISPATCHER_BUDGET": "5",
+           "SCFM_FETCH_AFTER_SILENCE": "4", "SCFM_STALLED_BATCH_OPERATION": "5",
            "SCFM_DISPATCHER_LEASE": "3", "SCFM_RETRY_AFTER_UNREACHABLE": "1"}
-    cluster = Cluster(env, workers=3)
+    cluster = Cluster(env, workers=2, dialers=2)
     allow_provider_url(monkeypatch, cluster.provider_url, deps.settings)
     try:
         api = new_account_api(app, admin, platform_provider_name="somleng", somleng_account_sid=PROVIDER_SID,
@@ -129,13 +133,13 @@ def test_chaos(app, admin, deps, monkeypatch):
             _wait(lambda: api.get(f"/api/batch_operations/{operation_id}").get_json()["status"] == "finished",
                   120, f"batch operation {data['type']}")
 
-        # kill workers at random while the calls are dialed; look at the job queue all along
+        # kill dialers and workers at random while the calls are dialed; look at the job queue all along
         pending = []
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and _count(deps, "status = 'queued'"):
             time.sleep(rng.uniform(1.0, 3.0))
             pending.append(deps.jobs.pending())
-            cluster.kill_a_worker(rng)
+            cluster.kill_one(rng)
         _wait(lambda: pending.append(deps.jobs.pending()) or _count(deps, f"status NOT IN {TERMINAL}") == 0, 180,
               "every call to end", deps)
         seen = cluster.report()
@@ -161,13 +165,13 @@ def test_chaos(app, admin, deps, monkeypatch):
     busiest, start = max((sum(1 for s in stamps[i:i + RATE + 5] if s < t + 1.0), i) for i, t in enumerate(stamps))
     gaps = [round((b - a) * 1000) for a, b in zip(stamps[max(0, start - 3):start + busiest], stamps[max(0, start - 3) + 1:start + busiest])]
     assert busiest <= RATE, (busiest, gaps)
-    assert cluster.kills >= 5
-    # one job at most per unit of work (the account's dispatcher, a call's fetch or reconciliation, a batch
-    # operation), however many sweeps went by: before, the sweeper enqueued the same work on every sweep
-    assert len(pending) >= 10 and max(pending) <= CALLS + 4, pending
+    assert sum(cluster.kills.values()) >= 5 and cluster.kills["dialer"] >= 2, cluster.kills
+    # one job at most per unit of work (a call's fetch or reconciliation, a batch operation), however many
+    # sweeps went by: before, the sweeper enqueued the same work on every sweep
+    assert len(pending) >= 10 and max(pending) <= CALLS + 3, pending
     with deps.engine.connect() as conn:
         statuses = dict(conn.execute(text("SELECT status, count(*) FROM phone_calls GROUP BY status")).all())
-    print(f"\nchaos: {CALLS} calls, {cluster.kills} workers killed, {len(stamps)} create requests, "
+    print(f"\nchaos: {CALLS} calls, killed {cluster.kills}, {len(stamps)} create requests, "
           f"busiest second {busiest}, statuses {statuses}, jobs waiting at most {max(pending)} "
           f"({len(pending)} samples)")
 

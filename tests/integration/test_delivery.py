@@ -1,6 +1,7 @@
 """Work delivered once per need: however often the sweeper looks, and however slow (or dead) the workers, the
-job queue holds at most one job per unit of work (an account's dispatcher, a call's fetch, a call's
-reconciliation, a batch operation's run); PostgreSQL, the truth, still gets every unit delivered."""
+job queue holds at most one job per unit of work (a call's fetch, a call's reconciliation, a batch operation's
+run); PostgreSQL, the truth, still gets every unit delivered. Dialing is no job: the dialers find due calls in
+the database themselves."""
 from __future__ import annotations
 
 import os
@@ -21,7 +22,7 @@ from tests.integration.conftest import PROVIDER_SID, PROVIDER_TOKEN, empty_queue
 DEMO = {"parameters[remote_request_params][from]": "1234",
         "parameters[remote_request_params][url]": "https://demo.twilio.com/docs/voice.xml"}
 SILENT, DUE, UNKNOWN = 5, 3, 2
-UNITS = 1 + SILENT + UNKNOWN + 1  # the dispatcher, the fetches, the reconciliations, the batch operation
+UNITS = SILENT + UNKNOWN + 1  # the fetches, the reconciliations, the batch operation
 
 
 @pytest.fixture
@@ -64,10 +65,9 @@ def _work(api, run_jobs, deps) -> dict:
 
 
 def _units_of_work(deps) -> int:
-    """The account's dispatcher, and a job per call waiting for news or with an open claim, and per batch
-    operation not finished."""
+    """A job per call waiting for news or with an open claim, and per batch operation not finished."""
     with deps.engine.connect() as conn:
-        return 1 + conn.execute(text(
+        return conn.execute(text(
             "SELECT (SELECT count(*) FROM phone_calls WHERE status IN ('remotely_queued', 'in_progress', "
             "'remote_fetch_queued') OR (status = 'queued' AND dial_claimed_at IS NOT NULL)) "
             "+ (SELECT count(*) FROM batch_operations WHERE status IN ('queued', 'running'))")).scalar()
@@ -80,17 +80,16 @@ def _jobs_by_unit(deps) -> Counter:
 
 def test_dead_workers_and_a_sweeper_that_finds_everything_due_every_time(rated_api, run_jobs, deps, eager, provider):
     work = _work(rated_api, run_jobs, deps)
-    account_id = rated_api.get("/api/account").get_json()["id"]
     for _ in range(30):
         report = sweeper.sweep(deps.uow, deps.jobs, eager)
         assert deps.jobs.pending() == UNITS
     assert report["fetches"] == SILENT and report["unknown_outcomes"] == UNKNOWN and report["enqueued"] == 0
-    expected = {("dial_due", account_id): 1, ("run_batch_operation", work["population"]): 1,
+    expected = {("run_batch_operation", work["population"]): 1,
                 **{("fetch_remote_call", id_): 1 for id_ in work["silent"]},
                 **{("reconcile_unknown_outcome", id_): 1 for id_ in work["unknown"]}}
     assert _jobs_by_unit(deps) == expected
 
-    # slow workers: a job now and then between sweeps (the dispatcher's calls need fetches in turn)
+    # slow workers: a job now and then between sweeps
     worker = SimpleWorker([deps.queue], connection=deps.redis)
     for _ in range(2 * UNITS):
         worker.work(burst=True, max_jobs=1)
@@ -154,31 +153,18 @@ def test_a_batch_operation_is_not_run_again_while_it_runs_but_is_after_its_worke
     assert _jobs_by_unit(deps) == {("run_batch_operation", operation["id"]): 1}
 
 
-def test_a_dispatchers_successor_takes_the_place_of_a_waiting_kick(rated_api, deps):
-    account_id = rated_api.get("/api/account").get_json()["id"]
-    assert deps.jobs.dial_due(account_id) and not deps.jobs.dial_due(account_id)
-    assert deps.jobs.dial_due(account_id, wait_for_lease=6.0)  # a running dispatcher's hand-over
-    [job] = Job.fetch_many(deps.queue.get_job_ids(), deps.redis)
-    assert job.args == (account_id, 6.0)
-    assert deps.jobs.pending() == 1 and not deps.jobs.dial_due(account_id)
-    # a pause before the next kick (a scheduled job, as a retry is) is pending too, until the work is due now
-    empty_queue(deps)
-    assert deps.jobs.dial_due(account_id, delay=30) and not deps.jobs.dial_due(account_id, delay=30)
-    assert deps.queue.scheduled_job_registry.count == 1
-    assert deps.jobs.dial_due(account_id)
-    assert deps.queue.scheduled_job_registry.count == 0 and deps.jobs.pending() == 1
-
-
 def test_a_job_that_ran_or_vanished_is_not_pending(rated_api, run_jobs, deps):
-    account_id = rated_api.get("/api/account").get_json()["id"]
-    assert deps.jobs.dial_due(account_id)
+    phone_call_id = 404  # no such call: its reconciliation runs, and skips it
+    assert deps.jobs.reconcile_unknown_outcomes([phone_call_id]) == 1
+    assert deps.jobs.reconcile_unknown_outcomes([phone_call_id]) == 0  # pending
     run_jobs()
-    assert not deps.redis.exists(deps.jobs.marker("dispatcher", account_id))  # it succeeded: nothing is left
-    assert deps.jobs.dial_due(account_id)  # the last one ran
+    assert not deps.redis.exists(deps.jobs.marker("reconcile", phone_call_id))  # it succeeded: nothing is left
+    assert deps.jobs.reconcile_unknown_outcomes([phone_call_id]) == 1  # the last one ran
     empty_queue(deps)
-    assert deps.jobs.dial_due(account_id)  # the last one was lost
+    assert deps.jobs.reconcile_unknown_outcomes([phone_call_id]) == 1  # the last one was lost
     deps.redis.delete(deps.queue.key, Job.key_for(deps.queue.get_job_ids()[0]))
-    assert deps.jobs.dial_due(account_id) and not deps.jobs.dial_due(account_id)
+    assert deps.jobs.reconcile_unknown_outcomes([phone_call_id]) == 1
+    assert deps.jobs.reconcile_unknown_outcomes([phone_call_id]) == 0
     # a worker took the job and was killed before it started it: RQ leaves it queued in its intermediate list
     deps.redis.lmove(deps.queue.key, deps.queue.intermediate_queue_key)
-    assert deps.jobs.dial_due(account_id) and deps.jobs.pending() == 1
+    assert deps.jobs.reconcile_unknown_outcomes([phone_call_id]) == 1 and deps.jobs.pending() == 1

@@ -5,10 +5,12 @@ import time
 import pytest
 from sqlalchemy import text
 
+from rq import SimpleWorker
+
 from scfm.adapters.redis_limiter import RedisRateLimiter
-from scfm.entrypoints import jobs
 from scfm.services import sweeper
-from tests.integration.conftest import new_account_api, PROVIDER_SID, PROVIDER_TOKEN
+from scfm.services.dispatcher import Dispatcher
+from tests.integration.conftest import PROVIDER_SID, PROVIDER_TOKEN, dial, new_account_api
 
 DEMO = {"parameters[remote_request_params][from]": "1234",
         "parameters[remote_request_params][url]": "https://demo.twilio.com/docs/voice.xml"}
@@ -26,6 +28,11 @@ def _queue_calls(api, run_jobs, n, start=0):
     return callout
 
 
+def _run_worker(deps):
+    """The jobs (here: the queue batch operation) run by a worker, and no dialer."""
+    SimpleWorker([deps.queue], connection=deps.redis).work(burst=True)
+
+
 @pytest.fixture
 def rated_api(app, admin, provider):
     return new_account_api(app, admin, platform_provider_name="somleng", somleng_account_sid=PROVIDER_SID,
@@ -39,20 +46,26 @@ def test_the_limiter_spaces_slots_evenly_across_clients(deps):
     assert all(0.095 <= gap <= 0.105 for gap in gaps), gaps
 
 
-def test_concurrent_dispatchers_share_one_rate(rated_api, run_jobs, provider, deps):
+def _dispatcher(deps, lease_prefix=None, **timings):
+    """A dispatcher as `scfm dialer` has, with its own leases (`lease_prefix`) or other timings if asked."""
+    from dataclasses import replace
+
+    dispatcher = deps.dispatcher()
+    settings = replace(dispatcher.settings, timings=replace(dispatcher.timings, **timings),
+                       lease_prefix=lease_prefix or dispatcher.settings.lease_prefix)
+    return Dispatcher(dispatcher.uow_for, deps.provider, deps.limiter, deps.locks, dispatcher.clock, settings)
+
+
+def test_concurrent_dialers_share_one_rate(rated_api, run_jobs, provider, deps):
     _queue_calls(rated_api, run_jobs, 30)
-    account_id = rated_api.get("/api/account").get_json()["id"]
-    threads = [threading.Thread(target=jobs.dial_due, args=(account_id,)) for _ in range(3)]
-    # the account's dispatcher lease lets one run; run the others as separate dispatchers by hand
-    from scfm.services import dialing
-    threads += [threading.Thread(target=dialing.dispatch, args=(
-        deps.uow, deps.provider, deps.limiter, deps.settings.provider, deps.settings.public_url, account_id))
-        for _ in range(2)]
+    _run_worker(deps)
+    # three dialers that each think they hold the account (as if each had its own lease), one limiter
+    dialers = [_dispatcher(deps, lease_prefix=f"{deps.settings.queue_name}:{n}") for n in range(3)]
+    threads = [threading.Thread(target=dialer.drain) for dialer in dialers]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    run_jobs()
     stamps = sorted(provider.create_timestamps())
     assert len(stamps) == 30
     sids = [c["params"]["StatusCallback"] for c in provider.created_calls]
@@ -62,34 +75,38 @@ def test_concurrent_dispatchers_share_one_rate(rated_api, run_jobs, provider, de
     assert rated_api.get("/api/phone_calls?q[status]=remotely_queued").headers["Total"] == "30"
 
 
-def test_a_successor_dispatcher_waits_for_the_lease_and_takes_over(rated_api, run_jobs, provider, deps):
+def test_a_dialer_leaves_an_account_another_dialer_holds(rated_api, run_jobs, provider, deps):
     account_id = rated_api.get("/api/account").get_json()["id"]
-    name = f"{deps.settings.queue_name}:dispatcher:{account_id}"
-    assert deps.locks.acquire(name, "running-dispatcher", 30)
+    name = f"{deps.settings.queue_name}:dialer:{account_id}"
+    assert deps.locks.acquire(name, "another-dialer", 30)
     _queue_calls(rated_api, run_jobs, 3)
-    run_jobs()  # the calls are queued; the kick of the dispatcher finds the lease taken
-    assert jobs.dial_due(account_id) == "busy"
-    assert provider.created_calls == []
-    threading.Timer(0.3, deps.locks.release, args=(name, "running-dispatcher")).start()
-    result = jobs.dial_due(account_id, wait_for_lease=5.0)  # enqueued by a dispatcher near the end of its budget
-    assert result["dialed"] == 3 and len(provider.created_calls) == 3
-    assert deps.locks.acquire(name, "probe", 1)  # and it gave the lease back
+    _run_worker(deps)
+    assert dial(deps) == {} and provider.created_calls == []
+    deps.locks.release(name, "another-dialer")  # it stopped (or its lease ran out: it died)
+    assert dial(deps) == {"RemotelyQueued": 3} and len(provider.created_calls) == 3
+    assert deps.locks.acquire(name, "probe", 1)  # and the lease was given back
     deps.locks.release(name, "probe")
 
 
-def test_a_dispatcher_that_cannot_begin_dials_nothing_and_ends(rated_api, run_jobs, provider, deps):
-    from scfm.services import dialing
-
-    _queue_calls(rated_api, run_jobs, 1)
+def test_a_dialer_serves_until_stopped_and_gives_the_leases_back(rated_api, run_jobs, provider, deps):
+    stopping = threading.Event()
+    dispatcher = deps.dispatcher()
+    serving = threading.Thread(target=dispatcher.serve, args=(stopping,))
+    serving.start()
+    try:
+        _queue_calls(rated_api, run_jobs, 3)
+        _run_worker(deps)  # the queue batch operation wakes the dialer up
+        deadline = time.monotonic() + 30
+        while len(provider.created_calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stopping.set()
+        serving.join()
+    assert len(provider.created_calls) == 3 and dispatcher.dialing == {}
     account_id = rated_api.get("/api/account").get_json()["id"]
-
-    def begin():
-        raise ConnectionError("Redis went away")
-
-    with pytest.raises(ConnectionError):
-        dialing.dispatch(deps.uow, deps.provider, deps.limiter, deps.settings.provider, deps.settings.public_url,
-                         account_id, deps.settings.timings, begin=begin)
-    assert provider.created_calls == []
+    name = f"{deps.settings.queue_name}:dialer:{account_id}"
+    assert deps.locks.acquire(name, "probe", 1)
+    deps.locks.release(name, "probe")
 
 
 def test_max_calls_in_flight_holds_the_rest(rated_api, run_jobs, provider):
@@ -158,19 +175,11 @@ def test_a_stalled_batch_operation_is_run_by_the_sweeper(rated_api, run_jobs, de
 
 
 def test_a_claim_whose_slot_comes_too_late_is_put_back_not_dialed(rated_api, run_jobs, provider, deps):
-    from dataclasses import replace
-
-    from scfm.services import dialing
-
-    _queue_calls(rated_api, run_jobs, 1)  # the queue batch operation is not run: queue the call by hand
-    with deps.engine.begin() as conn:
-        account_id = conn.execute(text("UPDATE phone_calls SET status = 'queued', queued_at = now(), "
-                                       "next_attempt_at = now() RETURNING account_id")).scalar_one()
+    _queue_calls(rated_api, run_jobs, 1)
+    _run_worker(deps)
     # a grace shorter than any slot wait: the sweeper could already be asking the provider about the claim
-    timings = replace(deps.settings.timings, unknown_outcome_grace=0.0, dispatcher_budget=1.0)
-    report = dialing.dispatch(deps.uow, deps.provider, deps.limiter, deps.settings.provider, deps.settings.public_url,
-                              account_id, timings)
-    assert report.dialed == 0 and provider.created_calls == []
+    assert _dispatcher(deps, unknown_outcome_grace=0.0).drain() == {"TooLate": 1}
+    assert provider.created_calls == []
     with deps.engine.connect() as conn:
         claimed, attempts = conn.execute(text("SELECT dial_claimed_at, dial_attempts FROM phone_calls")).one()
     assert claimed is None and attempts == 0

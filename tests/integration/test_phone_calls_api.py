@@ -4,9 +4,8 @@ import time
 import pytest
 from sqlalchemy import text
 
-from scfm.entrypoints import jobs
 from scfm.services import dialing, sweeper
-from tests.integration.conftest import PROVIDER_SID, Api, new_account_api, signed_webhook
+from tests.integration.conftest import PROVIDER_SID, Api, dial, new_account_api, signed_webhook
 
 DEMO = {"remote_request_params[from]": "1234", "remote_request_params[url]": "https://demo.twilio.com/docs/voice.xml",
         "remote_request_params[method]": "GET"}
@@ -41,7 +40,8 @@ def test_creating_a_phone_call_needs_valid_remote_request_params(calling_api, pa
     assert call["callout_participation_id"] == participation["id"]
 
 
-def test_queueing_dials_once_and_records_what_the_provider_answered(calling_api, participation, provider, run_jobs):
+def test_queueing_dials_once_and_records_what_the_provider_answered(calling_api, participation, provider, run_jobs,
+                                                                  deps):
     call = _create(calling_api, participation).get_json()
     queued = calling_api.post(f"/api/phone_calls/{call['id']}/phone_call_events", data={"event": "queue"})
     assert queued.status_code == 201 and queued.get_json()["status"] == "queued"
@@ -56,7 +56,7 @@ def test_queueing_dials_once_and_records_what_the_provider_answered(calling_api,
     assert request["params"]["Url"] == "https://demo.twilio.com/docs/voice.xml" and request["params"]["Method"] == "GET"
     assert request["params"]["StatusCallback"] == f"http://scfm.test/api/remote_phone_call_events?phone_call_id={call['id']}"
     # a second dispatcher, or a second queue event, dials nothing
-    assert jobs.dial_due(call["account_id"]) == {"dialed": 0}
+    assert dial(deps) == {}
     again = calling_api.post(f"/api/phone_calls/{call['id']}/phone_call_events", data={"event": "queue"})
     assert again.status_code == 422
     assert len(provider.created_calls) == 1
@@ -106,8 +106,7 @@ def test_an_unreachable_provider_leaves_the_call_queued_and_the_sweeper_dials_it
     calling_api.patch("/api/account", data={"somleng_api_base_url": provider.url})
     with deps.engine.begin() as conn:  # the retry is due
         conn.execute(text("UPDATE phone_calls SET next_attempt_at = now() - interval '1 second'"))
-    assert sweeper.sweep(deps.uow, deps.jobs, deps.settings.timings)["dispatched_accounts"] == 1
-    run_jobs()
+    assert dial(deps) == {"RemotelyQueued": 1}  # the dialers find the due retry in the database
     assert calling_api.get(f"/api/phone_calls/{call['id']}").get_json()["status"] == "remotely_queued"
     assert len(provider.created_calls) == 1
 
@@ -119,7 +118,7 @@ def test_a_timeout_is_not_a_refusal_and_is_never_redialed(calling_api, participa
     run_jobs()
     fetched = calling_api.get(f"/api/phone_calls/{call['id']}").get_json()
     assert fetched["status"] == "queued" and fetched["remote_error_message"] is None
-    assert jobs.dial_due(call["account_id"]) == {"dialed": 0}
+    assert dial(deps) == {}
     assert len(provider.created_calls) == 1
     # the status callback that names our call settles it
     sid = provider.calls()[0]["sid"]
@@ -171,9 +170,8 @@ def test_an_unknown_outcome_is_dialed_again_when_the_provider_made_no_call(
     provider.fail_ratio = 1.0  # a 500 before any call is made
     call = unknown_outcome(participation)
     provider.fail_ratio = 0.0
+    # the reconciliation puts the call back in the dial queue, and the dialers dial it again
     assert _sweep(deps, run_jobs)["unknown_outcomes"] == 1
-    assert calling_api.get(f"/api/phone_calls/{call['id']}").get_json()["status"] == "queued"
-    assert _sweep(deps, run_jobs)["dispatched_accounts"] == 1
     fetched = calling_api.get(f"/api/phone_calls/{call['id']}").get_json()
     assert fetched["status"] == "remotely_queued"
     with deps.engine.connect() as conn:  # the request that made no call does not count as an attempt

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from scfm.entrypoints import jobs
 from scfm.services import sweeper
-from tests.integration.conftest import PROVIDER_SID, PROVIDER_TOKEN, new_account_api, signed_webhook
+from tests.integration.conftest import PROVIDER_SID, PROVIDER_TOKEN, dial, new_account_api, signed_webhook
 from tests.integration.test_phone_calls_api import DEMO
 from tests.support.fake_provider import BAD_ANSWERS, SECRET, FakeProvider
 
@@ -219,13 +219,12 @@ def test_a_create_answered_with_no_call_resource_is_left_to_reconciliation(
     provider.bad_answer_on = {"create"}
     provider.bad_answer = kind
     call = _queued_call(calling_api)
-    account_id = call["account_id"]
-    assert jobs.dial_due(account_id) == {"dialed": 1, "unknown": 1}  # the dialing thread lived to report it
+    assert dial(deps) == {"Unknown": 1}  # the dialing thread lived to report it
     fetched = _fetched(calling_api, call)
     assert fetched["status"] == "queued" and fetched["remote_queue_response"] == {}
     assert fetched["remote_call_id"] is None and SECRET not in json.dumps(fetched)
     assert _claim(deps, call)[0] is not None  # claimed: not dialed again blindly
-    assert jobs.dial_due(account_id) == {"dialed": 0}
+    assert dial(deps) == {}
     # the reconciliation finds no call to the number, and dials again
     provider.bad_answer = None
     time.sleep(short_grace)
@@ -238,22 +237,22 @@ def test_a_create_answered_with_no_call_resource_is_left_to_reconciliation(
 
 
 @pytest.mark.parametrize("kind", sorted(REFUSED))
-def test_a_create_refused_in_any_form_errors_the_call_with_a_bounded_message(calling_api, provider, kind):
+def test_a_create_refused_in_any_form_errors_the_call_with_a_bounded_message(calling_api, provider, deps, kind):
     provider.bad_answer = kind
     call = _queued_call(calling_api)
-    assert jobs.dial_due(call["account_id"]) == {"dialed": 1, "errored": 1}
+    assert dial(deps) == {"Refused": 1}
     fetched = _fetched(calling_api, call)
     assert fetched["status"] == "errored" and fetched["remote_error_message"].startswith(REFUSED[kind])
     assert len(fetched["remote_error_message"]) <= 500 and SECRET not in json.dumps(fetched)
     assert provider.redirected == []
 
 
-def test_a_create_answered_with_a_sid_another_call_holds_errors_the_call(calling_api, provider, run_jobs):
+def test_a_create_answered_with_a_sid_another_call_holds_errors_the_call(calling_api, provider, run_jobs, deps):
     first = _queued_call(calling_api)
     run_jobs()
     provider.bad_answer = "repeat_sid"
     second = _queued_call(calling_api, "+252662345679")
-    assert jobs.dial_due(second["account_id"]) == {"dialed": 1, "errored": 1}
+    assert dial(deps) == {"Refused": 1}
     fetched = _fetched(calling_api, second)
     assert fetched["status"] == "errored" and fetched["remote_call_id"] is None
     assert fetched["remote_error_message"] == "The provider answered with the sid of a call that another phone call already holds"

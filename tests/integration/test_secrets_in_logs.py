@@ -1,8 +1,8 @@
 """No secret in a log or a header (issue 9, case 3), and chunked bodies through a real socket (case 6).
 
-A real `scfm serve` (gunicorn) and a real `scfm worker` run as subprocesses with their output captured; the
-test sends authenticated traffic of every kind, a PATCH with provider auth tokens, a request that fails in the
-database and a call the worker dials, then reads everything they printed.
+A real `scfm serve` (gunicorn), a real `scfm worker` and a real `scfm dialer` run as subprocesses with their
+output captured; the test sends authenticated traffic of every kind, a PATCH with provider auth tokens, a
+request that fails in the database and a call the dialer dials, then reads everything they printed.
 """
 from __future__ import annotations
 
@@ -85,6 +85,7 @@ def test_no_token_reaches_the_logs_of_a_real_server_and_worker(deps, admin, call
     token, admin_token = calling_api.token, admin.token
     monkeypatch.setenv("SCFM_ALLOWED_PROVIDER_URLS", provider.url)  # the operator's list, for the processes too
     worker = Process(tmp_path, "worker", "worker")
+    dialer = Process(tmp_path, "dialer", "dialer")
     try:
         with serving(tmp_path) as (url, server):
             basic = requests.Session()
@@ -118,7 +119,7 @@ def test_no_token_reaches_the_logs_of_a_real_server_and_worker(deps, admin, call
                               data={"event": "queue"}).status_code == 201
             deadline = time.monotonic() + 60
             while basic.get(f"{url}/api/phone_calls/{call['id']}").json()["status"] == "queued":
-                assert time.monotonic() < deadline, "the worker did not dial the call"
+                assert time.monotonic() < deadline, "the dialer did not dial the call"
                 time.sleep(0.2)
             assert basic.get(f"{url}/api/phone_calls/{call['id']}").json()["remote_call_id"]
 
@@ -135,8 +136,8 @@ def test_no_token_reaches_the_logs_of_a_real_server_and_worker(deps, admin, call
                 assert basic.post(f"{url}/api/phone_calls/{refused_call['id']}/phone_call_events",
                                   data={"event": "queue"}).status_code == 201
                 deadline = time.monotonic() + 60
-                while "scfm_test_refuses" not in worker.log.read_text(errors="replace"):
-                    assert time.monotonic() < deadline, "the worker did not try to record the dial"
+                while "scfm_test_refuses" not in dialer.log.read_text(errors="replace"):
+                    assert time.monotonic() < deadline, "the dialer did not try to record the dial"
                     time.sleep(0.2)
             finally:
                 with deps.engine.begin() as conn:
@@ -144,11 +145,11 @@ def test_no_token_reaches_the_logs_of_a_real_server_and_worker(deps, admin, call
             long_sid = basic.patch(f"{url}/api/account", json={  # the database once refused it, and logged it
                 "somleng_account_sid": LONG_SID, "somleng_auth_token": LONG_SID_TOKEN})
     finally:
-        worker_log = worker.stop()
+        worker_log = worker.stop() + dialer.stop()
     server_log = server["text"]
 
     assert "GET /api/contacts" in server_log and "database error" in server_log  # the logs were written
-    assert "dial_due" in worker_log
+    assert "scfm_test_refuses" in worker_log
     for secret in (token, admin_token, TWILIO_TOKEN, REFUSED_TOKEN, LONG_SID_TOKEN, PROVIDER_TOKEN, SIP_PASSWORD,
                    LONG_SID[:100]):
         assert secret not in server_log, f"{secret[:20]}... in the server's log:\n{server_log[-3000:]}"

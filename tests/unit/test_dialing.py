@@ -68,4 +68,4 @@ def test_with_no_unknown_call_rivals_do_not_hold_a_dial_back():
 def test_the_policy_spaces_calls_a_little_wider_than_the_rate():
     policy = DialingPolicy(100.0, None)
     assert policy.interval == pytest.approx(SPACING_MARGIN / 100)
-    assert policy.concurrency == 10 and DialingPolicy(1.0, None).concurrency == 1
+    assert policy.concurrency == 21 and DialingPolicy(1.0, None).concurrency == 2

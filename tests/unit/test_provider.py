@@ -9,7 +9,7 @@ from scfm.domain.provider import (
     ALLOWED_URLS, EndpointNotAllowed, credentials_for, normalise_provider_url, validate_dialing_limits,
     validate_provider_endpoint, webhook_auth_token,
 )
-from scfm.services.dialing import outgoing_params
+from scfm.services.dispatcher import outgoing_params
 
 DEFAULTS = {"PLATFORM_PROVIDER": "twilio", "TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t1",
             "SOMLENG_ACCOUNT_SID": "S1", "SOMLENG_AUTH_TOKEN": "s1", "SOMLENG_CLIENT_REST_API_HOST": "api.somleng.org"}
@@ -131,11 +131,11 @@ def test_ceilings_on_the_rate_and_calls_in_flight():
 
 def test_the_dialer_keeps_an_account_within_the_ceilings_set_after_it():
     from scfm.domain.dialing import DialingPolicy
-    from scfm.services.dialing import _capped
+    from scfm.domain.provider import dialing_ceilings
 
-    limits = {"SCFM_MAX_CALLS_PER_SECOND": 20.0, "SCFM_MAX_CALLS_IN_FLIGHT": 50}
-    assert _capped(DialingPolicy(500.0, None), limits) == DialingPolicy(20.0, 50)
-    assert _capped(DialingPolicy(5.0, 10), limits) == DialingPolicy(5.0, 10)
+    limits = dialing_ceilings({"SCFM_MAX_CALLS_PER_SECOND": 20.0, "SCFM_MAX_CALLS_IN_FLIGHT": 50})
+    assert DialingPolicy(500.0, None).within(*limits) == DialingPolicy(20.0, 50)
+    assert DialingPolicy(5.0, 10).within(*limits) == DialingPolicy(5.0, 10)
 
 
 def test_a_listed_call_without_a_readable_sid_is_never_adopted():

@@ -20,6 +20,8 @@ from redis.exceptions import RedisError
 from rq import Callback, Queue, Retry
 from rq.job import Job
 
+from scfm.adapters.redis_limiter import RedisWakeUps
+
 log = logging.getLogger(__name__)
 JOBS = "scfm.entrypoints.jobs"
 
@@ -93,10 +95,10 @@ MARKER_TTL_MS = 7 * 24 * 3600 * 1000  # a job stays pending at most this long in
 
 
 class RqJobQueue:
-    def __init__(self, queue: Queue, timeout: int = 600, dispatcher_timeout: float = 90, prefix: str | None = None):
+    def __init__(self, queue: Queue, wake_ups: RedisWakeUps, timeout: int = 600, prefix: str | None = None):
         self.queue = queue
+        self.wake_ups = wake_ups
         self.timeout = timeout
-        self.dispatcher_timeout = dispatcher_timeout
         self.prefix = prefix or queue.name
         self._claim = queue.connection.register_script(CLAIM)
         self._confirm = queue.connection.register_script(CONFIRM)
@@ -164,13 +166,14 @@ class RqJobQueue:
             log.warning("could not enqueue %s for %d records (the sweeper will): %s", function, len(units), error)
         return enqueued
 
-    def dial_due(self, account_id: int, delay: float | None = None, wait_for_lease: float = 0.0) -> bool:
-        """Kick the account's dispatcher, unless a kick is pending already (a second dispatcher finds the
-        lease taken and returns, at once or after waiting `wait_for_lease` seconds for it). A successor
-        (`wait_for_lease`) takes the place of a pending kick, which would not wait for the lease."""
-        args = (wait_for_lease,) if wait_for_lease else ()
-        return self._enqueue("dispatcher", "dial_due", account_id, *args, delay=delay,
-                             timeout=int(self.dispatcher_timeout + wait_for_lease), replace=bool(wait_for_lease))
+    def dial_due(self, account_id: int) -> bool:
+        """Wake the dialers up for the account's newly queued calls (they would find them at their next scan)."""
+        try:
+            self.wake_ups.wake(account_id)
+            return True
+        except RedisError as error:
+            log.warning("could not wake the dialers up for account %s (their next scan will): %s", account_id, error)
+            return False
 
     def fetch_remote_call(self, phone_call_id: int) -> bool:
         return self._enqueue("fetch", "fetch_remote_call", phone_call_id)
@@ -192,7 +195,7 @@ class RqJobQueue:
                              while_running=True)
 
     def pending(self) -> int:
-        """Jobs waiting for a worker, now or after a delay (a retry, a dispatcher's pause)."""
+        """Jobs waiting for a worker, now or after a delay (a retry)."""
         return self.queue.count + self.queue.scheduled_job_registry.count
 
 

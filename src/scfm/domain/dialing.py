@@ -23,6 +23,11 @@ class DialingPolicy:
     def for_account(cls, account: Account) -> "DialingPolicy":
         return cls(account.calls_per_second or DEFAULT_CALLS_PER_SECOND, account.max_calls_in_flight)
 
+    def within(self, max_rate: float, max_in_flight: int) -> "DialingPolicy":
+        """Within the server's ceilings (an account may have been set before they were)."""
+        return DialingPolicy(min(self.calls_per_second, max_rate),
+                             min(self.max_calls_in_flight or max_in_flight, max_in_flight))
+
     @property
     def slots_per_second(self) -> float:
         return self.calls_per_second / SPACING_MARGIN
@@ -34,13 +39,14 @@ class DialingPolicy:
 
     @property
     def concurrency(self) -> int:
-        """Dials at once to keep up with the rate when one takes up to ~100 ms (a busy machine)."""
-        return max(1, min(32, math.ceil(self.calls_per_second / 10)))
+        """Dials at once: a thread's claim, request and record may take 200 ms on a busy machine (many accounts
+        dialing in one process), and every slot must find a thread waiting for it."""
+        return min(32, 1 + math.ceil(self.calls_per_second / 5))
 
 
 @dataclass(frozen=True)
 class Timings:
-    """Bounds the sweeper works with (seconds)."""
+    """Bounds the dialer and the sweeper work with (seconds)."""
 
     retry_after_rate_limit: float = 2.0
     retry_after_unreachable: float = 10.0
@@ -49,8 +55,8 @@ class Timings:
     fetch_after_silence: float = 10 * 60.0  # no news of a remotely queued or ringing call: ask the provider
     expire_after_silence: float = 6 * 3600.0  # still no end: give up on it
     stalled_batch_operation: float = 120.0  # queued but not started, or running with no worker, for this long
-    dispatcher_budget: float = 30.0  # one dispatcher job dials for at most this long, then yields the worker
-    dispatcher_lease: float = 20.0  # a dispatcher renews its lease; a killed one's lease runs out after this
+    dispatcher_lease: float = 20.0  # a dialer renews its lease on an account; a killed one's runs out after this
+    dialer_scan: float = 2.0  # a dialer looks for accounts with due calls this often (and when woken up)
 
 
 # ---------------------------------------------------------------- unknown outcomes

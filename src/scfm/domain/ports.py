@@ -10,6 +10,7 @@ from scfm.domain import model
 from scfm.domain.filters import Condition
 
 if TYPE_CHECKING:  # batch_operation needs the provider's rules, which need this module's errors
+    from scfm.domain.dial_queue import DialQueue  # it names RemoteCall, defined here
     from scfm.domain.batch_operation import Plan
 
 
@@ -158,32 +159,7 @@ class CalloutParticipationRepository(Repository[model.CalloutParticipation], Has
 
 
 class PhoneCallRepository(Repository[model.PhoneCall], HasDependents, Protocol):
-    def due_for_dialing_exists(self, account_id: int) -> bool: ...
-
-    def accounts_with_due_calls(self) -> list[int]: ...
-
-    def in_flight_count(self, account_id: int) -> int: ...
-
-    def claim_next_due(self, account_id: int) -> model.PhoneCall | None:
-        """Claim the next due call of the account, in order; concurrent dialers skip each other's rows."""
-
-    def record_dial(self, phone_call_id: int, *, remote: RemoteCall | None = None,
-                    refusal: str | None = None) -> None: ...
-
-    def claims_to_reconcile(self, older_than_seconds: float, ask_again_in_seconds: float,
-                            limit: int = 1000) -> list[int]: ...
-
-    def silent_calls(self, statuses: list[str], older_than_seconds: float, limit: int = 10000) -> list[int]: ...
-
-    def expire(self, ids: list[int], message: str) -> int: ...
-
-    def queue_remote_fetches(self, older_than_seconds: float, limit: int = 10000) -> list[int]: ...
-
-    def known_remote_call_ids(self, sids: list[str]) -> set[str]: ...
-
-    def open_claims_to(self, msisdn: str, excluding: int) -> list[datetime]: ...
-
-    def release_claim(self, phone_call_id: int, retry_in_seconds: float, count_attempt: bool = True) -> None: ...
+    """Phone calls as records; the dialer's view of them is the dial queue (`scfm.domain.dial_queue`)."""
 
 
 class RemotePhoneCallEventRepository(Repository[model.RemotePhoneCallEvent], Protocol):
@@ -244,6 +220,7 @@ class UnitOfWork(Protocol):
     callouts: CalloutRepository
     callout_participations: CalloutParticipationRepository
     phone_calls: PhoneCallRepository
+    dial_queue: DialQueue
     remote_phone_call_events: RemotePhoneCallEventRepository
     batch_operations: BatchOperationRepository
     batches: BatchQueries

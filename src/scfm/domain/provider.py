@@ -12,6 +12,10 @@ from scfm.domain.ports import ProviderCredentials, ProviderRefused
 ALLOWED_URLS = "SCFM_ALLOWED_PROVIDER_URLS"  # frozenset of normalised URLs a tenant may choose
 MAX_CALLS_PER_SECOND = "SCFM_MAX_CALLS_PER_SECOND"
 MAX_CALLS_IN_FLIGHT = "SCFM_MAX_CALLS_IN_FLIGHT"
+# The rate of the server's own provider account, which the tenants dialing with the server's credentials
+# share: the operator sets it, as the provider allows it (1 call/s is Twilio's and Somleng's default).
+SERVER_CALLS_PER_SECOND = "SCFM_SERVER_CALLS_PER_SECOND"
+DEFAULT_SERVER_CALLS_PER_SECOND = 1.0
 DEFAULT_MAX_CALLS_PER_SECOND = 100.0
 DEFAULT_MAX_CALLS_IN_FLIGHT = 1000
 MAX_URL_LENGTH = 2048
@@ -164,6 +168,14 @@ def dialing_ceilings(defaults: dict[str, Any]) -> tuple[float, int]:
     """The operator's ceilings on calls_per_second and max_calls_in_flight, for any one account."""
     return (float(defaults.get(MAX_CALLS_PER_SECOND) or DEFAULT_MAX_CALLS_PER_SECOND),
             int(defaults.get(MAX_CALLS_IN_FLIGHT) or DEFAULT_MAX_CALLS_IN_FLIGHT))
+
+
+def server_account_rate(credentials: ProviderCredentials, defaults: dict[str, Any]) -> float | None:
+    """The operator's rate for the server's provider account when these credentials are its, else None (an
+    account's own provider account, whose rate is the account's calls_per_second)."""
+    if credentials.account_sid not in {defaults.get("TWILIO_ACCOUNT_SID"), defaults.get("SOMLENG_ACCOUNT_SID")}:
+        return None
+    return float(defaults.get(SERVER_CALLS_PER_SECOND) or DEFAULT_SERVER_CALLS_PER_SECOND)
 
 
 def validate_dialing_limits(params: dict[str, Any], defaults: dict[str, Any]) -> None:

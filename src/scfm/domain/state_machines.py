@@ -57,11 +57,24 @@ TERMINAL_PHONE_CALL_STATUSES = frozenset({
     PhoneCallStatus.COMPLETED, PhoneCallStatus.BUSY, PhoneCallStatus.FAILED,
     PhoneCallStatus.NOT_ANSWERED, PhoneCallStatus.CANCELED, PhoneCallStatus.ERRORED,
 })
-# A call in one of these holds its participation: at most one per participation (a unique index).
-IN_FLIGHT_PHONE_CALL_STATUSES = frozenset({
-    PhoneCallStatus.QUEUED, PhoneCallStatus.REMOTELY_QUEUED,
-    PhoneCallStatus.REMOTE_FETCH_QUEUED, PhoneCallStatus.IN_PROGRESS,
-})
+
+# Waiting in our dial queue for a dialer: QUEUED (a claimed one, with dial_claimed_at, is being dialed).
+DIALABLE_PHONE_CALL_STATUSES = frozenset({PhoneCallStatus.QUEUED})
+# The provider has the call and we wait to hear about it (a silent one is fetched).
+AWAITING_NEWS_PHONE_CALL_STATUSES = frozenset({PhoneCallStatus.REMOTELY_QUEUED, PhoneCallStatus.IN_PROGRESS})
+# At the provider: awaiting news, or being fetched from it.
+AT_PROVIDER_PHONE_CALL_STATUSES = AWAITING_NEWS_PHONE_CALL_STATUSES | {PhoneCallStatus.REMOTE_FETCH_QUEUED}
+# In flight: a call in one of these holds its participation, at most one per participation (a unique index),
+# and counts towards the account's max_calls_in_flight (a dialable one only once claimed).
+IN_FLIGHT_PHONE_CALL_STATUSES = DIALABLE_PHONE_CALL_STATUSES | AT_PROVIDER_PHONE_CALL_STATUSES
+# Callouts whose queued calls are held back from the dialer.
+HELD_CALLOUT_STATUSES = frozenset({CalloutStatus.PAUSED, CalloutStatus.STOPPED})
+
+
+def status_values(statuses: frozenset[PhoneCallStatus] | frozenset[CalloutStatus]) -> list[str]:
+    """The status strings of a set, sorted, for storage queries."""
+    return sorted(status.value for status in statuses)
+
 
 PHONE_CALL_TRANSITIONS: dict[str, tuple[frozenset[PhoneCallStatus], PhoneCallStatus]] = {
     "queue": (frozenset({PhoneCallStatus.CREATED}), PhoneCallStatus.QUEUED),
@@ -158,7 +171,7 @@ class ContactImportStatus(str, Enum):
     FAILED = "failed"
 
 
-CONTACT_IMPORT_TRANSITIONS: dict[str, tuple[frozenset, ContactImportStatus]] = {
+CONTACT_IMPORT_TRANSITIONS: dict[str, tuple[frozenset[ContactImportStatus], ContactImportStatus]] = {
     "start": (frozenset({ContactImportStatus.QUEUED}), ContactImportStatus.RUNNING),
     "finish": (frozenset({ContactImportStatus.RUNNING}), ContactImportStatus.FINISHED),
     "fail": (frozenset({ContactImportStatus.QUEUED, ContactImportStatus.RUNNING}), ContactImportStatus.FAILED),

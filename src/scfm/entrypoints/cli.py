@@ -156,6 +156,21 @@ def cmd_worker(args) -> int:
     return 0
 
 
+def cmd_dialer(args) -> int:
+    """Dial for every account with due calls, at once (scale out by running more: they share the accounts)."""
+    _log_to_stderr("%(asctime)s dialer %(message)s")
+    logging.getLogger().setLevel(logging.INFO)
+    threading.excepthook = _log_thread_death
+    # a thread woken for its slot waits for the GIL at most this long (5 ms by default), or misses the slot
+    sys.setswitchinterval(0.001)
+    dispatcher = _deps().dispatcher(max_accounts=args.max_accounts)
+    if args.once:
+        dispatcher.drain()
+    else:
+        dispatcher.serve(_stop_on_signals())
+    return 0
+
+
 def cmd_scheduler(args) -> int:
     """Sweep every few seconds: re-deliver what the database says is due (one sweeper at a time)."""
     import uuid
@@ -229,6 +244,7 @@ def cmd_run(args) -> int:
         for _ in range(args.workers)
     ]
     children.append(subprocess.Popen([sys.executable, "-m", "scfm.entrypoints.cli", "scheduler"], env=env))
+    children.append(subprocess.Popen([sys.executable, "-m", "scfm.entrypoints.cli", "dialer"], env=env))
     print(f"scfm is running at http://{host}:{port}/api (docs: http://{host}:{port}/api/docs)")
     if token:
         print(f"super admin access token: {token}")
@@ -263,12 +279,12 @@ def cmd_run(args) -> int:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="scfm",
-        description="Simple Call Flow Manager. With no command, runs everything (API, workers, scheduler) on this "
+        description="Simple Call Flow Manager. With no command, runs everything (API, workers, dialer, scheduler) on this "
         "machine, "
         "on embedded PostgreSQL and Redis unless DATABASE_URL and REDIS_URL are set.",
     )
     sub = root.add_subparsers(dest="command")
-    run = sub.add_parser("run", help="run the API, workers and scheduler (the default)")
+    run = sub.add_parser("run", help="run the API, workers, dialer and scheduler (the default)")
     for p in (root, run):
         p.add_argument("--host", help="address to listen on (default HOST or 127.0.0.1)")
         p.add_argument("--port", type=int, help="port to listen on (default PORT or 3000)")
@@ -281,6 +297,10 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
     worker = sub.add_parser("worker", help="run an RQ worker (production: as many as you need)")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    dialer = sub.add_parser("dialer", help="dial the queued calls of every account (run one or more)")
+    dialer.add_argument("--max-accounts", type=int, default=100,
+                        help="accounts this dialer dials for at once (default 100); more dialers share the rest")
+    dialer.add_argument("--once", action="store_true", help="dial every due call, then exit")
     scheduler = sub.add_parser("scheduler", help="run the sweeper that re-delivers due work (run one or more)")
     scheduler.add_argument("--interval", type=float, help="seconds between sweeps (default SCFM_SWEEP_INTERVAL or 10)")
     scheduler.add_argument("--once", action="store_true", help="sweep once and exit")
@@ -297,7 +317,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {
-    None: cmd_run, "run": cmd_run, "serve": cmd_serve, "worker": cmd_worker, "scheduler": cmd_scheduler,
+    None: cmd_run, "run": cmd_run, "serve": cmd_serve, "worker": cmd_worker, "dialer": cmd_dialer,
+    "scheduler": cmd_scheduler,
     "db": cmd_db_upgrade,
     "create-super-admin": cmd_create_super_admin, "create-access-token": cmd_create_access_token,
     "import": lambda args: _contacts_command("cmd_import_contacts", args),

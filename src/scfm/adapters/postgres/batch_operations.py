@@ -12,10 +12,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from scfm.adapters.postgres import tables as t
 from scfm.adapters.postgres.filters import compile_conditions
 from scfm.domain import batch_operation as bo
-from scfm.domain.state_machines import IN_FLIGHT_PHONE_CALL_STATUSES
+from scfm.domain import state_machines as sm
 
-IN_FLIGHT = [s.value for s in IN_FLIGHT_PHONE_CALL_STATUSES]
-FETCHABLE = ["remotely_queued", "in_progress"]
+IN_FLIGHT = sm.status_values(sm.IN_FLIGHT_PHONE_CALL_STATUSES)
+FETCHABLE = sm.status_values(sm.PHONE_CALL_TRANSITIONS["queue_remote_fetch"][0])
+CREATED, QUEUED, FETCH_QUEUED = (sm.PhoneCallStatus.CREATED.value, sm.PhoneCallStatus.QUEUED.value,
+                                 sm.PhoneCallStatus.REMOTE_FETCH_QUEUED.value)
 
 
 class BatchOperationQueries:
@@ -89,7 +91,7 @@ class BatchOperationQueries:
 
     def _PhoneCallQueue(self, operation, plan):
         pc = t.phone_calls
-        source, clauses = self._phone_calls(operation, plan, ["created"])
+        source, clauses = self._phone_calls(operation, plan, [CREATED])
         other = pc.alias("other")
         clauses.append(~exists().where(other.c.callout_participation_id == pc.c.callout_participation_id,
                                        other.c.status.in_(IN_FLIGHT)))
@@ -161,7 +163,7 @@ class BatchOperationQueries:
                 ["account_id", "callout_participation_id", "contact_id", "create_batch_operation_id", "status",
                  "msisdn", "remote_request_params", "created_at", "updated_at"],
                 select(literal(operation.account_id), candidates.c.id, candidates.c.contact_id, literal(operation.id),
-                       literal("created"), candidates.c.msisdn,
+                       literal(CREATED), candidates.c.msisdn,
                        type_coerce(plan.remote_request_params, JSONB), now, now),
             ))
             return []
@@ -170,16 +172,16 @@ class BatchOperationQueries:
             other = pc.alias("other")
             statement = (
                 update(pc).where(
-                    pc.c.id.in_(select(candidates.c.id)), pc.c.status == "created",
+                    pc.c.id.in_(select(candidates.c.id)), pc.c.status == CREATED,
                     ~exists().where(other.c.callout_participation_id == pc.c.callout_participation_id,
                                     other.c.status.in_(IN_FLIGHT)))
-                .values(status="queued", queue_batch_operation_id=operation.id, queued_at=now, next_attempt_at=now,
+                .values(status=QUEUED, queue_batch_operation_id=operation.id, queued_at=now, next_attempt_at=now,
                         dial_claimed_at=None, updated_at=now)
             )
         else:
             statement = (
                 update(pc).where(pc.c.id.in_(select(candidates.c.id)), pc.c.status.in_(FETCHABLE))
-                .values(status="remote_fetch_queued", queue_remote_fetch_batch_operation_id=operation.id,
+                .values(status=FETCH_QUEUED, queue_remote_fetch_batch_operation_id=operation.id,
                         updated_at=now)
             )
         return [row.id for row in self.conn.execute(statement.returning(pc.c.id))]

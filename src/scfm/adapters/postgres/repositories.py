@@ -4,8 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable
 
-from sqlalchemy import and_, case, delete, exists, func, insert, literal, or_, select, type_coerce, update
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import and_, delete, exists, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -15,7 +14,7 @@ from scfm.adapters.postgres.filters import all_of, compile_conditions
 from scfm.domain import model
 from scfm.domain.errors import DeleteRefused, NotFound, ValidationFailed
 from scfm.domain.ports import Within
-from scfm.domain.state_machines import BatchOperationStatus, PhoneCallStatus
+from scfm.domain.state_machines import BatchOperationStatus
 
 EXACT_TOTAL_UP_TO = 10_000
 
@@ -328,14 +327,6 @@ class CalloutParticipationRepository(Repository):
         return {"callout": self._column_is("callout_id"), "contact": self._column_is("contact_id")}
 
 
-# a call claimed for dialing that has not heard back (index_phone_calls_open_claims has this predicate)
-_OPEN_CLAIM = (t.phone_calls.c.status == "queued", t.phone_calls.c.dial_claimed_at.is_not(None),
-               t.phone_calls.c.remote_call_id.is_(None))
-# calls the provider has and that we wait to hear about (index_phone_calls_awaiting_news covers these)
-_AWAITING_NEWS = (PhoneCallStatus.REMOTELY_QUEUED.value, PhoneCallStatus.IN_PROGRESS.value)
-_FETCH_QUEUED = PhoneCallStatus.REMOTE_FETCH_QUEUED.value
-
-
 class PhoneCallRepository(Repository):
     table = t.phone_calls
     entity = model.PhoneCall
@@ -368,132 +359,6 @@ class PhoneCallRepository(Repository):
 
     def has_dependents(self, phone_call_id: int) -> bool:
         return self.exists(t.remote_phone_call_events.c.phone_call_id == phone_call_id)
-
-    def _due(self, account_id: int):
-        pc, p, c = self.table, t.callout_participations, t.callouts
-        held = (select(p.c.id).join(c, c.c.id == p.c.callout_id)
-                .where(p.c.id == pc.c.callout_participation_id, c.c.status.in_(["paused", "stopped"])))
-        return [pc.c.account_id == account_id, pc.c.status == "queued", pc.c.dial_claimed_at.is_(None),
-                pc.c.next_attempt_at <= func.now(), ~exists(held)]
-
-    def due_for_dialing_exists(self, account_id: int) -> bool:
-        return self.exists(*self._due(account_id))
-
-    def accounts_with_due_calls(self) -> list[int]:
-        pc = self.table
-        due = select(pc.c.account_id).where(pc.c.status == "queued", pc.c.dial_claimed_at.is_(None),
-                                            pc.c.next_attempt_at <= func.now()).distinct()
-        return [row.account_id for row in self.conn.execute(due)]
-
-    def in_flight_count(self, account_id: int) -> int:
-        pc = self.table
-        in_flight = (pc.c.status.in_(["remotely_queued", "in_progress", "remote_fetch_queued"])
-                     | ((pc.c.status == "queued") & pc.c.dial_claimed_at.is_not(None)))
-        return self.conn.execute(
-            select(func.count()).select_from(pc).where(pc.c.account_id == account_id, in_flight)).scalar_one()
-
-    def claim_next_due(self, account_id: int) -> model.PhoneCall | None:
-        """Claim the next due call of the account, in order; concurrent dialers skip each other's rows."""
-        pc = self.table
-        next_due = (select(pc.c.id).where(*self._due(account_id)).order_by(pc.c.next_attempt_at, pc.c.id)
-                    .limit(1).with_for_update(skip_locked=True).scalar_subquery())
-        row = self.conn.execute(
-            update(pc).where(pc.c.id == next_due)
-            .values(dial_claimed_at=func.now(), dial_attempts=pc.c.dial_attempts + 1, updated_at=func.now())
-            .returning(pc)
-        ).first()
-        return self.to_entity(row) if row else None
-
-    def record_dial(self, phone_call_id: int, *, remote=None, refusal: str | None = None) -> None:
-        """What the provider answered to a claimed call, in one statement. Only a call still `queued` moves
-        (to remotely_queued, or errored on a refusal): a status callback may have taken it further already."""
-        pc = self.table
-        queued = pc.c.status == "queued"
-        values: dict[str, Any] = dict(remotely_queued_at=func.coalesce(pc.c.remotely_queued_at, func.now()),
-                                      updated_at=func.now())
-        if remote is not None:
-            values.update(
-                status=case((queued, "remotely_queued"), else_=pc.c.status),
-                remote_call_id=func.coalesce(pc.c.remote_call_id, remote.sid),
-                remote_status=func.coalesce(pc.c.remote_status, remote.status),
-                remote_direction=func.coalesce(pc.c.remote_direction, remote.direction),
-                remote_queue_response=type_coerce(remote.response, JSONB),
-            )
-        else:
-            values.update(status=case((queued, "errored"), else_=pc.c.status), remote_error_message=refusal)
-        self._run(update(pc).where(pc.c.id == phone_call_id).values(**values))
-
-    def claims_to_reconcile(self, older_than_seconds: float, ask_again_in_seconds: float,
-                            limit: int = 1000) -> list[int]:
-        """Calls claimed for dialing that never heard back (their dial outcome is unknown) and are due to be
-        asked about; each is marked so that it is asked about again only after `ask_again_in_seconds`."""
-        pc = self.table
-        due = (select(pc.c.id).where(
-            *_OPEN_CLAIM, pc.c.dial_claimed_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds),
-            or_(pc.c.reconcile_after.is_(None), pc.c.reconcile_after <= func.now()),
-        ).order_by(pc.c.id).limit(limit).with_for_update(skip_locked=True))
-        return [row.id for row in self.conn.execute(
-            update(pc).where(pc.c.id.in_(due.scalar_subquery()))
-            .values(reconcile_after=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, ask_again_in_seconds))
-            .returning(pc.c.id))]
-
-    def open_claims_to(self, msisdn: str, excluding: int) -> list:
-        """When the other calls to this number whose dial is open (being dialed, or its outcome unknown) were
-        claimed, in any account: accounts may share the server's provider credentials."""
-        pc = self.table
-        return list(self.conn.execute(select(pc.c.dial_claimed_at).where(
-            *_OPEN_CLAIM, pc.c.msisdn == msisdn, pc.c.id != excluding)).scalars())
-
-    def known_remote_call_ids(self, sids: list[str]) -> set[str]:
-        """Which of these provider call sids belong to a phone call here (of any account: sids are unique)."""
-        if not sids:
-            return set()
-        pc = self.table
-        return set(self.conn.execute(select(pc.c.remote_call_id).where(pc.c.remote_call_id.in_(sids))).scalars())
-
-    def silent_calls(self, statuses: list[str], older_than_seconds: float, limit: int = 10000) -> list[int]:
-        """Calls in `statuses` with no news from the provider for a while."""
-        pc = self.table
-        last_news = func.coalesce(pc.c.remote_status_updated_at, pc.c.remotely_queued_at, pc.c.updated_at)
-        return [row.id for row in self.conn.execute(
-            select(pc.c.id).where(pc.c.status.in_(statuses),
-                                  last_news < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds))
-            .order_by(pc.c.id).limit(limit))]
-
-    def queue_remote_fetches(self, older_than_seconds: float, limit: int = 10000) -> list[int]:
-        """Mark for a fetch the calls with no news from the provider for a while, and not asked about for as
-        long; and re-mark the fetches queued that long ago that never ran (lost). Each is then found again
-        only `older_than_seconds` after this, however often the sweeper looks."""
-        pc = self.table
-        cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds)
-        last_news = func.coalesce(pc.c.remote_status_updated_at, pc.c.remotely_queued_at, pc.c.updated_at)
-        silent = (pc.c.status.in_(_AWAITING_NEWS) & (last_news < cutoff)
-                  & ((pc.c.remote_fetch_queued_at.is_(None)) | (pc.c.remote_fetch_queued_at < cutoff)))
-        lost = (pc.c.status == _FETCH_QUEUED) & (func.greatest(pc.c.remote_fetch_queued_at, pc.c.updated_at) < cutoff)
-        due = (select(pc.c.id).where(silent | lost).order_by(pc.c.id).limit(limit)
-               .with_for_update(skip_locked=True))
-        return sorted(row.id for row in self.conn.execute(
-            update(pc).where(pc.c.id.in_(due.scalar_subquery()))
-            .values(status=_FETCH_QUEUED, remote_fetch_queued_at=func.now(), updated_at=func.now())
-            .returning(pc.c.id)))
-
-    def expire(self, ids: list[int], message: str) -> int:
-        pc = self.table
-        return self.conn.execute(
-            update(pc).where(pc.c.id.in_(ids), pc.c.status.in_(["remotely_queued", "in_progress", "remote_fetch_queued"]))
-            .values(status="errored", remote_error_message=message, updated_at=func.now())).rowcount
-
-    def release_claim(self, phone_call_id: int, retry_in_seconds: float, count_attempt: bool = True) -> None:
-        """Give a claimed call back to the dialer: nothing reached the provider."""
-        values = dict(
-            dial_claimed_at=None, updated_at=func.now(),
-            next_attempt_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, retry_in_seconds),
-        )
-        if not count_attempt:
-            values["dial_attempts"] = self.table.c.dial_attempts - 1
-        self.conn.execute(
-            update(self.table).where(self.table.c.id == phone_call_id, self.table.c.status == "queued").values(**values)
-        )
 
 
 class RemotePhoneCallEventRepository(Repository):

@@ -6,6 +6,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from scfm.domain.state_machines import PhoneCallStatus
+
 metadata_obj = MetaData()
 
 
@@ -75,7 +77,7 @@ phone_calls = Table(
     _fk("callout_participation_id", "callout_participations"), _fk("contact_id", "contacts", False),
     _fk("create_batch_operation_id", "batch_operations"), _fk("queue_batch_operation_id", "batch_operations"),
     _fk("queue_remote_fetch_batch_operation_id", "batch_operations"),
-    Column("status", Text, nullable=False, server_default="created"), Column("msisdn", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default=PhoneCallStatus.CREATED.value), Column("msisdn", Text, nullable=False),
     Column("remote_call_id", Text), Column("remote_status", Text),
     Column("remote_direction", Text), Column("remote_error_message", Text),
     _json("remote_response"), _json("remote_request_params"), _json("remote_queue_response"),

@@ -9,8 +9,10 @@ from scfm.adapters.postgres import repositories as repos
 from scfm.adapters.postgres.batch_operations import BatchOperationQueries
 from scfm.adapters.postgres.contact_imports import ContactImportRepository, ContactImportStore
 from scfm.adapters.postgres.exports import Exports
+from scfm.adapters.postgres.dial_queue import PostgresDialQueue
 from scfm.adapters.postgres.provider_reports import ProviderReports
 from scfm.domain import ports
+from scfm.domain.dial_queue import DialQueue
 
 
 class SqlUnitOfWork:
@@ -22,6 +24,7 @@ class SqlUnitOfWork:
     callouts: ports.CalloutRepository
     callout_participations: ports.CalloutParticipationRepository
     phone_calls: ports.PhoneCallRepository
+    dial_queue: DialQueue
     remote_phone_call_events: ports.RemotePhoneCallEventRepository
     batch_operations: ports.BatchOperationRepository
     batches: ports.BatchQueries
@@ -50,6 +53,7 @@ class SqlUnitOfWork:
         self.remote_phone_call_events = repos.RemotePhoneCallEventRepository(self.conn, a)
         self.batch_operations = repos.BatchOperationRepository(self.conn, a)
         self.batches = BatchOperationQueries(self)
+        self.dial_queue = PostgresDialQueue(self.conn)
         self.provider_reports = ProviderReports(self.conn)
         self.contact_imports = ContactImportRepository(self.conn, a)
         self.imports = ContactImportStore(self.conn)

@@ -1,0 +1,339 @@
+"""The dispatcher: one per dialer process, dialing for every account with due calls at once.
+
+Queued calls wait in PostgreSQL (the dial queue). The dispatcher scans it for accounts with due calls every
+`dialer_scan` seconds, and looks at once at the accounts it is woken up for. It takes an account's lease in
+Redis (so that several dialer processes share the accounts, one dialer per account at a time) and dials the
+account's calls with `policy.concurrency` threads until none is due, renewing the lease meanwhile; then it
+gives the lease back. A dialer that dies stops renewing: another takes the account over once the lease has
+run out, and nothing is lost, since every claim is in the database.
+
+Each thread claims the next due call (the claim committed: a call is dialed at most once), takes the next
+slot of the shared rate limiter (keyed by the provider account, so every dialer together keeps its rate; on
+the server's provider account each tenant first waits for a slot of its share), asks the provider, and
+records the outcome. A claim whose slot comes more than half the unknown-outcome grace later is put back
+unsent: the sweeper may be asking the provider about it already.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from scfm.domain.dial_queue import (
+    Clock, DialOutcome, DialQueue, Leases, RateLimiter, Refused, RemotelyQueued, Retry, TooLate, Unknown, WakeUps,
+)
+from scfm.domain.dialing import SPACING_MARGIN, DialingPolicy, Timings
+from scfm.domain.errors import ValidationFailed
+from scfm.domain.model import Account, PhoneCall
+from scfm.domain.ports import (
+    CallProvider, OutcomeUnknown, ProviderCredentials, ProviderRateLimited, ProviderRefused, ProviderUnreachable,
+)
+from scfm.domain.provider import credentials_for, dialing_ceilings, server_account_rate
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/api/remote_phone_call_events"
+STATUS_CALLBACK_EVENTS = ["initiated", "ringing", "answered", "completed"]
+NO_CREDENTIALS = (
+    "Unable to create record: no provider credentials are configured for this account "
+    "(set its twilio_account_sid/twilio_auth_token or somleng_* fields, or the server's defaults)"
+)
+DUPLICATE_SID = "The provider answered with the sid of a call that another phone call already holds"
+# A slot missed by more than this (a busy CPU) is given up for the next one, so that a late request never
+# lands close behind its successor.
+MAX_SLOT_LATENESS = 0.010
+WAKE_UP_POLL = 0.2  # seconds between two looks at the wake-ups (and the leases to renew)
+
+
+class AccountReader(Protocol):
+    def get(self, id_: Any, for_update: bool = False) -> Account: ...
+
+
+class DialingUnitOfWork(Protocol):
+    @property
+    def accounts(self) -> AccountReader: ...
+
+    @property
+    def dial_queue(self) -> DialQueue: ...
+
+    def __enter__(self) -> DialingUnitOfWork: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def commit(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class DispatcherSettings:
+    provider_defaults: dict[str, Any]
+    public_url: str | None
+    timings: Timings = Timings()
+    lease_prefix: str = "scfm"
+    max_accounts: int = 100  # accounts one dispatcher dials for at once; more dialers share the rest
+
+
+@dataclass
+class AccountDialing:
+    """One account being dialed: its lease, its threads and what they dialed."""
+    account_id: int
+    policy: DialingPolicy
+    credentials: ProviderCredentials | None
+    unusable: str | None  # why there are no credentials
+    shared_rate: float | None  # the server's provider account's rate, when the account dials on it
+    lease: str
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # of `outcomes`
+    claiming: threading.Lock = field(default_factory=threading.Lock)
+    renewed_at: float = 0.0
+
+    @property
+    def tenant(self) -> str:
+        return str(self.account_id)
+
+
+def outgoing_params(call: PhoneCall, public_url: str | None) -> dict[str, Any]:
+    """The create-call parameters: the call's own, plus a status callback that names our call."""
+    params = dict(call.remote_request_params or {})
+    if public_url and not params.get("status_callback"):
+        params["status_callback"] = f"{public_url}{WEBHOOK_PATH}?phone_call_id={call.id}"
+        params.setdefault("status_callback_event", STATUS_CALLBACK_EVENTS)
+    return params
+
+
+class Dispatcher:
+    def __init__(self, uow_for: Callable[[], DialingUnitOfWork], provider: CallProvider, limiter: RateLimiter,
+                 leases: Leases, clock: Clock, settings: DispatcherSettings, wake_ups: WakeUps | None = None):
+        self.uow_for = uow_for
+        self.provider = provider
+        self.limiter = limiter
+        self.leases = leases
+        self.clock = clock
+        self.settings = settings
+        self.timings = settings.timings
+        self.wake_ups = wake_ups
+        self.dialing: dict[int, AccountDialing] = {}
+
+    # ---------------------------------------------------------------- the process
+    def serve(self, stopping: threading.Event) -> None:
+        """Dial for every account with due calls until `stopping`; then let the dials under way end and give
+        the leases back (a dialer killed instead leaves them to run out)."""
+        next_scan = 0.0
+        try:
+            while not stopping.is_set():
+                try:
+                    woken = set(self.wake_ups.take()) if self.wake_ups else set()
+                    if self.clock.monotonic() >= next_scan:
+                        next_scan = self.clock.monotonic() + self.timings.dialer_scan
+                        woken |= set(self._due_accounts())
+                    self.step(woken)
+                except Exception as error:  # a database or Redis outage: look again at the next turn
+                    log.warning("dialer: %s: %s", type(error).__name__, error)
+                stopping.wait(WAKE_UP_POLL)
+        finally:
+            self.stop()
+
+    def step(self, accounts: set[int]) -> None:
+        """Give back the accounts whose dialing ended, renew the others' leases, start on `accounts`."""
+        self._end_finished()
+        self._renew_leases()
+        for account_id in sorted(accounts - set(self.dialing)):
+            if len(self.dialing) >= self.settings.max_accounts:
+                break
+            self.start(account_id)
+
+    def drain(self) -> Counter[str]:
+        """Dial every due call there is, and return what became of them (tests, benchmarks, `--once`)."""
+        outcomes: Counter[str] = Counter()
+        while accounts := set(self._due_accounts()):
+            started = [dialing for account_id in sorted(accounts) if (dialing := self.start(account_id))]
+            dialed: Counter[str] = Counter()
+            for dialing in started:
+                dialed += self.finish(dialing)
+            if not dialed:
+                break  # held by other dialers, or capped by max_calls_in_flight
+            outcomes += dialed
+        return outcomes
+
+    def stop(self) -> None:
+        for dialing in list(self.dialing.values()):
+            dialing.stop.set()
+        for dialing in list(self.dialing.values()):
+            try:
+                self.finish(dialing)
+            except Exception as error:  # Redis away: the lease runs out instead
+                log.warning("dialer: account %s: %s: %s", dialing.account_id, type(error).__name__, error)
+                self.dialing.pop(dialing.account_id, None)
+
+    def _due_accounts(self) -> list[int]:
+        with self.uow_for() as uow:
+            return uow.dial_queue.accounts_with_due_calls()
+
+    # ---------------------------------------------------------------- an account: lease and threads
+    def start(self, account_id: int) -> AccountDialing | None:
+        """Take the account's lease and start dialing its due calls; None if another dialer has it, or
+        nothing is due."""
+        dialing = self._prepare(account_id)
+        if not self.leases.acquire(dialing.lease, dialing.token, self.timings.dispatcher_lease):
+            return None
+        dialing.renewed_at = self.clock.monotonic()
+        with self.uow_for() as uow:
+            due = uow.dial_queue.due_exists(account_id)
+        if not due:  # dialed meanwhile, or held (a paused callout)
+            self.leases.release(dialing.lease, dialing.token)
+            return None
+        dialing.threads = [threading.Thread(target=self._dial_loop, args=(dialing,), daemon=True,
+                                            name=f"dialer-{account_id}-{n}")
+                           for n in range(dialing.policy.concurrency)]
+        self.dialing[account_id] = dialing
+        for thread in dialing.threads:
+            thread.start()
+        return dialing
+
+    def _prepare(self, account_id: int) -> AccountDialing:
+        with self.uow_for() as uow:
+            account = uow.accounts.get(account_id)
+        defaults = self.settings.provider_defaults
+        policy = DialingPolicy.for_account(account).within(*dialing_ceilings(defaults))
+        try:
+            credentials = credentials_for(account, defaults)
+            unusable = None if credentials else NO_CREDENTIALS
+        except ProviderRefused as refusal:  # an endpoint the server does not (or no longer) allow
+            credentials, unusable = None, refusal.message
+        shared_rate = server_account_rate(credentials, defaults) if credentials else None
+        return AccountDialing(account_id, policy, credentials, unusable, shared_rate,
+                              lease=f"{self.settings.lease_prefix}:dialer:{account_id}")
+
+    def _renew_leases(self) -> None:
+        for dialing in list(self.dialing.values()):
+            if self.clock.monotonic() - dialing.renewed_at < self.timings.dispatcher_lease / 4:
+                continue
+            if self.leases.acquire(dialing.lease, dialing.token, self.timings.dispatcher_lease):
+                dialing.renewed_at = self.clock.monotonic()
+            else:  # this dialer stalled past its lease, and another took the account over
+                log.warning("account %s: the dialer lease was lost; stopping its dials", dialing.account_id)
+                dialing.stop.set()
+
+    def _end_finished(self) -> None:
+        for dialing in list(self.dialing.values()):
+            if not any(thread.is_alive() for thread in dialing.threads):
+                self.finish(dialing)
+
+    def finish(self, dialing: AccountDialing) -> Counter[str]:
+        """Wait for the account's threads to end, give its lease and its share of the rate back."""
+        for thread in dialing.threads:
+            thread.join()
+        if dialing.shared_rate is not None and dialing.credentials is not None:
+            self.limiter.leave_share(dialing.credentials.account_sid, dialing.tenant)
+        self.leases.release(dialing.lease, dialing.token)
+        self.dialing.pop(dialing.account_id, None)
+        return dialing.outcomes
+
+    # ---------------------------------------------------------------- a thread: claim, slot, dial, record
+    def _dial_loop(self, dialing: AccountDialing) -> None:
+        if dialing.credentials is not None and hasattr(self.provider, "warm"):
+            self.provider.warm(dialing.credentials)  # first-use costs must not fall between slot and send
+        while not dialing.stop.is_set():
+            outcome = self.dial_next(dialing)
+            if outcome is None:
+                return
+            with dialing.lock:
+                dialing.outcomes[type(outcome).__name__] += 1
+
+    def dial_next(self, dialing: AccountDialing) -> DialOutcome | None:
+        """Claim, wait for the slot, dial and record one call; None when none is due (or the cap is met)."""
+        cap = dialing.policy.max_calls_in_flight
+        # the account's threads count and claim one at a time, so that together they never pass the cap
+        with dialing.claiming, self.uow_for() as uow:
+            if cap and uow.dial_queue.in_flight_count(dialing.account_id) >= cap:
+                return None
+            call = uow.dial_queue.claim_next_due(dialing.account_id)
+            uow.commit()
+        if call is None or call.id is None:
+            return None
+        claimed = self.clock.monotonic()
+        if dialing.credentials is not None:
+            try:
+                self._wait_for_slot(dialing)
+            except Exception:  # the limiter is away (Redis): nothing was sent, so the call goes back at once
+                with self.uow_for() as uow:
+                    uow.dial_queue.put_back(call.id, self.timings.retry_after_unreachable, count_attempt=False)
+                    uow.commit()
+                raise
+        if self.clock.monotonic() - claimed > self.timings.unknown_outcome_grace / 2:
+            outcome: DialOutcome = TooLate()
+        else:
+            outcome = self._dial(dialing, call)
+        return self._record(dialing, call.id, outcome)
+
+    def _wait_for_slot(self, dialing: AccountDialing) -> None:
+        """Sleep until this call's slot. The slot is taken after the claim, so that only the request itself
+        comes between the slot and the provider."""
+        assert dialing.credentials is not None
+        name = dialing.credentials.account_sid
+        rate = dialing.policy.calls_per_second
+        if dialing.shared_rate is not None:  # first the tenant's share, then a slot of the provider account
+            self._sleep(self.limiter.reserve_share(name, dialing.tenant, rate / SPACING_MARGIN,
+                                                   dialing.shared_rate / SPACING_MARGIN))
+            rate = dialing.shared_rate
+        while True:
+            asked = self.clock.monotonic()
+            wait = self.limiter.reserve(name, rate / SPACING_MARGIN)
+            answered = self.clock.monotonic()
+            # the limiter's now lies between `asked` and `answered`: wake no earlier than the latest the slot
+            # can be, and count lateness from the earliest, so that both errors err on the side of the rate
+            self._sleep(answered + wait - self.clock.monotonic())
+            if self.clock.monotonic() - (asked + wait) <= MAX_SLOT_LATENESS:
+                return
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self.clock.sleep(seconds)
+
+    def _dial(self, dialing: AccountDialing, call: PhoneCall) -> DialOutcome:
+        if dialing.credentials is None:
+            return Refused(dialing.unusable or NO_CREDENTIALS)
+        try:
+            remote = self.provider.create_call(dialing.credentials, call.msisdn or "",
+                                               outgoing_params(call, self.settings.public_url))
+        except ProviderRefused as refusal:
+            return Refused(refusal.message)
+        except ProviderRateLimited:
+            return Retry(self.timings.retry_after_rate_limit, rate_limited=True)
+        except ProviderUnreachable:
+            return Retry(self.timings.retry_after_unreachable, rate_limited=False)
+        except OutcomeUnknown as error:
+            return Unknown(str(error))
+        except Exception as error:  # whatever else a provider adapter lets through
+            log.exception("phone call %s: the dial failed unexpectedly", call.id)
+            return Unknown(f"unexpected {type(error).__name__}")
+        return RemotelyQueued(remote)
+
+    def _record(self, dialing: AccountDialing, call_id: int, outcome: DialOutcome) -> DialOutcome:
+        if isinstance(outcome, RemotelyQueued):
+            try:
+                with self.uow_for() as uow:
+                    uow.dial_queue.record_remotely_queued(call_id, outcome.remote)
+                    uow.commit()
+                return outcome
+            except ValidationFailed:  # the provider answered with the sid of a call another one holds
+                outcome = Refused(DUPLICATE_SID)
+        with self.uow_for() as uow:
+            if isinstance(outcome, Refused):
+                uow.dial_queue.record_refusal(call_id, outcome.message)
+            elif isinstance(outcome, Retry):
+                log.info("phone call %s not dialed; retrying in %ss", call_id, outcome.retry_in)
+                uow.dial_queue.put_back(call_id, outcome.retry_in, count_attempt=False)
+            elif isinstance(outcome, TooLate):
+                uow.dial_queue.put_back(call_id, self.timings.retry_after_rate_limit, count_attempt=False)
+            else:
+                log.warning("phone call %s: the outcome of the dial is unknown: %s", call_id, outcome.reason)
+            uow.commit()
+        if isinstance(outcome, Retry) and dialing.credentials is not None:
+            self.limiter.penalize(dialing.credentials.account_sid, outcome.retry_in)
+        return outcome

@@ -1,0 +1,211 @@
+"""In-memory stand-ins for what the dispatcher works with: the dial queue, a clock, the rate limiter, leases
+and a provider. One clock drives them all, so tests run in no time and never sleep."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from scfm.domain import state_machines as sm
+from scfm.domain.dial_queue import DialQueue
+from scfm.domain.errors import NotFound, ValidationFailed
+from scfm.domain.model import Account, PhoneCall
+from scfm.domain.ports import ProviderCredentials, RemoteCall
+
+EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+QUEUED, ERRORED, REMOTELY_QUEUED = (sm.PhoneCallStatus.QUEUED.value, sm.PhoneCallStatus.ERRORED.value,
+                                    sm.PhoneCallStatus.REMOTELY_QUEUED.value)
+
+
+class FakeClock:
+    """Monotonic seconds that move only when someone sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._lock = threading.Lock()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+
+    def datetime(self) -> datetime:
+        return EPOCH + timedelta(seconds=self.now)
+
+
+class InMemoryDialQueue:
+    """The dial queue's rules over a dict of phone calls (statuses from the state machines)."""
+
+    def __init__(self, clock: FakeClock):
+        self.clock = clock
+        self.calls: dict[int, PhoneCall] = {}
+        self._lock = threading.Lock()
+
+    def queue(self, account_id: int, msisdn: str) -> PhoneCall:
+        call = PhoneCall(id=len(self.calls) + 1, account_id=account_id, msisdn=msisdn, status=QUEUED,
+                         next_attempt_at=self.clock.datetime())
+        self.calls[call.id] = call
+        return call
+
+    def _is_due(self, call: PhoneCall) -> bool:
+        return (sm.PhoneCallStatus(call.status) in sm.DIALABLE_PHONE_CALL_STATUSES and call.dial_claimed_at is None
+                and call.next_attempt_at is not None and call.next_attempt_at <= self.clock.datetime())
+
+    def accounts_with_due_calls(self) -> list[int]:
+        return sorted({call.account_id for call in self.calls.values() if self._is_due(call) and call.account_id})
+
+    def due_exists(self, account_id: int) -> bool:
+        return any(self._is_due(call) and call.account_id == account_id for call in self.calls.values())
+
+    def in_flight_count(self, account_id: int) -> int:
+        return sum(1 for call in self.calls.values() if call.account_id == account_id and (
+            sm.PhoneCallStatus(call.status) in sm.AT_PROVIDER_PHONE_CALL_STATUSES
+            or (sm.PhoneCallStatus(call.status) in sm.DIALABLE_PHONE_CALL_STATUSES and call.dial_claimed_at)))
+
+    def claim_next_due(self, account_id: int) -> PhoneCall | None:
+        with self._lock:
+            due = sorted((call for call in self.calls.values() if call.account_id == account_id and self._is_due(call)),
+                         key=lambda call: (call.next_attempt_at, call.id))
+            if not due:
+                return None
+            due[0].dial_claimed_at = self.clock.datetime()
+            due[0].dial_attempts += 1
+            return PhoneCall(**vars(due[0]))
+
+    def record_remotely_queued(self, phone_call_id: int, remote: RemoteCall) -> None:
+        if any(call.remote_call_id == remote.sid for call in self.calls.values()):
+            raise ValidationFailed.on("remote_call_id", "has already been taken")
+        self._record(phone_call_id, REMOTELY_QUEUED, remote_call_id=remote.sid, remote_status=remote.status)
+
+    def record_refusal(self, phone_call_id: int, message: str) -> None:
+        self._record(phone_call_id, ERRORED, remote_error_message=message)
+
+    def _record(self, phone_call_id: int, status: str, **values: Any) -> None:
+        call = self.calls[phone_call_id]
+        if sm.PhoneCallStatus(call.status) in sm.DIALABLE_PHONE_CALL_STATUSES:
+            call.status = status
+        call.remotely_queued_at = call.remotely_queued_at or self.clock.datetime()
+        for name, value in values.items():
+            setattr(call, name, value)
+
+    def put_back(self, phone_call_id: int, retry_in_seconds: float, count_attempt: bool = True) -> None:
+        call = self.calls[phone_call_id]
+        if sm.PhoneCallStatus(call.status) in sm.DIALABLE_PHONE_CALL_STATUSES:
+            call.dial_claimed_at = None
+            call.next_attempt_at = self.clock.datetime() + timedelta(seconds=retry_in_seconds)
+            call.dial_attempts -= 0 if count_attempt else 1
+
+    # the sweeper's side is not what these tests are about
+    def claims_to_reconcile(self, older_than_seconds: float, ask_again_in_seconds: float,
+                            limit: int = 1000) -> list[int]:
+        return []
+
+    def open_claims_to(self, msisdn: str, excluding: int) -> list[datetime]:
+        return []
+
+    def known_remote_call_ids(self, sids: list[str]) -> set[str]:
+        return {call.remote_call_id for call in self.calls.values() if call.remote_call_id in sids}
+
+    def silent_calls(self, older_than_seconds: float, limit: int = 10000) -> list[int]:
+        return []
+
+    def expire(self, ids: list[int], message: str) -> int:
+        return 0
+
+    def queue_remote_fetches(self, older_than_seconds: float, limit: int = 10000) -> list[int]:
+        return []
+
+
+_: type[DialQueue] = InMemoryDialQueue  # it is a DialQueue
+
+
+class Accounts:
+    def __init__(self) -> None:
+        self.by_id: dict[int, Account] = {}
+
+    def get(self, id_: Any, for_update: bool = False) -> Account:
+        if id_ not in self.by_id:
+            raise NotFound("account")
+        return self.by_id[id_]
+
+
+@dataclass
+class FakeUnitOfWork:
+    accounts: Accounts
+    dial_queue: InMemoryDialQueue
+
+    def __enter__(self) -> FakeUnitOfWork:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def commit(self) -> None:
+        pass
+
+
+class FakeLimiter:
+    """Evenly spaced slots per name on the fake clock, as the Redis limiter hands them out."""
+
+    def __init__(self, clock: FakeClock):
+        self.clock = clock
+        self.next: dict[str, float] = {}
+        self.penalties: list[tuple[str, float]] = []
+        self.shares: dict[str, dict[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def reserve(self, name: str, per_second: float) -> float:
+        with self._lock:
+            slot = max(self.next.get(name, 0.0), self.clock.now)
+            self.next[name] = slot + 1 / per_second
+            return slot - self.clock.now
+
+    def penalize(self, name: str, seconds: float) -> None:
+        self.penalties.append((name, seconds))
+        self.next[name] = max(self.next.get(name, 0.0), self.clock.now + seconds)
+
+    def reserve_share(self, name: str, tenant: str, asked_per_second: float, allowed_per_second: float) -> float:
+        tenants = self.shares.setdefault(name, {})
+        tenants[tenant] = asked_per_second
+        total = sum(tenants.values())
+        share = asked_per_second * min(1.0, allowed_per_second / total)
+        return self.reserve(f"{name}:{tenant}", share)
+
+    def leave_share(self, name: str, tenant: str) -> None:
+        self.shares.get(name, {}).pop(tenant, None)
+
+
+class FakeLeases:
+    def __init__(self) -> None:
+        self.holders: dict[str, str] = {}
+
+    def acquire(self, name: str, token: str, seconds: float) -> bool:
+        if self.holders.setdefault(name, token) != token:
+            return False
+        return True
+
+    def release(self, name: str, token: str) -> None:
+        if self.holders.get(name) == token:
+            del self.holders[name]
+
+
+@dataclass
+class FakeProvider:
+    """Makes every call it is asked for, unless `answer` (given the request number) raises."""
+    clock: FakeClock
+    answer: Callable[[int], None] = lambda n: None
+    creates: list[tuple[float, str]] = field(default_factory=list)
+
+    def create_call(self, credentials: ProviderCredentials, to: str, params: dict[str, Any]) -> RemoteCall:
+        self.creates.append((self.clock.now, to))
+        self.answer(len(self.creates))
+        return RemoteCall(sid=f"CA{len(self.creates):032d}", status="queued", direction="outbound-api", duration=None)
+
+    def fetch_call(self, credentials: ProviderCredentials, sid: str) -> RemoteCall:
+        raise NotImplementedError
+
+    def find_calls(self, credentials: ProviderCredentials, to: str) -> list[RemoteCall]:
+        return []
