@@ -13,8 +13,8 @@ from bench.common import progress
 SUITES = {
     "batch": ("batch", "populating a callout, creating its calls and the preview pages vs the same SQL by hand",
               ["--contacts", "2000"]),
-    "dialing": ("dialing", "dialing throughput against the fake provider at 1, 10 and 100 calls/s",
-                ["--rates", "5", "--seconds", "2", "--profile", "never"]),
+    "dialing": ("dialing", "dialing at 1, 10 and 100 calls/s, six accounts at once, and six sharing the server's provider account",
+                ["--rates", "5", "--accounts-rate", "5", "--seconds", "2"]),
     "webhook": ("webhook", "signed status callbacks per second through gunicorn, and their CPU vs by hand",
                 ["--seconds", "2", "--processes", "1", "--threads", "2", "--calls", "300", "--in-process", "40"]),
     "lists": ("lists", "GET /api/contacts with a metadata filter on 1,000,000 contacts vs the bare SQL",

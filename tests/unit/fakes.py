@@ -394,7 +394,7 @@ class FakeJobs:
     def pending(self) -> int:
         return len(self.waiting)
 
-    def dial_due(self, account_id: int, delay: float | None = None, wait_for_lease: float = 0.0) -> bool:
+    def dial_due(self, account_id: int) -> bool:
         return self._ask("dial_due", account_id)
 
     def fetch_remote_call(self, phone_call_id: int) -> bool:

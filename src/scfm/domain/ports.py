@@ -69,7 +69,8 @@ class JobQueue(Protocol):
     """Delivers work to the workers, at most one pending job per unit of work: asking again for work whose
     job is still pending does nothing. Each answers whether (or for how many units) a job was enqueued."""
 
-    def dial_due(self, account_id: int, delay: float | None = None, wait_for_lease: float = 0.0) -> bool: ...
+    def dial_due(self, account_id: int) -> bool:
+        """Wake the dialers up for the account's newly queued calls."""
 
     def fetch_remote_call(self, phone_call_id: int) -> bool: ...
 
