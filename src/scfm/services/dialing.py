@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from scfm.domain import state_machines as sm
 from scfm.domain.clock import Clock, utc_now
 from scfm.domain.dialing import Timings, settle_unknown_outcome
 from scfm.domain.ports import (
+    UnitOfWork, UnitsOfWork,
     CallProvider, OutcomeUnknown, ProviderRateLimited, ProviderRefused, ProviderUnreachable, RemoteCall,
 )
+from scfm.domain.model import PhoneCall, stored
 from scfm.domain.provider import credentials_for
 from scfm.services.dispatcher import NO_CREDENTIALS
 
@@ -24,7 +27,8 @@ log = logging.getLogger(__name__)
 UNKNOWN_OUTCOME = "The outcome of the request to the provider is unknown (no answer, and no status callback came)"
 
 
-def reconcile_unknown_outcome(uow_for, provider: CallProvider, provider_defaults: dict, phone_call_id: int,
+def reconcile_unknown_outcome(uow_for: UnitsOfWork, provider: CallProvider, provider_defaults: dict[str, Any],
+                              phone_call_id: int,
                               timings: Timings = Timings(), clock: Clock = utc_now) -> str:
     """A claimed call nobody reported on: ask the provider for its calls to the number, and settle the claim
     as `settle_unknown_outcome` says (adopt the call it made, dial again, or end it errored saying why).
@@ -35,12 +39,12 @@ def reconcile_unknown_outcome(uow_for, provider: CallProvider, provider_defaults
         if call is None or not _claim_is_stale(call, timings, clock()):
             return "skipped"
         account = uow.accounts.get(call.account_id)
-    claimed_at = call.dial_claimed_at
+    claimed_at, msisdn = stored(call.dial_claimed_at), stored(call.msisdn)
     try:
         credentials = credentials_for(account, provider_defaults)
         if credentials is None:
             raise ProviderRefused(NO_CREDENTIALS)
-        listed = provider.find_calls(credentials, call.msisdn)
+        listed = provider.find_calls(credentials, msisdn)
     except (ProviderRateLimited, ProviderUnreachable, OutcomeUnknown) as error:
         if clock() - claimed_at < timedelta(seconds=timings.expire_after_silence):
             log.info("phone call %s: the provider could not be asked about it (%s); asking again later",
@@ -62,8 +66,8 @@ def reconcile_unknown_outcome(uow_for, provider: CallProvider, provider_defaults
         settlement = settle_unknown_outcome(
             claimed_at, timings.unknown_outcome_grace, listed,
             uow.dial_queue.known_remote_call_ids([remote.sid for remote in listed]),
-            uow.dial_queue.open_claims_to(call.msisdn, excluding=call.id), now)
-        if settlement.action == "adopt":
+            uow.dial_queue.open_claims_to(msisdn, excluding=phone_call_id), now)
+        if settlement.action == "adopt" and settlement.remote is not None:
             _adopt(uow, call, settlement.remote, now)
         elif settlement.action == "dial_again":
             log.info("phone call %s: the provider made no call to %s for it; dialing again", phone_call_id,
@@ -79,16 +83,18 @@ def reconcile_unknown_outcome(uow_for, provider: CallProvider, provider_defaults
     return settlement.action.replace("_", " ")
 
 
-def _claim_is_stale(call, timings: Timings, now: datetime) -> bool:
+def _claim_is_stale(call: PhoneCall, timings: Timings, now: datetime) -> bool:
     """A claim whose dial outcome is still unknown after the grace for its status callback."""
-    return _outcome_unknown(call) and now - call.dial_claimed_at >= timedelta(seconds=timings.unknown_outcome_grace)
+    claimed_at = call.dial_claimed_at
+    return (_outcome_unknown(call) and claimed_at is not None
+            and now - claimed_at >= timedelta(seconds=timings.unknown_outcome_grace))
 
 
-def _outcome_unknown(call) -> bool:
+def _outcome_unknown(call: PhoneCall) -> bool:
     return call.status == sm.PhoneCallStatus.QUEUED.value and call.dial_claimed_at is not None and not call.remote_call_id
 
 
-def _adopt(uow, call, remote: RemoteCall, now: datetime) -> None:
+def _adopt(uow: UnitOfWork, call: PhoneCall, remote: RemoteCall, now: datetime) -> None:
     call.remote_call_id = remote.sid
     call.fire("remotely_queue")
     call.remotely_queued_at = remote.created_at or now
@@ -101,7 +107,7 @@ def _adopt(uow, call, remote: RemoteCall, now: datetime) -> None:
     uow.phone_calls.save(call)
 
 
-def _give_up(uow, phone_call_id: int, claimed_at: datetime, message: str, now: datetime) -> str:
+def _give_up(uow: UnitOfWork, phone_call_id: int, claimed_at: datetime, message: str, now: datetime) -> str:
     """End a claimed call whose outcome stays unknown as errored, saying so."""
     with uow:
         call = uow.phone_calls.get(phone_call_id, for_update=True)
@@ -115,7 +121,8 @@ def _give_up(uow, phone_call_id: int, claimed_at: datetime, message: str, now: d
     return "error"
 
 
-def fetch_remote_call(uow, provider: CallProvider, provider_defaults: dict, phone_call_id: int) -> str:
+def fetch_remote_call(uow: UnitOfWork, provider: CallProvider, provider_defaults: dict[str, Any],
+                      phone_call_id: int) -> str:
     with uow:
         call = uow.phone_calls.get(phone_call_id)
         if call.status != sm.PhoneCallStatus.REMOTE_FETCH_QUEUED.value or not call.remote_call_id:
@@ -149,7 +156,7 @@ def fetch_remote_call(uow, provider: CallProvider, provider_defaults: dict, phon
         call.remote_status_updated_at = _now()
         uow.phone_calls.save(call)
         uow.commit()
-    return call.status
+    return str(call.status)
 
 
 def _now() -> datetime:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 
 from scfm.domain.dialing import Timings
+from scfm.domain.ports import JobQueue, UnitsOfWork
 
 log = logging.getLogger(__name__)
 
 
-def sweep(uow_for, jobs, timings: Timings) -> dict:
+def sweep(uow_for: UnitsOfWork, jobs: JobQueue, timings: Timings) -> dict[str, int]:
     """One look at what is due. The same work found again on the next sweep is asked for again, and the job
     queue enqueues it only if its job is no longer pending, so the queue is bounded by the work."""
     with uow_for(None) as uow:
