@@ -158,7 +158,7 @@ class ContactImportStatus(str, Enum):
     FAILED = "failed"
 
 
-CONTACT_IMPORT_TRANSITIONS: dict[str, tuple[frozenset, ContactImportStatus]] = {
+CONTACT_IMPORT_TRANSITIONS: dict[str, tuple[frozenset[ContactImportStatus], ContactImportStatus]] = {
     "start": (frozenset({ContactImportStatus.QUEUED}), ContactImportStatus.RUNNING),
     "finish": (frozenset({ContactImportStatus.RUNNING}), ContactImportStatus.FINISHED),
     "fail": (frozenset({ContactImportStatus.QUEUED, ContactImportStatus.RUNNING}), ContactImportStatus.FAILED),
