@@ -286,6 +286,20 @@ class BatchOperations(InMemoryRepository):
         return []
 
 
+class ContactImports(InMemoryRepository):
+    name = "contact_imports"
+
+    def stalled(self, older_than_seconds: float) -> list[int]:
+        cutoff = self.uow.db.clock() - timedelta(seconds=older_than_seconds)
+        return [i.id for _, i in sorted(self.rows.items())
+                if self._visible(i) and i.is_open and i.updated_at < cutoff]
+
+    def count_attempt(self, import_id: int) -> int:
+        stored = self.rows[import_id]
+        stored.attempts += 1
+        return int(stored.attempts)
+
+
 class ProviderReports:
     def __init__(self, uow: FakeUnitOfWork):
         self.uow = uow
@@ -339,6 +353,7 @@ class FakeUnitOfWork:
         self.remote_phone_call_events = RemotePhoneCallEvents(self)
         self.batch_operations = BatchOperations(self)
         self.provider_reports = ProviderReports(self)
+        self.contact_imports = ContactImports(self)
 
     def __exit__(self, *exc: Any) -> None:
         self.rollback()
@@ -409,6 +424,9 @@ class FakeJobs:
     def run_batch_operation(self, batch_operation_id: int) -> bool:
         return self._ask("run_batch_operation", batch_operation_id)
 
+    def run_contact_import(self, contact_import_id: int) -> bool:
+        return self._ask("run_contact_import", contact_import_id)
+
 
 class FakeProvider:
     """Answers `find_calls` with what the test lists, or raises what it is given."""
@@ -439,4 +457,5 @@ if TYPE_CHECKING:  # the fakes keep pace with the ports: mypy (see pyproject.tom
     _phone_calls: ports.PhoneCallRepository = PhoneCalls(_fake)
     _events: ports.RemotePhoneCallEventRepository = RemotePhoneCallEvents(_fake)
     _reports: ports.ProviderReports = ProviderReports(_fake)
+    _contact_imports: ports.ContactImportRepository = ContactImports(_fake)
     _jobs: ports.JobQueue = FakeJobs()

@@ -12,12 +12,13 @@ import itertools
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 import phonenumbers
 from phonenumbers import phonenumberutil
 from phonenumbers.phonemetadata import PhoneMetadata
 
+from scfm.domain import model
 from scfm.domain import state_machines as sm
 from scfm.domain.errors import ValidationFailed
 from scfm.domain.filters import FilterSpec
@@ -55,7 +56,7 @@ class ImportOptions:
     callout_id: int | None = None  # every imported contact joins this callout
 
     @classmethod
-    def parse(cls, params: dict) -> "ImportOptions":
+    def parse(cls, params: dict[str, Any]) -> "ImportOptions":
         errors: dict[str, list[str]] = {}
         column = params.get("msisdn_column")
         if column in ("", None):
@@ -89,12 +90,12 @@ class ImportOptions:
             raise ValidationFailed(errors)
         return cls(column, country, mode, bool(update_existing), callout_id)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"msisdn_column": self.msisdn_column, "default_country": self.default_country,
                 "metadata_merge_mode": self.metadata_merge_mode.value, "update_existing": self.update_existing}
 
     @classmethod
-    def from_dict(cls, data: dict, callout_id: int | None = None) -> "ImportOptions":
+    def from_dict(cls, data: dict[str, Any], callout_id: int | None = None) -> "ImportOptions":
         return cls(data.get("msisdn_column"), data.get("default_country"),
                    MergeMode(data.get("metadata_merge_mode") or "merge"), bool(data.get("update_existing", True)),
                    callout_id)
@@ -171,7 +172,8 @@ class Header:
         index = next((lowered.index(name) for name in wanted if name in lowered), None)
         if index is None:
             raise ValidationFailed.on("file", f"has no {' or '.join(wanted)} column")
-        columns, seen = [], {}
+        columns: list[tuple[int, tuple[str, ...]]] = []
+        seen: dict[tuple[str, ...], str] = {}
         for position, name in enumerate(names):
             if position == index:
                 continue
@@ -194,7 +196,7 @@ class Header:
 class Row(NamedTuple):
     line: int
     msisdn: str
-    metadata: dict
+    metadata: dict[str, Any]
 
 
 class Refusal(NamedTuple):
@@ -283,7 +285,7 @@ def normalize_row(line: int, cells: list[str], header: Header, options: ImportOp
         msisdn = normalize_import_msisdn(raw, options.default_country)
     except ValidationFailed:
         return Refusal(line, INVALID_NUMBER)
-    metadata: dict = {}
+    metadata: dict[str, Any] = {}
     for index, path in header.metadata_columns:
         value = cells[index].strip()
         if not value:
@@ -309,14 +311,13 @@ def merged_too_large_reason() -> str:
 # ---------------------------------------------------------------- the import
 
 @dataclass
-class ContactImport:
-    id: int | None = None
+class ContactImport(model.Entity):
     account_id: int | None = None
     callout_id: int | None = None
     status: str = sm.ContactImportStatus.QUEUED.value
     filename: str | None = None
-    options: dict = field(default_factory=dict)
-    header: list = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+    header: list[str] = field(default_factory=list)
     delimiter: str = ","
     rows_total: int = 0
     rows_read: int = 0
@@ -327,11 +328,8 @@ class ContactImport:
     last_line: int = 0  # the last line done: the next chunk starts after it
     attempts: int = 0
     error_message: str | None = None
-    metadata: dict = field(default_factory=dict)
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
 
     def fire(self, event: str) -> None:
         self.status = sm.transition(sm.CONTACT_IMPORT_TRANSITIONS, sm.ContactImportStatus(self.status), event).value
@@ -357,6 +355,25 @@ class ContactImport:
 
     def parsed_header(self) -> Header:
         return Header.parse(self.header, self.import_options())
+
+
+@dataclass
+class PreparedChunk:
+    """A chunk's rows, normalised and ready for the store to write (made while the one before is written)."""
+    last_line: int
+    good: int
+    refused: int
+    rows: bytes  # COPY text of (line, msisdn, metadata)
+    errors: bytes  # COPY text of (contact_import_id, line, cells, reason)
+
+
+@dataclass
+class ChunkCounts:
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    refused: int = 0
 
 
 # ---------------------------------------------------------------- exports
@@ -390,13 +407,13 @@ def format_cell(value: Any) -> str:
     return str(value)
 
 
-def export_row(values, metadata: dict | None, metadata_columns: list[str]) -> list[str]:
+def export_row(values: Iterable[Any], metadata: dict[str, Any] | None, metadata_columns: list[str]) -> list[str]:
     """A record's cells: its own values, then its metadata's under `metadata_columns` (dotted names)."""
     flat = flatten_metadata(metadata or {})
     return [format_cell(value) for value in values] + [format_cell(flat.get(name)) for name in metadata_columns]
 
 
-def metadata_column_names(paths) -> list[str]:
+def metadata_column_names(paths: Iterable[Sequence[str]]) -> list[str]:
     """Dotted names of metadata leaf paths, sorted, each once (`{"a.b": 1}` and `{"a": {"b": 2}}` share one)."""
     return sorted({".".join(path) for path in paths})
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence, TypeVar
 
 from scfm.domain import model
 from scfm.domain.filters import Condition
@@ -12,6 +12,7 @@ from scfm.domain.filters import Condition
 if TYPE_CHECKING:  # batch_operation needs the provider's rules, which need this module's errors
     from scfm.domain.dial_queue import DialQueue  # it names RemoteCall, defined here
     from scfm.domain.batch_operation import Plan
+    from scfm.domain.contact_import import ChunkCounts, ContactImport, PreparedChunk, Refusal, Row
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,16 @@ class JobQueue(Protocol):
 
     def run_batch_operation(self, batch_operation_id: int) -> bool: ...
 
+    def run_contact_import(self, contact_import_id: int) -> bool: ...
+
     def pending(self) -> int:
         """How many jobs wait for a worker."""
+
+
+class ContactImportJobs(Protocol):
+    """What an upload asks of the job queue (the command line runs the import itself and asks nothing)."""
+
+    def run_contact_import(self, contact_import_id: int) -> object: ...
 
 
 class SignatureValidator(Protocol):
@@ -192,6 +201,60 @@ class BatchQueries(Protocol):
     def analyze(self, operation: model.BatchOperation) -> None: ...
 
 
+class ContactImportRepository(Repository["ContactImport"], Protocol):
+    def stalled(self, older_than_seconds: float) -> list[int]:
+        """Queued or running imports that have not moved for a while: their job was lost."""
+
+    def count_attempt(self, import_id: int) -> int:
+        """Count one more delivery of the import's job; how many there have been."""
+
+
+class ContactImportStore(Protocol):
+    """The bulk work of imports: the uploaded rows, the chunks written from them, the rows refused."""
+
+    def create_tables(self, import_id: int) -> None: ...
+
+    def copy_rows(self, import_id: int, rows: Iterable[tuple[int, list[str], str | None]]) -> int:
+        """Store (line, cells, problem) rows as they come; how many."""
+
+    def drop_tables(self, import_id: int) -> None: ...
+
+    def lock(self, import_id: int) -> ContactImport | None:
+        """The import, locked for this transaction."""
+
+    def next_rows(self, import_id: int, after_line: int, limit: int) -> list[tuple[int, list[str], str | None]]: ...
+
+    def prepare_chunk(self, import_id: int, good: list[Row], refused: list[Refusal],
+                      cells_by_line: dict[int, list[str]], last_line: int) -> PreparedChunk: ...
+
+    def write_chunk(self, contact_import: ContactImport, chunk: PreparedChunk) -> ChunkCounts: ...
+
+    def record_chunk(self, import_id: int, last_line: int, counts: ChunkCounts) -> None: ...
+
+    def save_status(self, contact_import: ContactImport) -> None: ...
+
+    def analyze(self) -> None: ...
+
+    def errors(self, import_id: int) -> Iterator[tuple[int, list[str], str]]:
+        """The refused rows by line: (line, cells, reason)."""
+
+
+class Exports(Protocol):
+    """Every record of a repository that filters match, read in one snapshot."""
+
+    def snapshot(self) -> None:
+        """One snapshot for every statement that follows."""
+
+    def metadata_paths(self, repo: Repository[Any], conditions: Sequence[Condition],
+                       within: Sequence[Within]) -> list[tuple[str, ...]]: ...
+
+    def count(self, repo: Repository[Any], conditions: Sequence[Condition], within: Sequence[Within]) -> int: ...
+
+    def rows(self, repo: Repository[Any], conditions: Sequence[Condition], within: Sequence[Within],
+             columns: tuple[str, ...], shown: dict[str, tuple[str, str]] | None = None) -> Iterator[tuple[Any, ...]]:
+        """The matching records by id, as `columns` (times as the API shows them) then metadata."""
+
+
 @dataclass
 class ReportTarget:
     account: model.Account
@@ -226,6 +289,9 @@ class UnitOfWork(Protocol):
     batch_operations: BatchOperationRepository
     batches: BatchQueries
     provider_reports: ProviderReports
+    contact_imports: ContactImportRepository
+    imports: ContactImportStore
+    exports: Exports
 
     def __enter__(self) -> UnitOfWork: ...
 
@@ -243,6 +309,3 @@ class UnitOfWork(Protocol):
 # What the services that work across accounts are given: a unit of work for an account, or None for the server.
 UnitsOfWork = Callable[[int | None], UnitOfWork]
 
-
-class ContactImportJobs(Protocol):
-    def run_contact_import(self, contact_import_id: int) -> bool: ...

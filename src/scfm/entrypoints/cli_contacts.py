@@ -6,11 +6,13 @@ from __future__ import annotations
 import io
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from scfm.domain.errors import NotFound, ValidationFailed
+from scfm.domain.model import stored
 
 
 class _NoJobs:
@@ -56,18 +58,18 @@ def cmd_import_contacts(args, deps) -> int:
               "metadata_merge_mode": args.metadata_merge_mode, "update_existing": not args.leave_existing,
               "callout_id": args.callout_id}
     try:
-        account = accounts.get_account(deps.uow(), args.account_id)
+        account_id = stored(accounts.get_account(deps.uow(None), args.account_id).id)
         with _progress(console) as progress, path.open("rb", buffering=0) as raw:
             reading = progress.add_task(f"reading {path.name}", total=path.stat().st_size, unit="bytes")
             source = _CountingReader(raw, lambda size: progress.advance(reading, size))
-            contact_import = contact_imports.create_import(deps.uow(account.id), _NoJobs(), account.id, params,
+            contact_import = contact_imports.create_import(deps.uow(account_id), _NoJobs(), account_id, params,
                                                            source, path.name)
             importing = progress.add_task("importing", total=contact_import.rows_total, unit="rows")
 
             def advance(done):
                 progress.update(importing, completed=done.rows_read)
 
-            summary = contact_imports.run_import(deps.uow, contact_import.id, after_chunk=advance)
+            summary = contact_imports.run_import(deps.uow, stored(contact_import.id), after_chunk=advance)
             progress.update(importing, completed=contact_import.rows_total)
     except (NotFound, ValidationFailed) as error:
         return _failed(console, error)
@@ -79,7 +81,7 @@ def cmd_import_contacts(args, deps) -> int:
                   f"{summary['rows_unchanged']} unchanged, {summary['rows_refused']} refused")
     if summary["rows_refused"]:
         if args.errors:
-            rows = contact_imports.import_errors(deps.uow, account.id, contact_import.id)
+            rows = contact_imports.import_errors(deps.uow, account_id, contact_import.id)
             written = _write_csv(rows, args.errors)
             console.print(f"refused rows, with their reasons: {args.errors} ({written} rows)")
         else:
@@ -100,7 +102,7 @@ def _write_csv(rows, target: str | None, on_row=None) -> int:
                 on_row()
             yield row
 
-    out = sys.stdout.buffer if target in (None, "-") else open(target, "wb")
+    out: BinaryIO = sys.stdout.buffer if target is None or target == "-" else open(target, "wb")
     try:
         for piece in csv_lines(counted()):
             out.write(piece)
@@ -118,11 +120,11 @@ def cmd_export(args, deps) -> int:
 
     console = Console(stderr=True, soft_wrap=True)
     try:
-        account = accounts.get_account(deps.uow(), args.account_id)
+        account_id = stored(accounts.get_account(deps.uow(None), args.account_id).id)
         q = nest([tuple(item.split("=", 1)) if "=" in item else (item, "") for item in args.filter or []])
         with _progress(console) as progress:
             task = progress.add_task(f"exporting {args.kind}", total=None, unit="rows")
-            rows = exports.export(deps.uow, account.id, args.kind, q, args.callout_id,
+            rows = exports.export(deps.uow, account_id, args.kind, q, args.callout_id,
                                   on_count=lambda total: progress.update(task, total=total))
             written = _write_csv(rows, args.output, on_row=lambda: progress.advance(task))
     except (NotFound, ValidationFailed, BadRequest) as error:

@@ -5,13 +5,15 @@ REPEATABLE READ transaction, so the metadata columns found first are those of th
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from scfm.domain.contact_import import export_row, metadata_column_names
-from scfm.domain.filters import CALLOUT_PARTICIPATION_FILTERS, CONTACT_FILTERS, PHONE_CALL_FILTERS, parse_filters
+from scfm.domain.filters import (CALLOUT_PARTICIPATION_FILTERS, CONTACT_FILTERS, PHONE_CALL_FILTERS, FilterSpec,
+                                 parse_filters)
+from scfm.domain.ports import Repository, UnitOfWork, UnitsOfWork, Within
 
 # kind -> (the uow's repository, its filters, its columns before the metadata ones)
-EXPORTS = {
+EXPORTS: dict[str, tuple[str, FilterSpec, tuple[str, ...]]] = {
     "contacts": ("contacts", CONTACT_FILTERS, ("id", "msisdn", "created_at", "updated_at")),
     "callout_participations": ("callout_participations", CALLOUT_PARTICIPATION_FILTERS, (
         "id", "callout_id", "contact_id", "msisdn", "call_flow_logic", "callout_population_id", "created_at",
@@ -24,42 +26,37 @@ EXPORTS = {
 
 
 # The values the API shows: a participation's or call's call flow logic is its own, else the one it inherits.
-SHOWN = {
+SHOWN: dict[str, dict[str, tuple[str, str]]] = {
     "callout_participations": {"call_flow_logic": ("call_flow_logic", "callout_call_flow_logic")},
     "phone_calls": {"call_flow_logic": ("call_flow_logic", "inherited_call_flow_logic")},
 }
 
 
-def _extra(uow, kind: str, callout_id):
+def _within(uow: UnitOfWork, callout_id: Any) -> list[Within]:
+    """The callout whose records are exported (404 for one the account does not have), or none."""
     if callout_id is None:
         return []
-    callout_id = uow.callouts.get(callout_id).id
-    if kind == "callout_participations":
-        return uow.callout_participations.equals("callout_id", callout_id)
-    if kind == "phone_calls":
-        return uow.phone_calls.of_callout(callout_id)
-    return uow.callout_participations.contacts_of_callout(callout_id)
+    return [Within.of(uow.callouts.get(callout_id))]
 
 
-def export(uow_factory, account_id: int, kind: str, q, callout_id=None,
+def export(uow_for: UnitsOfWork, account_id: int, kind: str, q: Any, callout_id: Any = None,
            on_count: Callable[[int], None] | None = None) -> Iterator[list[str]]:
     """Rows of cells, the header first. `on_count` (if given) learns how many rows will follow."""
     repo_name, spec, columns = EXPORTS[kind]
     conditions = parse_filters(spec, q)
-    with uow_factory(account_id) as uow:
-        _extra(uow, kind, callout_id)  # 404 now, not in the middle of a download
+    with uow_for(account_id) as uow:
+        _within(uow, callout_id)  # 404 now, not in the middle of a download
 
     def rows() -> Iterator[list[str]]:
-        with uow_factory(account_id) as uow:
+        with uow_for(account_id) as uow:
             uow.exports.snapshot()
-            repo = getattr(uow, repo_name)
-            extra = _extra(uow, kind, callout_id)
-            names = metadata_column_names(uow.exports.metadata_paths(repo, conditions, extra))
+            repo: Repository[Any] = getattr(uow, repo_name)
+            within = _within(uow, callout_id)
+            names = metadata_column_names(uow.exports.metadata_paths(repo, conditions, within))
             if on_count is not None:
-                on_count(uow.exports.count(repo, conditions, extra))
+                on_count(uow.exports.count(repo, conditions, within))
             yield [*columns, *(f"metadata.{name}" for name in names)]
-            for *values, metadata in uow.exports.rows(repo, conditions, extra, columns, SHOWN.get(kind)):
+            for *values, metadata in uow.exports.rows(repo, conditions, within, columns, SHOWN.get(kind)):
                 yield export_row(values, metadata, names)
 
     return rows()
-

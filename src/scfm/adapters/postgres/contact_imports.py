@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 import psycopg2
@@ -20,8 +19,10 @@ from sqlalchemy import exc, func, select, update
 
 from scfm.adapters.postgres import tables as t
 from scfm.adapters.postgres.repositories import Repository
+from scfm.domain import model
 from scfm.domain import state_machines as sm
-from scfm.domain.contact_import import DUPLICATE_NUMBER, ContactImport, Refusal, Row, merged_too_large_reason
+from scfm.domain.contact_import import (DUPLICATE_NUMBER, ChunkCounts, ContactImport, PreparedChunk, Refusal, Row,
+                                        merged_too_large_reason)
 from scfm.domain.values import MAX_DOCUMENT_BYTES, MergeMode
 
 COPY_BATCH_ROWS = 5000
@@ -52,24 +53,6 @@ class ContactImportRepository(Repository):
         ci = self.table
         return self.conn.execute(update(ci).where(ci.c.id == import_id).values(attempts=ci.c.attempts + 1)
                                  .returning(ci.c.attempts)).scalar_one()
-
-
-@dataclass
-class PreparedChunk:
-    last_line: int
-    good: int
-    refused: int
-    rows: bytes  # COPY text of (line, msisdn, metadata)
-    errors: bytes  # COPY text of (contact_import_id, line, cells, reason)
-
-
-@dataclass
-class ChunkCounts:
-    read: int = 0
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    refused: int = 0
 
 
 def _copy_text(value: str) -> str:
@@ -119,11 +102,16 @@ class ContactImportStore:
     def _copy(self, statement: str, lines: Iterable[str] | bytes) -> None:
         """COPY FROM STDIN on this transaction's connection; an error of the lines' source (a body over its
         limit) is raised as itself, PostgreSQL's as SQLAlchemy's, like every other statement's."""
-        source = _Lines(lines) if not isinstance(lines, bytes) else None
+        source: _Lines | None = None
+        data: io.BufferedIOBase
+        if isinstance(lines, bytes):
+            data = io.BytesIO(lines)
+        else:
+            source = _Lines(lines)
+            data = io.BufferedReader(source, 1 << 16)
         cursor = self.conn.connection.cursor()
         try:
-            cursor.copy_expert(statement, io.BufferedReader(source, 1 << 16) if source else io.BytesIO(lines),
-                               size=1 << 16)
+            cursor.copy_expert(statement, data, size=1 << 16)
         except psycopg2.Error as error:
             if source is not None and source.error is not None:
                 raise source.error from None
@@ -160,7 +148,11 @@ class ContactImportStore:
         """The import, locked for this transaction: two deliveries of its job take turns, chunk by chunk."""
         row = self.conn.execute(select(t.contact_imports).where(t.contact_imports.c.id == import_id)
                                 .with_for_update()).first()
-        return ContactImport(**row._mapping) if row else None
+        if row is None:
+            return None
+        contact_import = ContactImport(**row._mapping)
+        contact_import.mark_clean()
+        return contact_import
 
     def next_rows(self, import_id: int, after_line: int, limit: int) -> list[tuple[int, list, str | None]]:
         cursor = self.conn.connection.cursor()  # the driver's tuples: a million rows pass through here
@@ -187,7 +179,7 @@ class ContactImportStore:
     def write_chunk(self, contact_import: ContactImport, chunk: "PreparedChunk") -> ChunkCounts:
         """Write one chunk's contacts, participations and refusals; the counts. Set-based: a temporary table
         of the chunk's rows, then one statement per step."""
-        import_id, account_id = contact_import.id, contact_import.account_id
+        import_id, account_id = model.stored(contact_import.id), contact_import.account_id
         options = contact_import.import_options()
         counts = ChunkCounts(read=chunk.good + chunk.refused, refused=chunk.refused)
         if chunk.errors:

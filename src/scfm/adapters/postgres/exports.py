@@ -4,7 +4,7 @@ known before the first row and no worker holds more than a batch."""
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from typing import Any, Iterator
 
 from sqlalchemy import DateTime, func, literal_column, select
 
@@ -23,18 +23,18 @@ class Exports:
         self.conn.execution_options(isolation_level="REPEATABLE READ")
         self.conn.begin()
 
-    def _matching(self, repo, conditions, extra) -> tuple[str, dict]:
+    def _matching(self, repo, conditions, within) -> tuple[str, dict]:
         """The matching rows' metadata as SQL text and its parameters."""
-        compiled = select(repo.table.c.metadata).where(repo.where(conditions, extra)).compile(dialect=self.conn.dialect)
-        processors = compiled._bind_processors
+        compiled = select(repo.table.c.metadata).where(repo.where(conditions, within)).compile(dialect=self.conn.dialect)
+        processors: Any = compiled._bind_processors
         params = {key: processors[key](value) if key in processors else value
                   for key, value in compiled.construct_params().items()}
         return str(compiled), params
 
-    def metadata_paths(self, repo, conditions, extra) -> list[tuple[str, ...]]:
+    def metadata_paths(self, repo, conditions, within) -> list[tuple[str, ...]]:
         """The paths (as tuples) of every metadata value that is not an object, in the matching rows: the
         keys of each level, grouped by PostgreSQL, then those of the objects among them, level by level."""
-        matching, params = self._matching(repo, conditions, extra)
+        matching, params = self._matching(repo, conditions, within)
         leaves: list[tuple[str, ...]] = []
         frontier: list[tuple[str, ...]] = [()]
         for depth in range(MAX_DEPTH):
@@ -63,11 +63,11 @@ class Exports:
                     frontier.append(path)
         return leaves
 
-    def rows(self, repo, conditions, extra, columns: tuple[str, ...],
+    def rows(self, repo, conditions, within, columns: tuple[str, ...],
              shown: dict[str, tuple[str, str]] | None = None) -> Iterator[tuple]:
         """The matching rows, by id, as tuples of `columns` then metadata; times as text, as the API shows
         them; `shown`: a column whose value is its own, else another (an inherited call flow logic)."""
-        matching = repo.base_select().where(repo.where(conditions, extra)).subquery("matching")
+        matching = repo.base_select().where(repo.where(conditions, within)).subquery("matching")
         shown = shown or {}
         selected = []
         for name in columns:
@@ -81,6 +81,6 @@ class Exports:
         result = self.conn.execute(query.execution_options(stream_results=True, yield_per=STREAM_BATCH))
         yield from result
 
-    def count(self, repo, conditions, extra) -> int:
+    def count(self, repo, conditions, within) -> int:
         return self.conn.execute(select(func.count()).select_from(repo.table).where(
-            repo.where(conditions, extra))).scalar_one()
+            repo.where(conditions, within))).scalar_one()

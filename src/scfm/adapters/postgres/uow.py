@@ -29,6 +29,9 @@ class SqlUnitOfWork:
     batch_operations: ports.BatchOperationRepository
     batches: ports.BatchQueries
     provider_reports: ports.ProviderReports
+    contact_imports: ports.ContactImportRepository
+    imports: ports.ContactImportStore
+    exports: ports.Exports
 
     def __init__(self, engine: Engine, account_id: int | None):
         self.engine = engine
