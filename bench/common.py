@@ -117,10 +117,6 @@ class Env:
     redis_url: str
     name: str  # of the database and of the queue
 
-    @property
-    def libpq_url(self) -> str:
-        return libpq_url(self.database_url)
-
     def child_env(self, **extra) -> dict:
         env = {key: value for key, value in os.environ.items() if not key.startswith(PROVIDER_SETTINGS)}
         env.update(DATABASE_URL=self.database_url, REDIS_URL=self.redis_url, SCFM_QUEUE=self.name,
@@ -131,7 +127,7 @@ class Env:
     def connect(self):
         import psycopg2
 
-        return psycopg2.connect(self.libpq_url)
+        return psycopg2.connect(libpq_url(self.database_url))
 
 
 @contextmanager
@@ -255,11 +251,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_http(url: str, process: "Process", seconds: float = 30) -> None:
+def http_session():
+    """A `requests` session that ignores proxy settings: every benchmark talks to 127.0.0.1."""
     import requests
 
     session = requests.Session()
     session.trust_env = False
+    return session
+
+
+def wait_for_http(url: str, process: "Process", seconds: float = 30) -> None:
+    import requests
+
+    session = http_session()
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.popen.poll() is not None:
