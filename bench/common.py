@@ -118,11 +118,9 @@ class Env:
     name: str  # of the database and of the queue
 
     def child_env(self, **extra) -> dict:
-        env = {key: value for key, value in os.environ.items() if not key.startswith(PROVIDER_SETTINGS)}
-        env.update(DATABASE_URL=self.database_url, REDIS_URL=self.redis_url, SCFM_QUEUE=self.name,
-                   PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-        env.update({key: str(value) for key, value in extra.items()})
-        return env
+        """This process's environment (which throwaway_env points at the database and queue), and `extra`."""
+        return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+                **{key: str(value) for key, value in extra.items()}}
 
     def connect(self):
         import psycopg2

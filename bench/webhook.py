@@ -22,6 +22,7 @@ import json
 import multiprocessing
 import time
 import urllib.parse
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from email.utils import formatdate
@@ -55,7 +56,7 @@ def send(index: int, step: int, port: int, calls: list, start_at: float, seconds
     """One load-generator thread: the callbacks index, index + step, ... on one connection, until the end:
     (latencies, status codes, errors, seconds until its last answer)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    latencies, codes, errors = [], {}, []
+    latencies, codes, errors = [], Counter(), []
     while time.time() < start_at + seconds:
         rounds = index // len(calls)
         path, params, signature = callback(f"http://127.0.0.1:{port}", calls[index % len(calls)],
@@ -71,7 +72,7 @@ def send(index: int, step: int, port: int, calls: list, start_at: float, seconds
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             code, text = 0, repr(error).encode()
         latencies.append(time.perf_counter() - started)
-        codes[code] = codes.get(code, 0) + 1
+        codes[code] += 1
         if code != 201 and len(errors) < 3:
             errors.append(f"{code}: {text[:200]!r}")
         index += step
@@ -79,12 +80,8 @@ def send(index: int, step: int, port: int, calls: list, start_at: float, seconds
     return latencies, codes, errors, time.time() - start_at
 
 
-def merge(outcomes: list[tuple]) -> tuple[list, dict, list, float]:
-    codes: dict[int, int] = {}
-    for outcome in outcomes:
-        for code, count in outcome[1].items():
-            codes[code] = codes.get(code, 0) + count
-    return ([value for outcome in outcomes for value in outcome[0]], codes,
+def merge(outcomes: list[tuple]) -> tuple[list, Counter, list, float]:
+    return ([value for outcome in outcomes for value in outcome[0]], sum((outcome[1] for outcome in outcomes), Counter()),
             [error for outcome in outcomes for error in outcome[2]][:5], max(outcome[3] for outcome in outcomes))
 
 
