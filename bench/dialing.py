@@ -278,7 +278,8 @@ class Bench:
         for tenant, figure, wait, (first, last) in zip(tenants, figures, waits, periods):
             print(f"{label}: account {tenant.account_id}: {figure.steady:.2f}/s over {figure.dialed} calls "
                   f"({figure.share * 100:.1f}% of {'its share' if shared else 'its rate'}), first call {wait:.2f}s "
-                  f"after its queue request, dialing from {first - periods[0][0]:.1f}s to {last - periods[0][0]:.1f}s", flush=True)
+                  f"after its queue request, dialing from {first - periods[0][0]:.1f}s to {last - periods[0][0]:.1f}s",
+                  flush=True)
         print(f"{label}: the seventh account's CalloutPopulation started {population_wait:.2f}s after it was queued; "
               f"dialing periods overlap: {overlap}", flush=True)
         print(f"  {cpu.line()}", flush=True)

@@ -81,7 +81,8 @@ def send(index: int, step: int, port: int, calls: list, start_at: float, seconds
 
 
 def merge(outcomes: list[tuple]) -> tuple[list, Counter, list, float]:
-    return ([value for outcome in outcomes for value in outcome[0]], sum((outcome[1] for outcome in outcomes), Counter()),
+    return ([value for outcome in outcomes for value in outcome[0]],
+            sum((outcome[1] for outcome in outcomes), Counter()),
             [error for outcome in outcomes for error in outcome[2]][:5], max(outcome[3] for outcome in outcomes))
 
 
