@@ -117,21 +117,15 @@ class Env:
     redis_url: str
     name: str  # of the database and of the queue
 
-    @property
-    def libpq_url(self) -> str:
-        return libpq_url(self.database_url)
-
     def child_env(self, **extra) -> dict:
-        env = {key: value for key, value in os.environ.items() if not key.startswith(PROVIDER_SETTINGS)}
-        env.update(DATABASE_URL=self.database_url, REDIS_URL=self.redis_url, SCFM_QUEUE=self.name,
-                   PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-        env.update({key: str(value) for key, value in extra.items()})
-        return env
+        """This process's environment (which throwaway_env points at the database and queue), and `extra`."""
+        return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+                **{key: str(value) for key, value in extra.items()}}
 
     def connect(self):
         import psycopg2
 
-        return psycopg2.connect(self.libpq_url)
+        return psycopg2.connect(libpq_url(self.database_url))
 
 
 @contextmanager
@@ -255,11 +249,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_http(url: str, process: "Process", seconds: float = 30) -> None:
+def http_session():
+    """A `requests` session that ignores proxy settings: every benchmark talks to 127.0.0.1."""
     import requests
 
     session = requests.Session()
     session.trust_env = False
+    return session
+
+
+def wait_for_http(url: str, process: "Process", seconds: float = 30) -> None:
+    import requests
+
+    session = http_session()
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.popen.poll() is not None:

@@ -24,11 +24,12 @@ import json
 import random
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 from bench.common import (
-    BenchError, CpuMeter, Result, admin_api, descendants, free_port, new_account, processes, progress, summary,
-    throwaway_env,
+    BenchError, CpuMeter, Result, admin_api, descendants, free_port, guarded, http_session, new_account, processes,
+    progress, summary, throwaway_env, versus,
 )
 
 TARGET_RATIO = 1.5
@@ -64,14 +65,11 @@ def write_normalised(path: Path, count: int) -> None:
 
 
 def empty_contacts(env) -> None:
-    conn = env.connect()
-    try:
+    with closing(env.connect()) as conn:
         conn.autocommit = True
         with conn.cursor() as cursor:
             cursor.execute("TRUNCATE contacts RESTART IDENTITY CASCADE")
             cursor.execute("VACUUM ANALYZE contacts")
-    finally:
-        conn.close()
 
 
 def by_hand(env, account_id: int, normalised: Path) -> float:
@@ -88,29 +86,21 @@ def by_hand(env, account_id: int, normalised: Path) -> float:
         return time.perf_counter() - started
 
 
-def _hwm_kib(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def api_peak_mib(api_pid: int) -> float:
-    return max((_hwm_kib(pid) or 0 for pid in descendants(api_pid)), default=0) / 1024
+def peak_mib(root: int, peaks: dict[int, int]) -> float:
+    """The largest peak resident memory (VmHWM) of the processes under `root` seen so far, sampling them now."""
+    for pid in descendants(root):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        if "VmHWM:" in status:
+            peaks[pid] = max(peaks.get(pid, 0), int(status.split("VmHWM:")[1].split()[0]))
+    return max(peaks.values(), default=0) / 1024
 
 
 def through_the_api(session, base: str, token: str, path: Path, worker_pid: int) -> dict:
     """Upload, then poll until finished; the work horse's peak memory is sampled all along."""
     peaks: dict[int, int] = {}
-
-    def sample():
-        for pid in descendants(worker_pid):
-            if (hwm := _hwm_kib(pid)) is not None:
-                peaks[pid] = max(peaks.get(pid, 0), hwm)
-
     started = time.perf_counter()
     with path.open("rb") as body:
         response = session.post(f"{base}/api/contact_imports", data=body, auth=(token, ""),
@@ -120,7 +110,7 @@ def through_the_api(session, base: str, token: str, path: Path, worker_pid: int)
         raise BenchError(f"upload: {response.status_code} {response.text[:500]}")
     import_id = response.json()["id"]
     while True:
-        sample()
+        peak_mib(worker_pid, peaks)
         state = session.get(f"{base}/api/contact_imports/{import_id}", auth=(token, ""), timeout=30).json()
         if state["status"] in ("finished", "failed"):
             break
@@ -128,8 +118,8 @@ def through_the_api(session, base: str, token: str, path: Path, worker_pid: int)
     finished = time.perf_counter()
     if state["status"] != "finished":
         raise BenchError(f"import {import_id} failed: {state.get('error_message')}")
-    return {"seconds": finished - started, "upload": uploaded - started, "worker": finished - uploaded,
-            "state": state, "peak_mib": max(peaks.values(), default=0) / 1024}
+    return {"seconds": finished - started, "upload": uploaded - started, "worker": finished - uploaded, "token": token,
+            "state": state, "peak_mib": peak_mib(worker_pid, peaks)}
 
 
 def export(session, base: str, token: str, api_pid: int) -> dict:
@@ -143,89 +133,78 @@ def export(session, base: str, token: str, api_pid: int) -> dict:
         for index, piece in enumerate(response.iter_content(1 << 16)):
             lines += piece.count(b"\n")
             if index % 64 == 0:
-                for pid in descendants(api_pid):
-                    if (hwm := _hwm_kib(pid)) is not None:
-                        peaks[pid] = max(peaks.get(pid, 0), hwm)
-    return {"seconds": time.perf_counter() - started, "rows": lines - 1,
-            "peak_mib": max(peaks.values(), default=0) / 1024}
+                peak_mib(api_pid, peaks)
+    return {"seconds": time.perf_counter() - started, "rows": lines - 1, "peak_mib": peak_mib(api_pid, peaks)}
 
 
 def main(args: argparse.Namespace) -> int:
-    import requests
+    def body():
+        with tempfile.TemporaryDirectory(prefix="scfm-bench-imports-") as folder:
+            run(args, Path(folder))
 
-    folder = Path(tempfile.mkdtemp(prefix="scfm-bench-imports-"))
-    try:
-        big, small, normalised = folder / "contacts.csv", folder / "small.csv", folder / "normalised.tsv"
-        progress(f"writing {args.rows:,} rows to {big}")
-        size = write_csv(big, args.rows)
-        write_csv(small, args.small)
-        write_normalised(normalised, args.rows)
-        progress(f"{size / 2**20:.0f} MiB")
-        with throwaway_env("imports", keep=args.keep, extra_env={"SCFM_MAX_IMPORT_BYTES": str(4 * size)}) as env:
-            admin = admin_api(env.deps)
-            port = free_port()
-            with processes(env.child_env(SCFM_MAX_IMPORT_BYTES=4 * size)) as group:
-                group.api(port, workers=1)
-                worker = group.scfm("worker", "worker")
-                session = requests.Session()
-                session.trust_env = False
-                base = f"http://127.0.0.1:{port}"
-                _small_account, small_token = new_account(admin)
-                progress(f"{args.small:,} rows through the API and the worker")
-                first = through_the_api(session, base, small_token, small, worker.popen.pid)
-                first["api_mib"] = api_peak_mib(group.started[0].popen.pid)
-                progress(f"  {first['seconds']:.1f} s, worker peak {first['peak_mib']:.0f} MiB, "
-                         f"API worker peak {first['api_mib']:.0f} MiB")
-                empty_contacts(env)
-                hand_account, _ = new_account(admin)
-                progress(f"{args.rows:,} rows by hand-written SQL")
-                with CpuMeter({}) as hand_cpu:
-                    hand = by_hand(env, hand_account, normalised)
-                progress(f"  {hand:.1f} s")
-                empty_contacts(env)
-                _account, token = new_account(admin)
-                progress(f"{args.rows:,} rows through the API and the worker")
-                with CpuMeter({group.started[0].popen.pid: "api", worker.popen.pid: "worker"}) as ours_cpu:
-                    ours = through_the_api(session, base, token, big, worker.popen.pid)
-                ours["api_mib"] = api_peak_mib(group.started[0].popen.pid)
-                progress(f"  {ours['seconds']:.1f} s (upload {ours['upload']:.1f} s, worker {ours['worker']:.1f} s), "
-                         f"worker peak {ours['peak_mib']:.0f} MiB, API worker peak {ours['api_mib']:.0f} MiB")
-                progress(f"GET /api/contacts.csv of {args.rows:,} contacts")
-                exported = export(session, base, token, group.started[0].popen.pid)
-                progress(f"  {exported['seconds']:.1f} s, {exported['rows']:,} rows, "
-                         f"API worker peak {exported['peak_mib']:.0f} MiB")
-                group.check_alive()
-        state = ours["state"]
-        if state["rows_created"] != args.rows:
-            raise BenchError(f"expected {args.rows} contacts created, the import says {state}")
-        ratio = ours["seconds"] / hand
-        load = Path("/proc/loadavg").read_text().split()[:3]
-        results = [
-            Result(f"import {args.rows:,} rows (API + worker)", f"{ours['seconds']:.1f} s",
-                   f"<= {TARGET_RATIO}x by hand", ratio <= TARGET_RATIO,
-                   f"{ratio:.2f}x of {hand:.1f} s by hand; upload {ours['upload']:.1f} s, worker {ours['worker']:.1f} s"),
-            Result("worker peak memory", f"{first['peak_mib']:.0f} MiB at {args.small:,}, "
-                   f"{ours['peak_mib']:.0f} MiB at {args.rows:,}", "flat",
-                   ours["peak_mib"] <= first["peak_mib"] * 1.2 + 5),
-            Result("API worker peak memory (the upload)", f"{first['api_mib']:.0f} MiB after {args.small:,}, "
-                   f"{ours['api_mib']:.0f} MiB after {args.rows:,}", "flat",
-                   ours["api_mib"] <= first["api_mib"] * 1.2 + 5),
-            Result(f"GET /api/contacts.csv, {args.rows:,} contacts", f"{exported['seconds']:.1f} s",
-                   "every row, flat memory", exported["rows"] == args.rows,
-                   f"API worker peak {exported['peak_mib']:.0f} MiB (after the imports)"),
-        ]
-        print(summary("contact imports", results))
-        print(f"by hand: {hand_cpu.line()}")
-        print(f"ours:    {ours_cpu.line()}")
-        print(f"load average (1, 5, 15 min) at the end: {' '.join(load)}")
-        return 0 if all(r.meets is not False for r in results) else 1
-    except BenchError as error:
-        progress(f"failed: {error}")
-        return 1
-    finally:
-        for path in folder.glob("*"):
-            path.unlink()
-        folder.rmdir()
+    return guarded(body)
+
+
+def run(args: argparse.Namespace, folder: Path) -> None:
+    big, small, normalised = folder / "contacts.csv", folder / "small.csv", folder / "normalised.tsv"
+    progress(f"writing {args.rows:,} rows to {big}")
+    size = write_csv(big, args.rows)
+    write_csv(small, args.small)
+    write_normalised(normalised, args.rows)
+    progress(f"{size / 2**20:.0f} MiB")
+    with throwaway_env("imports", keep=args.keep, extra_env={"SCFM_MAX_IMPORT_BYTES": str(4 * size)}) as env:
+        admin, port, session = admin_api(env.deps), free_port(), http_session()
+        base = f"http://127.0.0.1:{port}"
+        with processes(env.child_env(SCFM_MAX_IMPORT_BYTES=4 * size)) as group:
+            api_pid = group.api(port, workers=1).popen.pid
+            worker_pid = group.scfm("worker", "worker").popen.pid
+
+            def import_file(path: Path, rows: int) -> dict:
+                progress(f"{rows:,} rows through the API and the worker")
+                outcome = through_the_api(session, base, new_account(admin)[1], path, worker_pid)
+                outcome["api_mib"] = peak_mib(api_pid, {})
+                progress(f"  {outcome['seconds']:.1f} s (upload {outcome['upload']:.1f} s, worker "
+                         f"{outcome['worker']:.1f} s), worker peak {outcome['peak_mib']:.0f} MiB, "
+                         f"API worker peak {outcome['api_mib']:.0f} MiB")
+                return outcome
+
+            first = import_file(small, args.small)
+            empty_contacts(env)
+            hand_account, _ = new_account(admin)
+            progress(f"{args.rows:,} rows by hand-written SQL")
+            with CpuMeter({}) as hand_cpu:
+                hand = by_hand(env, hand_account, normalised)
+            progress(f"  {hand:.1f} s")
+            empty_contacts(env)
+            with CpuMeter({api_pid: "api", worker_pid: "worker"}) as ours_cpu:
+                ours = import_file(big, args.rows)
+            progress(f"GET /api/contacts.csv of {args.rows:,} contacts")
+            exported = export(session, base, ours["token"], api_pid)
+            progress(f"  {exported['seconds']:.1f} s, {exported['rows']:,} rows, "
+                     f"API worker peak {exported['peak_mib']:.0f} MiB")
+            group.check_alive()
+    state = ours["state"]
+    if state["rows_created"] != args.rows:
+        raise BenchError(f"expected {args.rows} contacts created, the import says {state}")
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    results = [
+        versus(f"import {args.rows:,} rows (API + worker)", ours["seconds"], hand, target=f"<= {TARGET_RATIO}x",
+               meets=ours["seconds"] <= TARGET_RATIO * hand,
+               note=f"upload {ours['upload']:.1f} s, worker {ours['worker']:.1f} s"),
+        Result("worker peak memory", f"{first['peak_mib']:.0f} MiB at {args.small:,}, "
+               f"{ours['peak_mib']:.0f} MiB at {args.rows:,}", "flat",
+               ours["peak_mib"] <= first["peak_mib"] * 1.2 + 5),
+        Result("API worker peak memory (the upload)", f"{first['api_mib']:.0f} MiB after {args.small:,}, "
+               f"{ours['api_mib']:.0f} MiB after {args.rows:,}", "flat",
+               ours["api_mib"] <= first["api_mib"] * 1.2 + 5),
+        Result(f"GET /api/contacts.csv, {args.rows:,} contacts", f"{exported['seconds']:.1f} s",
+               "every row, flat memory", exported["rows"] == args.rows,
+               f"API worker peak {exported['peak_mib']:.0f} MiB (after the imports)"),
+    ]
+    print(summary("contact imports", results))
+    print(f"by hand: {hand_cpu.line()}")
+    print(f"ours:    {ours_cpu.line()}")
+    print(f"load average (1, 5, 15 min) at the end: {' '.join(load)}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

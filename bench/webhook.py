@@ -12,7 +12,7 @@ each, and where the CPU went.
 Then --in-process callbacks of other calls through the Flask app in this process, one at a time: CPU, wall
 time and statements per request, against the same work by hand (the signature checked, then the account
 found, the call updated and the event inserted in one transaction, with psycopg2). Issue 15's target: the
-CPU at most 2x by hand. --profile adds a cProfile of the in-process requests.
+CPU at most 2x by hand.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import json
 import multiprocessing
 import time
 import urllib.parse
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from email.utils import formatdate
@@ -55,7 +56,7 @@ def send(index: int, step: int, port: int, calls: list, start_at: float, seconds
     """One load-generator thread: the callbacks index, index + step, ... on one connection, until the end:
     (latencies, status codes, errors, seconds until its last answer)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    latencies, codes, errors = [], {}, []
+    latencies, codes, errors = [], Counter(), []
     while time.time() < start_at + seconds:
         rounds = index // len(calls)
         path, params, signature = callback(f"http://127.0.0.1:{port}", calls[index % len(calls)],
@@ -71,7 +72,7 @@ def send(index: int, step: int, port: int, calls: list, start_at: float, seconds
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             code, text = 0, repr(error).encode()
         latencies.append(time.perf_counter() - started)
-        codes[code] = codes.get(code, 0) + 1
+        codes[code] += 1
         if code != 201 and len(errors) < 3:
             errors.append(f"{code}: {text[:200]!r}")
         index += step
@@ -79,12 +80,9 @@ def send(index: int, step: int, port: int, calls: list, start_at: float, seconds
     return latencies, codes, errors, time.time() - start_at
 
 
-def merge(outcomes: list[tuple]) -> tuple[list, dict, list, float]:
-    codes: dict[int, int] = {}
-    for outcome in outcomes:
-        for code, count in outcome[1].items():
-            codes[code] = codes.get(code, 0) + count
-    return ([value for outcome in outcomes for value in outcome[0]], codes,
+def merge(outcomes: list[tuple]) -> tuple[list, Counter, list, float]:
+    return ([value for outcome in outcomes for value in outcome[0]],
+            sum((outcome[1] for outcome in outcomes), Counter()),
             [error for outcome in outcomes for error in outcome[2]][:5], max(outcome[3] for outcome in outcomes))
 
 
@@ -112,12 +110,9 @@ def load(procs, port: int, calls: list, args, groups: dict) -> tuple[list, dict,
     return (*merge(outcomes), sum(outcome[4] for outcome in outcomes), cpu)
 
 
-def in_process(env, public: str, calls: list, profile: bool) -> tuple[float, float, float]:
+def in_process(env, public: str, calls: list) -> tuple[float, float, float]:
     """Ringing callbacks through the Flask app in this process, one at a time, after ten to warm up:
     (wall seconds, CPU seconds, statements) per request."""
-    import cProfile
-    import pstats
-
     from scfm.entrypoints.app import create_app
 
     client = create_app(env.deps).test_client()
@@ -131,18 +126,10 @@ def in_process(env, public: str, calls: list, profile: bool) -> tuple[float, flo
 
     post(requests_[:10])
     timed = requests_[10:]
-    profiler = cProfile.Profile() if profile else None
     with statements(env.deps.engine) as seen:
         started, cpu = time.perf_counter(), time.process_time()
-        if profiler:
-            profiler.enable()
         post(timed)
-        if profiler:
-            profiler.disable()
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-    if profiler:
-        print("\nin-process requests under cProfile (CPU figures above include its overhead):", flush=True)
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
     return wall / len(timed), cpu / len(timed), len(seen) / len(timed)
 
 
@@ -224,7 +211,7 @@ def run(env, procs, args, port: int) -> list[Result]:
                    created == len(latencies) == events),
         ]
         spare = calls[args.calls:]
-        wall, cpu_per_request, statements_per_request = in_process(env, public, spare, args.profile)
+        wall, cpu_per_request, statements_per_request = in_process(env, public, spare)
         hand_wall, hand_cpu = by_hand(raw, public, spare[10:])
     return results + [
         versus("webhook CPU per request (in process)", cpu_per_request * 1000, hand_cpu * 1000, "ms",
@@ -257,5 +244,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--in-process", type=int, default=300, metavar="N",
                         help="callbacks through the app in this process and by hand (default 300)")
     parser.add_argument("--api-workers", type=int, default=2, help="gunicorn worker processes (default 2)")
-    parser.add_argument("--profile", action="store_true", help="a cProfile of the in-process requests")
     parser.add_argument("--keep", action="store_true", help="keep the database at the end, to look into it")
