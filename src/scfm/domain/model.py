@@ -69,6 +69,7 @@ class Account(Entity):
     permissions: list[str] = field(default_factory=list)
     calls_per_second: float | None = None
     max_calls_in_flight: int | None = None
+    call_plan: dict[str, Any] | None = None  # the default of its callouts'
 
     @property
     def is_super_admin(self) -> bool:
@@ -102,6 +103,7 @@ class Callout(Entity):
     account_id: int | None = None
     status: str = sm.CalloutStatus.INITIALIZED.value
     call_flow_logic: str | None = None
+    call_plan: dict[str, Any] | None = None
 
     def fire(self, event: str) -> None:
         self.status = sm.transition(sm.CALLOUT_TRANSITIONS, sm.CalloutStatus(self.status), event).value
@@ -115,6 +117,14 @@ class CalloutParticipation(Entity):
     callout_population_id: int | None = None
     msisdn: str | None = None
     call_flow_logic: str | None = None
+    # kept by the database from its phone calls: the latest, how many were made, how many dialed
+    last_phone_call_id: int | None = None
+    last_phone_call_status: str | None = None
+    calls_count: int = 0
+    attempts: int = 0
+    # set by the call plan's runner once no call is left to make
+    outcome: str | None = None
+    finished_at: datetime | None = None
     # the callout's call flow logic, read with the row so the effective value can be shown
     callout_call_flow_logic: str | None = None
 
@@ -149,6 +159,7 @@ class PhoneCall(Entity):
     next_attempt_at: datetime | None = None
     remote_status_updated_at: datetime | None = None
     reconcile_after: datetime | None = None
+    waiting_for_window: bool = False
     # call flow logic inherited from the participation, then the callout (read-only)
     inherited_call_flow_logic: str | None = None
 

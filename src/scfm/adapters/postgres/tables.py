@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
-    BigInteger, Column, DateTime, LargeBinary, Float, ForeignKey, Integer, MetaData, Table, Text, func, text,
+    BigInteger, Boolean, Column, DateTime, LargeBinary, Float, ForeignKey, Integer, MetaData, Table, Text, func, text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -38,6 +38,7 @@ accounts = Table(
     Column("somleng_api_base_url", Text),
     Column("permissions", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
     Column("calls_per_second", Float), Column("max_calls_in_flight", Integer),
+    Column("call_plan", JSONB),  # the default of its callouts' (migration 0007)
     *_timestamps(),
 )
 
@@ -54,7 +55,7 @@ contacts = Table(
 callouts = Table(
     "callouts", metadata_obj, _id(), _fk("account_id", "accounts", False),
     Column("status", Text, nullable=False, server_default="initialized"),
-    Column("call_flow_logic", Text), _json("metadata"), *_timestamps(),
+    Column("call_flow_logic", Text), _json("metadata"), Column("call_plan", JSONB), *_timestamps(),
 )
 
 batch_operations = Table(
@@ -69,7 +70,14 @@ callout_participations = Table(
     "callout_participations", metadata_obj, _id(), _fk("account_id", "accounts", False),
     _fk("callout_id", "callouts", False), _fk("contact_id", "contacts", False),
     _fk("callout_population_id", "batch_operations"), Column("msisdn", Text, nullable=False),
-    Column("call_flow_logic", Text), _json("metadata"), *_timestamps(),
+    Column("call_flow_logic", Text), _json("metadata"),
+    # kept by triggers on phone_calls (migration 0007): its latest call, the calls made, those that dialed
+    Column("last_phone_call_id", BigInteger), Column("last_phone_call_status", Text),
+    Column("calls_count", Integer, nullable=False, server_default="0"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    # written by the call plan's runner once no call is left to make
+    Column("outcome", Text), Column("finished_at", DateTime(timezone=True)),
+    *_timestamps(),
 )
 
 phone_calls = Table(
@@ -90,6 +98,7 @@ phone_calls = Table(
     Column("remote_status_updated_at", DateTime(timezone=True)),
     Column("reconcile_after", DateTime(timezone=True)),  # an unknown dial outcome: ask the provider then
     Column("remote_fetch_queued_at", DateTime(timezone=True)),  # when the sweeper last asked for a fetch
+    Column("waiting_for_window", Boolean, nullable=False, server_default=text("false")),  # put back until it opens
     *_timestamps(),
 )
 
