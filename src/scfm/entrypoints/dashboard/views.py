@@ -12,6 +12,7 @@ from flask_babel import lazy_gettext
 from scfm.domain import batch_operation as bo
 from scfm.domain.errors import NotFound, ValidationFailed
 from scfm.domain.filters import PHONE_CALL_STATUSES
+from scfm.domain.model import AccessToken, stored
 from scfm.domain.state_machines import CALLOUT_TRANSITIONS, CalloutStatus, PhoneCallStatus
 from scfm.entrypoints.api.exports import csv_response
 from scfm.entrypoints.api.http import call_flows, deps, uow
@@ -69,9 +70,12 @@ def status_label(status: str) -> str:
 
 
 blp.add_app_template_global(status_label)
-blp.add_app_template_global(EVENT_LABELS, "event_labels")
-blp.add_app_template_global(EVENT_CONFIRMATIONS, "event_confirmations")
-blp.add_app_template_global(OPERATION_LABELS, "operation_labels")
+
+
+@blp.app_context_processor
+def labels() -> dict[str, Any]:
+    return {"event_labels": EVENT_LABELS, "event_confirmations": EVENT_CONFIRMATIONS,
+            "operation_labels": OPERATION_LABELS}
 
 
 # ---------------------------------------------------------------- the session: sign-in, CSRF
@@ -308,11 +312,11 @@ def queue_calls(callout_id: int):
 def batch_operation(operation_id: int):
     operation = batch_services.get_batch_operation(uow(), operation_id)
     preview = results = None
-    kind = sorted(bo.PREVIEWS[operation.type])[0]
+    kind = sorted(bo.PREVIEWS[stored(operation.type)])[0]
     if operation.status == "preview":
         preview = batch_services.preview(uow(), operation_id, kind, _paging())
     else:
-        kind = sorted(bo.RESULTS[operation.type])[0]
+        kind = sorted(bo.RESULTS[stored(operation.type)])[0]
         results = batch_services.results(uow(), operation_id, kind, _paging())
     return render_template("batch_operation.html", operation=operation, preview=preview, results=results,
                            kind=kind, busy=operation.status in ("queued", "running"))
@@ -408,8 +412,6 @@ def _account_page(new_token=None, status=200):
 
 
 def _current_token_id(tokens) -> int | None:
-    from scfm.domain.model import AccessToken
-
     digest = AccessToken.digest(session.get("token", ""))
     return next((token.id for token in tokens if token.token_digest == digest), None)
 
