@@ -32,7 +32,7 @@ BLUEPRINTS = [
     phone_calls.blp, remote_phone_call_events.blp, batch_operations.blp, contact_imports.blp, exports.blp,
 ]
 WEBHOOK_PATH = "/api/remote_phone_call_events"
-SWAGGER_UI_ASSETS = "/api/docs/assets"  # Swagger UI's files, from the swagger-ui-bundle package: no CDN
+SWAGGER_UI_ASSETS = "/swagger-ui"  # Swagger UI's files, from the swagger-ui-bundle package: no CDN
 
 
 def _token_from(req) -> str | None:
