@@ -65,7 +65,10 @@ def test_pages_need_a_signed_in_token_and_sign_in_sets_a_safe_cookie(app, api):
     signed_in = client.post("/sign_in?next=/contacts", {"access_token": api.token})
     assert signed_in.status_code == 302 and signed_in.headers["Location"] == "/contacts"
     cookie = signed_in.headers["Set-Cookie"]
-    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie  # PUBLIC_URL is http
+    value = cookie.split(";")[0].split("=", 1)[1]
+    stored = app.session_interface.get_signing_serializer(app).loads(value)
+    assert set(stored) == {"token_digest", "csrf"} and api.token not in repr(stored)
     assert client.get("/contacts").status_code == 200
 
 
@@ -209,9 +212,13 @@ def test_a_csv_import_shows_its_progress_and_its_refused_rows(browser, api, run_
     assert exported.mimetype == "text/csv" and "+85512345001" in text(exported) and "+85512345002" not in text(exported)
 
 
-def test_an_import_without_a_file_is_refused(browser):
+def test_an_import_without_a_file_or_with_unstorable_options_is_refused(browser, api):
     answer = browser.post("/contact_imports", {}, content_type="multipart/form-data")
     assert answer.status_code == 422
+    answer = browser.post("/contact_imports", {"file": (io.BytesIO(b"phone\n+85512345001\n"), "a.csv"),
+                                               "msisdn_column": "ph\x00one"}, content_type="multipart/form-data")
+    assert answer.status_code == 400 and answer.mimetype == "text/html"
+    assert api.get("/api/contact_imports").get_json() == []
 
 
 def test_a_big_list_shows_an_estimated_total(browser, api, deps, monkeypatch):

@@ -118,6 +118,9 @@ def test_an_officer_warns_a_district(new_page, live_url, calling_api, other_api,
     page.get_by_role("link", name="All contacts").click()
     expect(page.locator("table")).to_contain_text("+85512345003")
     assert_accessible(page)
+    page.get_by_role("link", name="+85512345003").click()
+    expect(page.locator("main")).to_contain_text("Vicheka")
+    assert_accessible(page)
 
     # a callout over a metadata filter, with a preview before anything is added
     page.get_by_role("link", name="Callouts").first.click()
@@ -199,4 +202,5 @@ def test_an_officer_warns_a_district(new_page, live_url, calling_api, other_api,
     expect(other.locator("main")).not_to_contain_text("+85512345001")
     answer = other.goto(callout_url)
     assert answer.status == 404
+    assert_accessible(other)
     print(f"\nthe officer's job in the browser took {time.monotonic() - started:.1f} s")

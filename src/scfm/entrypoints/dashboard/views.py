@@ -15,7 +15,7 @@ from scfm.domain.filters import PHONE_CALL_STATUSES
 from scfm.domain.model import AccessToken, stored
 from scfm.domain.state_machines import CALLOUT_TRANSITIONS, CalloutStatus, PhoneCallStatus
 from scfm.entrypoints.api.exports import csv_response
-from scfm.entrypoints.api.http import call_flows, deps, uow
+from scfm.entrypoints.api.http import BadRequest, call_flows, check_text, deps, uow
 from scfm.services import accounts as account_services
 from scfm.services import batch_operations as batch_services
 from scfm.services import callouts as callout_services
@@ -99,9 +99,9 @@ def check_session():
                                    errors=[_("Reload the page and try again.")]), 400
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
-    account = account_services.authenticate(deps().uow(None), session.get("token", ""))
+    account = _signed_in_account()
     if account is None:
-        session.pop("token", None)
+        session.pop("token_digest", None)
         return redirect(url_for("dashboard.sign_in", next=request.full_path.rstrip("?") if request.method == "GET" else None))
     g.account = account
     return None
@@ -112,11 +112,27 @@ def not_found(_error):
     return render_template("error.html", title=_("Not found"), errors=[]), 404
 
 
+@blp.errorhandler(BadRequest)
+def malformed(error):
+    return render_template("error.html", title=_("That was refused"), errors=[str(error)]), 400
+
+
 @blp.errorhandler(ValidationFailed)
 def refused(error):
     messages = [f"{name}: {', '.join(texts)}" if name != "base" else ", ".join(texts)
                 for name, texts in error.errors.items()]
     return render_template("error.html", title=_("That was refused"), errors=messages), 422
+
+
+def _signed_in_account():
+    """The account of the session's token, looked up by its digest: the cookie holds the digest, never the token
+    (so a cookie that leaks is not an API credential), and a deleted token ends the session."""
+    digest = session.get("token_digest")
+    if not isinstance(digest, str) or not digest:
+        return None
+    uow_ = deps().uow(None)
+    with uow_:
+        return uow_.access_tokens.account_for_digest(digest)
 
 
 def _safe_next(target: str | None) -> str:
@@ -133,7 +149,7 @@ def sign_in():
         token = request.form.get("access_token", "").strip()
         if account_services.authenticate(deps().uow(None), token) is not None:
             session.clear()
-            session["token"] = token
+            session["token_digest"] = AccessToken.digest(token)
             session["csrf"] = secrets.token_urlsafe(32)
             return redirect(_safe_next(request.args.get("next")))
         error = _("That access token is not valid.")
@@ -368,7 +384,8 @@ def import_contacts():
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         raise ValidationFailed.on(_("File"), "can't be blank")
-    options = {key: request.form[key] for key in ("msisdn_column", "default_country") if request.form.get(key)}
+    options = check_text({key: request.form[key] for key in ("msisdn_column", "default_country")
+                          if request.form.get(key)}, "the form")
     contact_import = import_services.create_import(uow(), deps().jobs, g.account.id, options, upload.stream,
                                                    upload.filename)
     return redirect(url_for("dashboard.contact_import", contact_import_id=contact_import.id))
@@ -412,7 +429,7 @@ def _account_page(new_token=None, status=200):
 
 
 def _current_token_id(tokens) -> int | None:
-    digest = AccessToken.digest(session.get("token", ""))
+    digest = session.get("token_digest")
     return next((token.id for token in tokens if token.token_digest == digest), None)
 
 
