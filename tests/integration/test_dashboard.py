@@ -179,7 +179,7 @@ def test_sign_out_ends_the_session_and_a_deleted_token_ends_it_too(browser, api,
 def test_a_new_access_token_is_shown_once_and_secrets_are_never_shown(browser, api):
     api.patch("/api/account", data={"twilio_auth_token": "very-secret-provider-token"})
     page = text(browser.get("/account"))
-    assert "very-secret-provider-token" not in page
+    assert "very-secret-provider-token" not in page and "(this session's)" in page
     created = browser.post("/access_tokens")
     assert created.status_code == 201
     token = re.search(r'<code id="new-token">([^<]+)</code>', text(created)).group(1)
@@ -237,3 +237,15 @@ def test_the_api_docs_work_offline(app):
     assert "http://" not in docs and "https://" not in docs
     for asset in re.findall(r'(?:src|href)="([^"]+)"', docs):
         assert client.get(asset).status_code == 200, asset
+
+
+def test_pages_of_a_filtered_list_keep_the_filters(browser, api):
+    for number in range(27):
+        api.post("/api/contacts", data={"msisdn": f"+8551234{number:04d}", "metadata[district]": "Kep"})
+    api.post("/api/contacts", data={"msisdn": "+85598765432", "metadata[district]": "Kampot"})
+    first = text(browser.get("/contacts?key=district&value=Kep"))
+    assert "Page 1 of 2" in first and "27 in all" in first
+    next_page = re.search(r'<a rel="next" href="([^"]+)"', first).group(1).replace("&amp;", "&")
+    assert next_page.startswith("/contacts?") and "key=district" in next_page and "page=2" in next_page
+    second = text(browser.get(next_page))
+    assert "Page 2 of 2" in second and second.count("<bdi>+8551234") == 2 and "+85598765432" not in second
