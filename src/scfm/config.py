@@ -32,6 +32,8 @@ class Settings:
     provider_timeout_seconds: float = 15.0
     timings: Timings = field(default_factory=Timings)
     sweep_interval_seconds: float = 10.0
+    # signs the dashboard's session cookie; unset, one is kept in data_dir (scfm.entrypoints.dashboard)
+    secret_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -68,6 +70,7 @@ class Settings:
                 if env.get(f"SCFM_{f.name.upper()}")
             }),
             sweep_interval_seconds=float(env.get("SCFM_SWEEP_INTERVAL") or 10),
+            secret_key=env.get("SCFM_SECRET_KEY") or None,
             max_import_bytes=int(env.get("SCFM_MAX_IMPORT_BYTES") or 256 * 1024 * 1024),
         )
 

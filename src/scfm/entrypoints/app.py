@@ -4,15 +4,17 @@ from __future__ import annotations
 import logging
 import traceback
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, g, jsonify, render_template, request, send_from_directory
 from flask_smorest import Api
 from redis.exceptions import RedisError
+from swagger_ui_bundle import swagger_ui_path
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException, LengthRequired, RequestEntityTooLarge
 
 from scfm.adapters.postgres.db import described
 from scfm.bootstrap import Deps, bootstrap
 from scfm.domain.errors import NotFound, ValidationFailed
+from scfm.entrypoints import dashboard
 from scfm.entrypoints.api import (
     access_tokens, accounts, batch_operations, callout_participations, callouts, contact_imports, contacts, exports,
     phone_calls, remote_phone_call_events,
@@ -30,6 +32,7 @@ BLUEPRINTS = [
     phone_calls.blp, remote_phone_call_events.blp, batch_operations.blp, contact_imports.blp, exports.blp,
 ]
 WEBHOOK_PATH = "/api/remote_phone_call_events"
+SWAGGER_UI_ASSETS = "/swagger-ui"  # Swagger UI's files, from the swagger-ui-bundle package: no CDN
 
 
 def _token_from(req) -> str | None:
@@ -66,7 +69,7 @@ def create_app(deps: Deps | None = None) -> Flask:
     app.config.update(
         API_TITLE="scfm", API_VERSION="1", OPENAPI_VERSION="3.0.3", OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="openapi.json", OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_SWAGGER_UI_URL=f"{SWAGGER_UI_ASSETS}/",
         MAX_CONTENT_LENGTH=deps.settings.max_body_bytes, JSON_SORT_KEYS=False,
         API_SPEC_OPTIONS={
             "components": {"securitySchemes": {"accessToken": {"type": "http", "scheme": "basic"}}},
@@ -80,10 +83,16 @@ def create_app(deps: Deps | None = None) -> Flask:
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)
     _document_authentication(api)
+    dashboard.register(app, deps.settings)
+
+    @app.route(f"{SWAGGER_UI_ASSETS}/<path:filename>", endpoint="swagger_ui_assets")
+    def swagger_ui_assets(filename):
+        return send_from_directory(swagger_ui_path, filename, max_age=86400)
 
     def reads_its_own_body() -> bool:
         """An upload of contacts: the view reads the file as it arrives, with the limit of imports."""
-        return request.method == "POST" and request.endpoint == contact_imports.UPLOAD_ENDPOINT
+        return request.method == "POST" and request.endpoint in (contact_imports.UPLOAD_ENDPOINT,
+                                                                 dashboard.views.UPLOAD_ENDPOINT)
 
     @app.before_request
     def refuse_oversized_streamed_body():
@@ -161,6 +170,8 @@ def create_app(deps: Deps | None = None) -> Flask:
     def http_error(error):
         if error.code == 401:
             return Response(status=401, headers={"WWW-Authenticate": 'Basic realm="scfm"'})
+        if not request.path.startswith("/api/"):  # the dashboard's pages
+            return render_template("error.html", title=error.name, errors=[]), error.code or 500
         if error.code == 404:
             return _error(404, "Not Found")
         if error.code == 422:  # webargs, when our parser did not raise first

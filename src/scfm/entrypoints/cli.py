@@ -246,6 +246,7 @@ def cmd_run(args) -> int:
     children.append(subprocess.Popen([sys.executable, "-m", "scfm.entrypoints.cli", "scheduler"], env=env))
     children.append(subprocess.Popen([sys.executable, "-m", "scfm.entrypoints.cli", "dialer"], env=env))
     print(f"scfm is running at http://{host}:{port}/api (docs: http://{host}:{port}/api/docs)")
+    print(f"dashboard: http://{host}:{port}/ (sign in with an access token)")
     if token:
         print(f"super admin access token: {token}")
         print(f"try: curl -u {token}: http://{host}:{port}/api/contacts")

@@ -1,0 +1,480 @@
+"""The dashboard's pages: the API's services, in the signed-in account's scope, rendered as HTML."""
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Any
+
+from flask import Blueprint, g, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
+
+from scfm.domain import batch_operation as bo
+from scfm.domain.errors import NotFound, ValidationFailed
+from scfm.domain.filters import PHONE_CALL_STATUSES
+from scfm.domain.model import AccessToken, stored
+from scfm.domain.state_machines import CALLOUT_TRANSITIONS, CalloutStatus, PhoneCallStatus
+from scfm.entrypoints.api.exports import csv_response
+from scfm.entrypoints.api.http import BadRequest, call_flows, check_text, deps, uow
+from scfm.services import accounts as account_services
+from scfm.services import batch_operations as batch_services
+from scfm.services import callouts as callout_services
+from scfm.services import contact_imports as import_services
+from scfm.services import contacts as contact_services
+from scfm.services import exports as export_services
+from scfm.services import phone_calls as call_services
+from scfm.services import remote_events as event_services
+from scfm.services.common import MAX_PER_PAGE, PageRequest
+
+blp = Blueprint("dashboard", __name__, url_prefix="", template_folder="templates", static_folder="static",
+                static_url_path="/assets")
+
+PER_PAGE = 25
+MAX_PAGE = 400_000  # 10,000,000 rows at 25 a page: deeper pages are found by filtering, not by paging
+METADATA_PAIRS = 3  # the rows of key = value a metadata filter form offers
+PUBLIC_ENDPOINTS = {"dashboard.sign_in", "dashboard.static"}
+UPLOAD_ENDPOINT = "dashboard.import_contacts"
+CALLOUT_STATUSES = [status.value for status in CalloutStatus]
+CALL_STATUSES = [status.value for status in PhoneCallStatus]
+PROVIDER_FIELDS = ("platform_provider_name", "twilio_account_sid", "somleng_account_sid", "somleng_api_host",
+                   "somleng_api_base_url")
+SECRET_FIELDS = ("twilio_auth_token", "somleng_auth_token")
+
+# What the pages call each status (the catalogue's words; the values stay those of the API).
+STATUS_LABELS = {
+    "initialized": lazy_gettext("initialized"), "running": lazy_gettext("running"),
+    "paused": lazy_gettext("paused"), "stopped": lazy_gettext("stopped"),
+    "preview": lazy_gettext("preview"), "queued": lazy_gettext("queued"), "finished": lazy_gettext("finished"),
+    "failed": lazy_gettext("failed"), "created": lazy_gettext("created"),
+    "remotely_queued": lazy_gettext("at the provider"), "remote_fetch_queued": lazy_gettext("status asked"),
+    "in_progress": lazy_gettext("in progress"), "errored": lazy_gettext("errored"), "busy": lazy_gettext("busy"),
+    "not_answered": lazy_gettext("not answered"), "canceled": lazy_gettext("canceled"),
+    "completed": lazy_gettext("completed"),
+}
+EVENT_LABELS = {"start": lazy_gettext("Start"), "pause": lazy_gettext("Pause"), "resume": lazy_gettext("Resume"),
+                "stop": lazy_gettext("Stop")}
+EVENT_CONFIRMATIONS = {
+    "start": lazy_gettext("Start this callout? Its queued calls will be dialed."),
+    "pause": lazy_gettext("Pause this callout? Its queued calls will wait."),
+    "resume": lazy_gettext("Resume this callout? Its queued calls will be dialed again."),
+    "stop": lazy_gettext("Stop this callout? Its queued calls will be held."),
+}
+OPERATION_LABELS = {
+    bo.CALLOUT_POPULATION: lazy_gettext("Add contacts"), bo.PHONE_CALL_CREATE: lazy_gettext("Create calls"),
+    bo.PHONE_CALL_QUEUE: lazy_gettext("Queue calls"), bo.PHONE_CALL_QUEUE_REMOTE_FETCH: lazy_gettext("Fetch statuses"),
+}
+
+
+def status_label(status: str) -> str:
+    return str(STATUS_LABELS.get(status, status))
+
+
+blp.add_app_template_global(status_label)
+
+
+@blp.app_context_processor
+def labels() -> dict[str, Any]:
+    return {"event_labels": EVENT_LABELS, "event_confirmations": EVENT_CONFIRMATIONS,
+            "operation_labels": OPERATION_LABELS}
+
+
+# ---------------------------------------------------------------- the session: sign-in, CSRF
+
+def csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return session["csrf"]
+
+
+blp.add_app_template_global(csrf_token)
+
+
+@blp.before_request
+def check_session():
+    """Every form carries the session's CSRF token; every page but sign-in needs a token that still works."""
+    if request.method == "POST":
+        sent = request.form.get("csrf_token", "")
+        if not hmac.compare_digest(sent.encode(), session.get("csrf", "").encode()) or not sent:
+            return render_template("error.html", title=_("This form has expired"),
+                                   errors=[_("Reload the page and try again.")]), 400
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    account = _signed_in_account()
+    if account is None:
+        session.pop("token_digest", None)
+        return redirect(url_for("dashboard.sign_in", next=request.full_path.rstrip("?") if request.method == "GET" else None))
+    g.account = account
+    return None
+
+
+@blp.errorhandler(NotFound)
+def not_found(_error):
+    return render_template("error.html", title=_("Not found"), errors=[]), 404
+
+
+@blp.errorhandler(BadRequest)
+def malformed(error):
+    return render_template("error.html", title=_("That was refused"), errors=[str(error)]), 400
+
+
+@blp.errorhandler(ValidationFailed)
+def refused(error):
+    messages = [f"{name}: {', '.join(texts)}" if name != "base" else ", ".join(texts)
+                for name, texts in error.errors.items()]
+    return render_template("error.html", title=_("That was refused"), errors=messages), 422
+
+
+def _signed_in_account():
+    """The account of the session's token, looked up by its digest: the cookie holds the digest, never the token
+    (so a cookie that leaks is not an API credential), and a deleted token ends the session."""
+    digest = session.get("token_digest")
+    if not isinstance(digest, str) or not digest:
+        return None
+    uow_ = deps().uow(None)
+    with uow_:
+        return uow_.access_tokens.account_for_digest(digest)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path of this site (never //host or a scheme): sign-in must not send anyone elsewhere."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("dashboard.callouts")
+
+
+@blp.route("/sign_in", methods=["GET", "POST"])
+def sign_in():
+    error = None
+    if request.method == "POST":
+        token = request.form.get("access_token", "").strip()
+        if account_services.authenticate(deps().uow(None), token) is not None:
+            session.clear()
+            session["token_digest"] = AccessToken.digest(token)
+            session["csrf"] = secrets.token_urlsafe(32)
+            return redirect(_safe_next(request.args.get("next")))
+        error = _("That access token is not valid.")
+    return render_template("sign_in.html", error=error), 401 if error else 200
+
+
+@blp.route("/sign_out", methods=["POST"])
+def sign_out():
+    session.clear()
+    return redirect(url_for("dashboard.sign_in"))
+
+
+# ---------------------------------------------------------------- helpers
+
+def _paging() -> PageRequest:
+    try:
+        page = int(request.args.get("page", 1))
+    except ValueError:
+        page = 1
+    return PageRequest(page=min(max(page, 1), MAX_PAGE), per_page=PER_PAGE)
+
+
+def _metadata_pairs(source) -> dict[str, str]:
+    """`key`/`value` rows of a form as a metadata filter ({"district": "Kampot"}); blank rows are left out."""
+    keys, values = source.getlist("key"), source.getlist("value")
+    return {key.strip(): value for key, value in zip(keys, values) if key.strip()}
+
+
+def _pairs_for_form(pairs: dict[str, str]) -> list[tuple[str, str]]:
+    rows = list(pairs.items())[:METADATA_PAIRS]
+    return rows + [("", "")] * (METADATA_PAIRS - len(rows))
+
+
+def _contact_query() -> tuple[dict[str, Any], dict[str, str], str]:
+    msisdn = request.args.get("msisdn", "").strip()
+    pairs = _metadata_pairs(request.args)
+    q: dict[str, Any] = {}
+    if msisdn:
+        q["msisdn"] = msisdn
+    if pairs:
+        q["metadata"] = pairs
+    return q, pairs, msisdn
+
+
+def _status_query(allowed) -> tuple[dict[str, Any], str]:
+    status = request.args.get("status", "")
+    return ({"status": status} if status in allowed else {}), (status if status in allowed else "")
+
+
+# ---------------------------------------------------------------- callouts
+
+@blp.route("/")
+def home():
+    return redirect(url_for("dashboard.callouts"))
+
+
+@blp.route("/callouts")
+def callouts():
+    q, status = _status_query(CALLOUT_STATUSES)
+    page = callout_services.list_callouts(uow(), q, _paging())
+    counts = {callout.id: _callout_counts(callout.id, with_statuses=False) for callout in page.items}
+    return render_template("callouts.html", page=page, counts=counts, status=status, statuses=CALLOUT_STATUSES,
+                           call_flow_names=_call_flow_names(), events=_events)
+
+
+@blp.route("/callouts", methods=["POST"])
+def create_callout():
+    params: dict[str, Any] = {"call_flow_logic": request.form.get("call_flow_logic") or None}
+    name = request.form.get("name", "").strip()
+    if name:
+        params["metadata"] = {"name": name}
+    callout = callout_services.create_callout(uow(), call_flows(), uow().account_id, params)
+    return redirect(url_for("dashboard.callout", callout_id=callout.id))
+
+
+def _call_flow_names() -> list[str]:
+    return sorted(call_flows().names())
+
+
+def _events(status: str) -> list[str]:
+    """The events a callout in `status` may take, in the order of CALLOUT_TRANSITIONS."""
+    return [event for event, (sources, _target) in CALLOUT_TRANSITIONS.items() if CalloutStatus(status) in sources]
+
+
+def _callout_counts(callout_id: int, with_statuses: bool) -> dict[str, Any]:
+    """Counts of what exists (each exact up to 10,000, else the planner's estimate): participations, calls,
+    and with_statuses the calls in each status."""
+    one = PageRequest(page=1, per_page=1)
+    participations = callout_services.list_participations(uow(), None, one, callout_id=callout_id)
+    calls = call_services.list_phone_calls(uow(), None, one, callout_id=callout_id)
+    counts: dict[str, Any] = {
+        "participations": (participations.total, participations.total_is_estimate),
+        "calls": (calls.total, calls.total_is_estimate),
+    }
+    if with_statuses and calls.total:
+        by_status = {}
+        for status in CALL_STATUSES:
+            page = call_services.list_phone_calls(uow(), {"status": status}, one, callout_id=callout_id)
+            if page.total:
+                by_status[status] = (page.total, page.total_is_estimate)
+        counts["by_status"] = by_status
+    return counts
+
+
+@blp.route("/callouts/<int:callout_id>")
+def callout(callout_id: int):
+    item = callout_services.get_callout(uow(), callout_id)
+    showing = "calls" if request.args.get("show") == "calls" else "participations"
+    status = ""
+    if showing == "calls":
+        q, status = _status_query(PHONE_CALL_STATUSES)
+        page = call_services.list_phone_calls(uow(), q, _paging(), callout_id=callout_id)
+    else:
+        msisdn = request.args.get("msisdn", "").strip()
+        page = callout_services.list_participations(uow(), {"msisdn": msisdn} if msisdn else None, _paging(),
+                                                    callout_id=callout_id)
+    operations = batch_services.list_batch_operations(uow(), None, PageRequest(1, MAX_PER_PAGE),
+                                                      callout_id=callout_id)
+    return render_template("callout.html", callout=item, counts=_callout_counts(callout_id, with_statuses=True),
+                           events=_events(item.status), showing=showing, page=page, status=status,
+                           statuses=CALL_STATUSES, operations=operations, pairs=_pairs_for_form({}),
+                           msisdn=request.args.get("msisdn", ""))
+
+
+@blp.route("/callouts/<int:callout_id>/events", methods=["POST"])
+def callout_event(callout_id: int):
+    event = request.form.get("event", "")
+    if event not in CALLOUT_TRANSITIONS:
+        raise ValidationFailed.on("event", "is not included in the list")
+    callout_services.fire_callout_event(uow(), deps().jobs, callout_id, event)
+    return redirect(url_for("dashboard.callout", callout_id=callout_id))
+
+
+@blp.route("/callouts/<int:callout_id>/populations", methods=["POST"])
+def add_contacts(callout_id: int):
+    """A CalloutPopulation in preview over the contacts the filter matches: nothing is added until confirmed."""
+    pairs = _metadata_pairs(request.form)
+    filters: dict[str, Any] = {"metadata": pairs} if pairs else {}
+    operation = batch_services.create_batch_operation(
+        uow(), uow().account_id, {"type": bo.CALLOUT_POPULATION, "parameters": {"contact_filter_params": filters}},
+        callout_id=callout_id)
+    return redirect(url_for("dashboard.batch_operation", operation_id=operation.id))
+
+
+@blp.route("/callouts/<int:callout_id>/phone_call_creates", methods=["POST"])
+def create_calls(callout_id: int):
+    """A PhoneCallCreate in preview: a call for each participation of this callout that has none."""
+    remote = {"url": request.form.get("url", "").strip(), "method": request.form.get("method") or "POST"}
+    caller = request.form.get("from", "").strip()
+    if caller:
+        remote["from"] = caller
+    if not remote["url"]:
+        raise ValidationFailed.on(_("Call flow URL"), "can't be blank")
+    parameters = {"remote_request_params": remote,
+                  "callout_participation_filter_params": {"callout_id": callout_id, "has_phone_calls": "false"}}
+    callout_services.get_callout(uow(), callout_id)
+    operation = batch_services.create_batch_operation(
+        uow(), uow().account_id, {"type": bo.PHONE_CALL_CREATE, "parameters": parameters}, callout_id=callout_id)
+    return redirect(url_for("dashboard.batch_operation", operation_id=operation.id))
+
+
+@blp.route("/callouts/<int:callout_id>/phone_call_queues", methods=["POST"])
+def queue_calls(callout_id: int):
+    """A PhoneCallQueue in preview: this callout's calls still in `created` go to the dialer once confirmed."""
+    parameters = {"phone_call_filter_params": {"status": PhoneCallStatus.CREATED.value},
+                  "callout_participation_filter_params": {"callout_id": callout_id}}
+    callout_services.get_callout(uow(), callout_id)
+    operation = batch_services.create_batch_operation(
+        uow(), uow().account_id, {"type": bo.PHONE_CALL_QUEUE, "parameters": parameters}, callout_id=callout_id)
+    return redirect(url_for("dashboard.batch_operation", operation_id=operation.id))
+
+
+# ---------------------------------------------------------------- batch operations: preview, confirm
+
+@blp.route("/batch_operations/<int:operation_id>")
+def batch_operation(operation_id: int):
+    operation = batch_services.get_batch_operation(uow(), operation_id)
+    preview = results = None
+    kind = sorted(bo.PREVIEWS[stored(operation.type)])[0]
+    if operation.status == "preview":
+        preview = batch_services.preview(uow(), operation_id, kind, _paging())
+    else:
+        kind = sorted(bo.RESULTS[stored(operation.type)])[0]
+        results = batch_services.results(uow(), operation_id, kind, _paging())
+    return render_template("batch_operation.html", operation=operation, preview=preview, results=results,
+                           kind=kind, busy=operation.status in ("queued", "running"))
+
+
+@blp.route("/batch_operations/<int:operation_id>/queue", methods=["POST"])
+def queue_batch_operation(operation_id: int):
+    batch_services.fire_batch_operation_event(uow(), deps().jobs, operation_id, "queue")
+    return redirect(url_for("dashboard.batch_operation", operation_id=operation_id))
+
+
+@blp.route("/batch_operations/<int:operation_id>/delete", methods=["POST"])
+def delete_batch_operation(operation_id: int):
+    operation = batch_services.get_batch_operation(uow(), operation_id)
+    batch_services.delete_batch_operation(uow(), operation_id)
+    if operation.callout_id:
+        return redirect(url_for("dashboard.callout", callout_id=operation.callout_id))
+    return redirect(url_for("dashboard.callouts"))
+
+
+# ---------------------------------------------------------------- contacts and their imports
+
+@blp.route("/contacts")
+def contacts():
+    q, pairs, msisdn = _contact_query()
+    page = contact_services.list_contacts(uow(), q or None, _paging())
+    imports = import_services.list_imports(uow(), None, PageRequest(1, 5))
+    return render_template("contacts.html", page=page, pairs=_pairs_for_form(pairs), msisdn=msisdn,
+                           imports=imports)
+
+
+@blp.route("/contacts.csv")
+def export_contacts():
+    q, _pairs, _msisdn = _contact_query()
+    rows = export_services.export(deps().uow, g.account.id, "contacts", q or None, None)
+    return csv_response(rows, "contacts.csv")
+
+
+@blp.route("/contacts/<int:contact_id>")
+def contact(contact_id: int):
+    item = contact_services.get_contact(uow(), contact_id)
+    calls = call_services.list_phone_calls(uow(), None, _paging(), contact_id=contact_id)
+    callouts_of = callout_services.list_callouts(uow(), None, PageRequest(1, PER_PAGE), contact_id=contact_id)
+    return render_template("contact.html", contact=item, calls=calls, callouts=callouts_of)
+
+
+@blp.route("/contact_imports", methods=["POST"])
+def import_contacts():
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        raise ValidationFailed.on(_("File"), "can't be blank")
+    options = check_text({key: request.form[key] for key in ("msisdn_column", "default_country")
+                          if request.form.get(key)}, "the form")
+    contact_import = import_services.create_import(uow(), deps().jobs, g.account.id, options, upload.stream,
+                                                   upload.filename)
+    return redirect(url_for("dashboard.contact_import", contact_import_id=contact_import.id))
+
+
+@blp.route("/contact_imports/<int:contact_import_id>")
+def contact_import(contact_import_id: int):
+    item = import_services.get_import(uow(), contact_import_id)
+    return render_template("contact_import.html", contact_import=item)
+
+
+@blp.route("/contact_imports/<int:contact_import_id>/errors.csv")
+def contact_import_errors(contact_import_id: int):
+    rows = import_services.import_errors(deps().uow, g.account.id, contact_import_id)
+    return csv_response(rows, f"contact-import-{contact_import_id}-errors.csv")
+
+
+# ---------------------------------------------------------------- phone calls
+
+@blp.route("/phone_calls")
+def phone_calls():
+    q, status = _status_query(PHONE_CALL_STATUSES)
+    page = call_services.list_phone_calls(uow(), q or None, _paging())
+    return render_template("phone_calls.html", page=page, status=status, statuses=CALL_STATUSES)
+
+
+@blp.route("/phone_calls/<int:phone_call_id>")
+def phone_call(phone_call_id: int):
+    call = call_services.get_phone_call(uow(), phone_call_id)
+    events = event_services.list_events(uow(), None, _paging(), phone_call_id=phone_call_id)
+    return render_template("phone_call.html", call=call, events=events)
+
+
+# ---------------------------------------------------------------- the account and its access tokens
+
+def _account_page(new_token=None, status=200):
+    account = account_services.get_account(uow(), g.account.id)
+    tokens = account_services.list_access_tokens(uow(), None, _paging())
+    return render_template("account.html", account=account, tokens=tokens, new_token=new_token,
+                           current_token_id=_current_token_id(tokens.items)), status
+
+
+def _current_token_id(tokens) -> int | None:
+    digest = session.get("token_digest")
+    return next((token.id for token in tokens if token.token_digest == digest), None)
+
+
+@blp.route("/account")
+def account():
+    return _account_page()
+
+
+def _number(name: str, kind):
+    raw = request.form.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValidationFailed.on(name, "is not a number") from None
+
+
+@blp.route("/account/rates", methods=["POST"])
+def update_rates():
+    params = {"calls_per_second": _number("calls_per_second", float),
+              "max_calls_in_flight": _number("max_calls_in_flight", int)}
+    account_services.update_account(uow(), g.account.id, params, allow_permissions=False,
+                                    provider_settings=deps().settings.provider)
+    return redirect(url_for("dashboard.account"))
+
+
+@blp.route("/account/provider", methods=["POST"])
+def update_provider():
+    """Secrets are write-only: a blank field keeps the stored one."""
+    params: dict[str, Any] = {name: request.form.get(name, "").strip() or None for name in PROVIDER_FIELDS}
+    params.update({name: request.form[name].strip() for name in SECRET_FIELDS if request.form.get(name, "").strip()})
+    account_services.update_account(uow(), g.account.id, params, allow_permissions=False,
+                                    provider_settings=deps().settings.provider)
+    return redirect(url_for("dashboard.account"))
+
+
+@blp.route("/access_tokens", methods=["POST"])
+def create_access_token():
+    """The new token is shown once, in this answer (not kept in the session or a URL)."""
+    token = account_services.create_access_token(uow(), g.account, {})
+    return _account_page(new_token=token, status=201)
+
+
+@blp.route("/access_tokens/<int:token_id>/delete", methods=["POST"])
+def delete_access_token(token_id: int):
+    account_services.delete_access_token(uow(), token_id)
+    return redirect(url_for("dashboard.account"))

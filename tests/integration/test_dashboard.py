@@ -1,0 +1,251 @@
+"""The dashboard over HTTP (the Flask test client): sign-in and its cookie, CSRF, the Content-Security-Policy,
+isolation between accounts, the population preview, the import, and the size of every page."""
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+
+from scfm.entrypoints.dashboard import CONTENT_SECURITY_POLICY
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+MAX_PAGE_BYTES = 100 * 1024
+
+
+class Browser:
+    """The test client as a browser: it keeps the session cookie and sends the CSRF token of the last page."""
+
+    def __init__(self, client):
+        self.client = client
+        self.csrf = ""
+
+    def get(self, path, **kwargs):
+        response = self.client.get(path, **kwargs)
+        found = CSRF.search(response.get_data(as_text=True)) if response.mimetype == "text/html" else None
+        if found:
+            self.csrf = found.group(1)
+        return response
+
+    def post(self, path, data=None, csrf=True, **kwargs):
+        data = dict(data or {})
+        if csrf:
+            data.setdefault("csrf_token", self.csrf)
+        return self.client.post(path, data=data, **kwargs)
+
+    def sign_in(self, token):
+        self.get("/sign_in")
+        response = self.post("/sign_in", {"access_token": token})
+        assert response.status_code == 302, response.get_data(as_text=True)
+        self.get(response.headers["Location"])
+        return response
+
+
+@pytest.fixture
+def browser(app, api):
+    browser = Browser(app.test_client())
+    browser.sign_in(api.token)
+    return browser
+
+
+def text(response) -> str:
+    return response.get_data(as_text=True)
+
+
+def test_pages_need_a_signed_in_token_and_sign_in_sets_a_safe_cookie(app, api):
+    client = Browser(app.test_client())
+    answer = client.get("/callouts")
+    assert answer.status_code == 302 and answer.headers["Location"].startswith("/sign_in?next=/callouts")
+
+    client.get("/sign_in")
+    refused = client.post("/sign_in", {"access_token": "not-a-token"})
+    assert refused.status_code == 401 and "not valid" in text(refused)
+    assert client.get("/callouts").status_code == 302
+
+    signed_in = client.post("/sign_in?next=/contacts", {"access_token": api.token})
+    assert signed_in.status_code == 302 and signed_in.headers["Location"] == "/contacts"
+    cookie = signed_in.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie  # PUBLIC_URL is http
+    value = cookie.split(";")[0].split("=", 1)[1]
+    stored = app.session_interface.get_signing_serializer(app).loads(value)
+    assert set(stored) == {"token_digest", "csrf"} and api.token not in repr(stored)
+    assert client.get("/contacts").status_code == 200
+
+
+def test_sign_in_never_sends_the_browser_elsewhere(app, api):
+    client = Browser(app.test_client())
+    for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
+        client.get("/sign_in")
+        answer = client.post(f"/sign_in?next={target}", {"access_token": api.token})
+        assert answer.headers["Location"] == "/callouts"
+
+
+def test_every_page_has_the_content_security_policy_and_no_inline_script(browser, api):
+    callout = api.post("/api/callouts").get_json()
+    for path in ("/sign_in", "/callouts", f"/callouts/{callout['id']}", "/contacts", "/phone_calls", "/account"):
+        page = browser.get(path)
+        assert page.status_code == 200, path
+        assert page.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+        assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+        assert page.headers["X-Content-Type-Options"] == "nosniff"
+        scripts = re.findall(r"<script([^>]*)>", text(page))
+        assert scripts and all('src="/assets/' in attributes for attributes in scripts), path
+        assert " style=" not in text(page) and "<style" not in text(page)
+        assert len(page.data) < MAX_PAGE_BYTES
+        assert 'dir="ltr"' in text(page) and 'lang="en"' in text(page)
+
+
+def test_a_form_without_the_session_csrf_token_is_refused_and_changes_nothing(browser, api, deps):
+    refused = browser.post("/callouts", {"name": "Flood"}, csrf=False)
+    assert refused.status_code == 400
+    forged = browser.post("/callouts", {"name": "Flood", "csrf_token": "forged"}, csrf=False)
+    assert forged.status_code == 400
+    assert api.get("/api/callouts").get_json() == []
+
+    made = browser.post("/callouts", {"name": "Flood"})
+    assert made.status_code == 302
+    [callout] = api.get("/api/callouts").get_json()
+    assert callout["metadata"] == {"name": "Flood"}
+    assert made.headers["Location"] == f"/callouts/{callout['id']}"
+
+
+def test_the_api_takes_no_csrf_token_and_no_cookie(browser, api, app):
+    assert api.post("/api/callouts").status_code == 201  # a token, no CSRF
+    assert browser.client.get("/api/callouts").status_code == 401  # the session cookie is not an API credential
+
+
+def test_a_callout_is_started_paused_resumed_and_stopped_from_its_page(browser, api):
+    callout = api.post("/api/callouts").get_json()
+    path = f"/callouts/{callout['id']}"
+    page = text(browser.get(path))
+    assert 'value="start"' in page and 'value="pause"' not in page
+    for event, status in (("start", "running"), ("pause", "paused"), ("resume", "running"), ("stop", "stopped")):
+        assert browser.post(f"{path}/events", {"event": event}).status_code == 302
+        assert api.get(f"/api/callouts/{callout['id']}").get_json()["status"] == status
+    refused = browser.post(f"{path}/events", {"event": "start"})
+    assert refused.status_code == 422 and "refused" in text(refused)
+
+
+def test_adding_contacts_by_their_fields_shows_who_before_anything_is_added(browser, api, run_jobs):
+    for number, district in (("+85512345001", "Kampot"), ("+85512345002", "Kampot"), ("+85512345003", "Kep")):
+        api.post("/api/contacts", data={"msisdn": number, "metadata[district]": district})
+    callout = api.post("/api/callouts").get_json()
+    answer = browser.post(f"/callouts/{callout['id']}/populations",
+                          {"key": ["district", ""], "value": ["Kampot", ""]})
+    assert answer.status_code == 302
+    preview = text(browser.get(answer.headers["Location"]))
+    assert "+85512345001" in preview and "+85512345002" in preview and "+85512345003" not in preview
+    assert api.get(f"/api/callouts/{callout['id']}/callout_participations").get_json() == []
+
+    operation_id = answer.headers["Location"].rsplit("/", 1)[1]
+    assert browser.post(f"/batch_operations/{operation_id}/queue").status_code == 302
+    run_jobs()
+    participations = api.get(f"/api/callouts/{callout['id']}/callout_participations").get_json()
+    assert sorted(p["msisdn"] for p in participations) == ["+85512345001", "+85512345002"]
+    page = text(browser.get(f"/callouts/{callout['id']}"))
+    assert "+85512345001" in page and "+85512345003" not in page
+
+
+def test_another_accounts_token_sees_nothing_of_this_one(app, api, other_api, run_jobs):
+    contact = api.post("/api/contacts", data={"msisdn": "+85512345678", "metadata[name]": "Dara"}).get_json()
+    callout = api.post("/api/callouts", data={"metadata[name]": "Secret flood"}).get_json()
+    api.post(f"/api/callouts/{callout['id']}/callout_participations", data={"contact_id": contact["id"]})
+    other = Browser(app.test_client())
+    other.sign_in(other_api.token)
+    for path in ("/callouts", "/contacts", "/phone_calls", "/account"):
+        page = text(other.get(path))
+        assert "Secret flood" not in page and "85512345678" not in page and "Dara" not in page, path
+    assert "No contacts match." in text(other.get("/contacts?msisdn=%2B85512345678"))
+    for path in (f"/callouts/{callout['id']}", f"/contacts/{contact['id']}", f"/callouts/{callout['id']}?show=calls"):
+        assert other.get(path).status_code == 404, path
+    assert other.post(f"/callouts/{callout['id']}/events", {"event": "start"}).status_code == 404
+    assert other.post(f"/callouts/{callout['id']}/populations", {}).status_code == 404
+    assert api.get(f"/api/callouts/{callout['id']}").get_json()["status"] == "initialized"
+    exported = other.get("/contacts.csv")
+    assert exported.status_code == 200 and "85512345678" not in text(exported)
+
+
+def test_sign_out_ends_the_session_and_a_deleted_token_ends_it_too(browser, api, app):
+    assert browser.post("/sign_out").status_code == 302
+    assert browser.get("/callouts").status_code == 302
+
+    browser.sign_in(api.token)
+    token_id = api.get("/api/access_tokens").get_json()[0]["id"]
+    assert browser.get("/callouts").status_code == 200
+    api.delete(f"/api/access_tokens/{token_id}")
+    assert browser.get("/callouts").status_code == 302
+
+
+def test_a_new_access_token_is_shown_once_and_secrets_are_never_shown(browser, api):
+    api.patch("/api/account", data={"twilio_auth_token": "very-secret-provider-token"})
+    page = text(browser.get("/account"))
+    assert "very-secret-provider-token" not in page and "(this session's)" in page
+    created = browser.post("/access_tokens")
+    assert created.status_code == 201
+    token = re.search(r'<code id="new-token">([^<]+)</code>', text(created)).group(1)
+    assert browser.client.get("/account").status_code == 200 and token not in text(browser.get("/account"))
+    assert api.__class__(api.client, token).get("/api/callouts").status_code == 200
+
+    assert browser.post("/account/provider", {"twilio_account_sid": "", "twilio_auth_token": ""}).status_code == 302
+    assert browser.post("/account/rates", {"calls_per_second": "2.5", "max_calls_in_flight": "7"}).status_code == 302
+    account = api.get("/api/account").get_json()
+    assert account["calls_per_second"] == 2.5 and account["max_calls_in_flight"] == 7
+    refused = browser.post("/account/rates", {"calls_per_second": "fast"})
+    assert refused.status_code == 422
+
+
+def test_a_csv_import_shows_its_progress_and_its_refused_rows(browser, api, run_jobs):
+    body = "phone,district\n+85512345001,Kampot\nnot a number,Kep\n+85512345002,Kep\n"
+    answer = browser.post("/contact_imports", {"file": (io.BytesIO(body.encode()), "people.csv")},
+                          content_type="multipart/form-data")
+    assert answer.status_code == 302, text(answer)
+    run_jobs()
+    page = browser.get(answer.headers["Location"])
+    assert "people.csv" in text(page) and "data-refresh" not in text(page)
+    assert re.search(r"<dt>New contacts</dt><dd>2</dd>", text(page))
+    errors_link = re.search(r'href="(/contact_imports/\d+/errors.csv)"', text(page)).group(1)
+    refused = browser.get(errors_link)
+    assert refused.status_code == 200 and "not a number" in text(refused)
+    contacts = text(browser.get("/contacts?key=district&value=Kep"))
+    assert "+85512345002" in contacts and "+85512345001" not in contacts
+    exported = browser.get("/contacts.csv?key=district&value=Kampot")
+    assert exported.mimetype == "text/csv" and "+85512345001" in text(exported) and "+85512345002" not in text(exported)
+
+
+def test_an_import_without_a_file_or_with_unstorable_options_is_refused(browser, api):
+    answer = browser.post("/contact_imports", {}, content_type="multipart/form-data")
+    assert answer.status_code == 422
+    answer = browser.post("/contact_imports", {"file": (io.BytesIO(b"phone\n+85512345001\n"), "a.csv"),
+                                               "msisdn_column": "ph\x00one"}, content_type="multipart/form-data")
+    assert answer.status_code == 400 and answer.mimetype == "text/html"
+    assert api.get("/api/contact_imports").get_json() == []
+
+
+def test_a_big_list_shows_an_estimated_total(browser, api, deps, monkeypatch):
+    from scfm.adapters.postgres import repositories
+
+    monkeypatch.setattr(repositories, "EXACT_TOTAL_UP_TO", 2)
+    for number in range(4):
+        api.post("/api/contacts", data={"msisdn": f"+8551234500{number}"})
+    page = text(browser.get("/contacts"))
+    assert "in all" in page and "about" in page
+
+
+def test_the_api_docs_work_offline(app):
+    client = app.test_client()
+    docs = text(client.get("/api/docs"))
+    assert "http://" not in docs and "https://" not in docs
+    for asset in re.findall(r'(?:src|href)="([^"]+)"', docs):
+        assert client.get(asset).status_code == 200, asset
+
+
+def test_pages_of_a_filtered_list_keep_the_filters(browser, api):
+    for number in range(27):
+        api.post("/api/contacts", data={"msisdn": f"+8551234{number:04d}", "metadata[district]": "Kep"})
+    api.post("/api/contacts", data={"msisdn": "+85598765432", "metadata[district]": "Kampot"})
+    first = text(browser.get("/contacts?key=district&value=Kep"))
+    assert "Page 1 of 2" in first and "27 in all" in first
+    next_page = re.search(r'<a rel="next" href="([^"]+)"', first).group(1).replace("&amp;", "&")
+    assert next_page.startswith("/contacts?") and "key=district" in next_page and "page=2" in next_page
+    second = text(browser.get(next_page))
+    assert "Page 2 of 2" in second and second.count("<bdi>+8551234") == 2 and "+85598765432" not in second
