@@ -73,6 +73,7 @@ def settings(server_urls):
         DATABASE_URL=database_url, REDIS_URL=redis_url, SCFM_QUEUE=f"scfm_test_{RUN_ID}", PUBLIC_URL=PUBLIC_URL,
         REGISTERED_CALL_FLOW_LOGIC=REGISTERED, PROVIDER_TIMEOUT_SECONDS="3",
         SCFM_ALLOWED_PROVIDER_URLS="http://127.0.0.1:9",  # where nothing listens
+        SCFM_SECRET_KEY=f"scfm-test-{RUN_ID}",  # else the dashboard keeps a key in ./.scfm/
     )
     bootstrap_module._deps = None
     yield Settings.from_env()

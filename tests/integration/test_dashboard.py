@@ -249,3 +249,88 @@ def test_pages_of_a_filtered_list_keep_the_filters(browser, api):
     assert next_page.startswith("/contacts?") and "key=district" in next_page and "page=2" in next_page
     second = text(browser.get(next_page))
     assert "Page 2 of 2" in second and second.count("<bdi>+8551234") == 2 and "+85598765432" not in second
+
+
+def test_a_number_that_is_not_a_phone_number_is_said_so_on_the_page_that_searched(browser, api):
+    api.post("/api/contacts", data={"msisdn": "+85512345001"})
+    page = browser.get("/contacts?msisdn=12ab")
+    assert page.status_code == 422 and page.mimetype == "text/html"
+    assert re.search(r'<p id="msisdn-problem" class="errors" role="alert">12ab is not a phone number', text(page))
+    assert 'aria-invalid="true"' in text(page) and "<h1>Contacts</h1>" in text(page)
+    assert "+85512345001" not in text(page)
+    callout = api.post("/api/callouts").get_json()
+    page = browser.get(f"/callouts/{callout['id']}?msisdn=nope")
+    assert page.status_code == 422 and "nope is not a phone number" in text(page)
+    assert browser.get("/contacts?msisdn=%2B85512345001").status_code == 200
+
+
+def test_a_database_or_redis_that_does_not_answer_is_a_page_not_the_apis_json(browser, api, monkeypatch):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from sqlalchemy.exc import OperationalError
+
+    from scfm.services import callouts, contacts
+
+    def database_down(*_args, **_kwargs):
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    def redis_down(*_args, **_kwargs):
+        raise RedisConnectionError("connection refused")
+
+    monkeypatch.setattr(contacts, "list_contacts", database_down)
+    monkeypatch.setattr(callouts, "fire_callout_event", redis_down)
+    page = browser.get("/contacts")
+    assert page.status_code == 503 and page.mimetype == "text/html"
+    assert "The service is unavailable" in text(page) and "Try again in a moment" in text(page)
+    callout = api.post("/api/callouts").get_json()
+    browser.get(f"/callouts/{callout['id']}")
+    page = browser.post(f"/callouts/{callout['id']}/events", {"event": "start"})
+    assert page.status_code == 503 and page.mimetype == "text/html"
+    monkeypatch.undo()
+    assert api.get("/api/contacts").status_code == 200  # the API's own answers are untouched
+
+
+def test_malformed_parameters_are_a_page_too(browser, api):
+    for path in ("/contacts?msisdn=%00", "/callouts?status=%00", "/phone_calls?page=%00"):
+        page = browser.get(path)
+        assert page.status_code == 400 and page.mimetype == "text/html", path
+        assert "That was refused" in text(page)
+    for path in ("/contacts?page=abc", "/callouts?page=-3", "/phone_calls?status=nonsense&page=99999999999"):
+        assert browser.get(path).status_code == 200, path
+    big = browser.get("/contacts?key=district&value=" + "x" * 5000)
+    assert big.status_code in (200, 400) and big.mimetype == "text/html"
+
+
+def test_the_callouts_page_counts_every_callout_in_one_read(browser, api, deps):
+    from sqlalchemy import event
+
+    contacts = [api.post("/api/contacts", data={"msisdn": f"+8551234500{n}"}).get_json() for n in range(3)]
+    for size in range(4):  # callouts of 0, 1, 2 and 3 contacts
+        callout = api.post("/api/callouts", data={"metadata[name]": f"Callout of {size}"}).get_json()
+        for contact in contacts[:size]:
+            api.post(f"/api/callouts/{callout['id']}/callout_participations", data={"contact_id": contact["id"]})
+    seen = []
+
+    def record(_conn, _cursor, statement, *_args):
+        seen.append(statement)
+
+    event.listen(deps.engine, "before_cursor_execute", record)
+    try:
+        page = text(browser.get("/callouts"))
+    finally:
+        event.remove(deps.engine, "before_cursor_execute", record)
+    assert len([s for s in seen if "callout_participations" in s]) == 1, seen
+    for size in range(4):
+        row = re.search(rf">Callout of {size}</a></td>.*?</tr>", page, re.S).group(0)
+        assert re.findall(r"<td>(\d+)</td>", row) == [str(size), "0"], row
+
+
+def test_without_a_key_one_is_made_once_and_kept_in_the_data_folder(tmp_path):
+    from scfm.config import Settings
+    from scfm.entrypoints.dashboard import secret_key
+
+    folder = tmp_path / "data"
+    key = secret_key(Settings(data_dir=str(folder)))
+    assert len(key) > 40 and secret_key(Settings(data_dir=str(folder))) == key
+    assert (folder / "secret_key").stat().st_mode & 0o777 == 0o600
+    assert secret_key(Settings(data_dir=str(tmp_path / "other"), secret_key="given")) == "given"
+    assert not (tmp_path / "other").exists()

@@ -5,17 +5,21 @@ import hmac
 import secrets
 from typing import Any
 
-from flask import Blueprint, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
 
 from scfm.domain import batch_operation as bo
 from scfm.domain.errors import NotFound, ValidationFailed
 from scfm.domain.filters import PHONE_CALL_STATUSES
 from scfm.domain.model import AccessToken, stored
 from scfm.domain.state_machines import CALLOUT_TRANSITIONS, CalloutStatus, PhoneCallStatus
+from scfm.domain.values import normalize_msisdn
 from scfm.entrypoints.api.exports import csv_response
 from scfm.entrypoints.api.http import BadRequest, call_flows, check_text, deps, uow
+from scfm.entrypoints.dashboard import reads
 from scfm.services import accounts as account_services
 from scfm.services import batch_operations as batch_services
 from scfm.services import callouts as callout_services
@@ -24,7 +28,7 @@ from scfm.services import contacts as contact_services
 from scfm.services import exports as export_services
 from scfm.services import phone_calls as call_services
 from scfm.services import remote_events as event_services
-from scfm.services.common import MAX_PER_PAGE, PageRequest
+from scfm.services.common import MAX_PER_PAGE, Page, PageRequest
 
 blp = Blueprint("dashboard", __name__, url_prefix="", template_folder="templates", static_folder="static",
                 static_url_path="/assets")
@@ -124,6 +128,30 @@ def refused(error):
     return render_template("error.html", title=_("That was refused"), errors=messages), 422
 
 
+BACKING_SERVICE_TITLES = {
+    400: lazy_gettext("That was refused"),
+    503: lazy_gettext("The service is unavailable"),
+}
+BACKING_SERVICE_MESSAGES = {
+    400: lazy_gettext("A value is out of range or cannot be stored."),
+    503: lazy_gettext("The database or the queue does not answer. Try again in a moment."),
+}
+
+
+@blp.errorhandler(DBAPIError)
+@blp.errorhandler(RedisError)
+def backing_service(error):
+    """The API's answer to a database or Redis error (503 when one is down, 400 for a value it cannot store,
+    logged there), as a page: its status, and HTML instead of JSON."""
+    handlers = current_app.error_handler_spec[None][None]
+    handler = next(handlers[kind] for kind in type(error).__mro__ if kind in handlers)
+    answer = handler(error)
+    status = answer[1] if isinstance(answer, tuple) else answer.status_code
+    title = BACKING_SERVICE_TITLES.get(status, _("Something went wrong"))
+    message = BACKING_SERVICE_MESSAGES.get(status, _("Try again in a moment."))
+    return render_template("error.html", title=title, errors=[message]), status
+
+
 def _signed_in_account():
     """The account of the session's token, looked up by its digest: the cookie holds the digest, never the token
     (so a cookie that leaks is not an API credential), and a deleted token ends the session."""
@@ -194,6 +222,22 @@ def _contact_query() -> tuple[dict[str, Any], dict[str, str], str]:
     return q, pairs, msisdn
 
 
+def _number_problem(msisdn: str) -> str | None:
+    """Why a searched phone number cannot match any contact (the API's 422), said on the page that searched."""
+    if not msisdn:
+        return None
+    try:
+        normalize_msisdn(msisdn)
+    except ValidationFailed:
+        return _("%(number)s is not a phone number: write it with its country code, e.g. +85512345678.",
+                 number=msisdn)
+    return None
+
+
+def _nothing() -> Page:
+    return Page(items=[], total=0, page=1, per_page=PER_PAGE)
+
+
 def _status_query(allowed) -> tuple[dict[str, Any], str]:
     status = request.args.get("status", "")
     return ({"status": status} if status in allowed else {}), (status if status in allowed else "")
@@ -210,7 +254,7 @@ def home():
 def callouts():
     q, status = _status_query(CALLOUT_STATUSES)
     page = callout_services.list_callouts(uow(), q, _paging())
-    counts = {callout.id: _callout_counts(callout.id, with_statuses=False) for callout in page.items}
+    counts = _page_counts([callout.id for callout in page.items])
     return render_template("callouts.html", page=page, counts=counts, status=status, statuses=CALLOUT_STATUSES,
                            call_flow_names=_call_flow_names(), events=_events)
 
@@ -234,9 +278,28 @@ def _events(status: str) -> list[str]:
     return [event for event, (sources, _target) in CALLOUT_TRANSITIONS.items() if CalloutStatus(status) in sources]
 
 
-def _callout_counts(callout_id: int, with_statuses: bool) -> dict[str, Any]:
+def _page_counts(callout_ids: list[int]) -> dict[int, dict[str, tuple[int, bool]]]:
+    """Each callout's participations and calls, in one read; a count past the exact bound is the estimate the
+    API gives (a list query for that callout alone)."""
+    one = PageRequest(page=1, per_page=1)
+    estimates = {"participations": lambda callout_id: callout_services.list_participations(
+                     uow(), None, one, callout_id=callout_id),
+                 "calls": lambda callout_id: call_services.list_phone_calls(uow(), None, one, callout_id=callout_id)}
+    counts: dict[int, dict[str, tuple[int, bool]]] = {}
+    for callout_id, exact in reads.callout_counts(deps().engine, g.account.id, callout_ids).items():
+        counts[callout_id] = {}
+        for name, value in exact.items():
+            if value is None:
+                page = estimates[name](callout_id)
+                counts[callout_id][name] = (page.total, page.total_is_estimate)
+            else:
+                counts[callout_id][name] = (value, False)
+    return counts
+
+
+def _callout_counts(callout_id: int) -> dict[str, Any]:
     """Counts of what exists (each exact up to 10,000, else the planner's estimate): participations, calls,
-    and with_statuses the calls in each status."""
+    and the calls in each status."""
     one = PageRequest(page=1, per_page=1)
     participations = callout_services.list_participations(uow(), None, one, callout_id=callout_id)
     calls = call_services.list_phone_calls(uow(), None, one, callout_id=callout_id)
@@ -244,7 +307,7 @@ def _callout_counts(callout_id: int, with_statuses: bool) -> dict[str, Any]:
         "participations": (participations.total, participations.total_is_estimate),
         "calls": (calls.total, calls.total_is_estimate),
     }
-    if with_statuses and calls.total:
+    if calls.total:
         by_status = {}
         for status in CALL_STATUSES:
             page = call_services.list_phone_calls(uow(), {"status": status}, one, callout_id=callout_id)
@@ -258,20 +321,22 @@ def _callout_counts(callout_id: int, with_statuses: bool) -> dict[str, Any]:
 def callout(callout_id: int):
     item = callout_services.get_callout(uow(), callout_id)
     showing = "calls" if request.args.get("show") == "calls" else "participations"
-    status = ""
+    status, number_problem = "", None
     if showing == "calls":
         q, status = _status_query(PHONE_CALL_STATUSES)
         page = call_services.list_phone_calls(uow(), q, _paging(), callout_id=callout_id)
     else:
         msisdn = request.args.get("msisdn", "").strip()
-        page = callout_services.list_participations(uow(), {"msisdn": msisdn} if msisdn else None, _paging(),
-                                                    callout_id=callout_id)
+        number_problem = _number_problem(msisdn)
+        page = _nothing() if number_problem else callout_services.list_participations(
+            uow(), {"msisdn": msisdn} if msisdn else None, _paging(), callout_id=callout_id)
     operations = batch_services.list_batch_operations(uow(), None, PageRequest(1, MAX_PER_PAGE),
                                                       callout_id=callout_id)
-    return render_template("callout.html", callout=item, counts=_callout_counts(callout_id, with_statuses=True),
+    return render_template("callout.html", callout=item, counts=_callout_counts(callout_id),
                            events=_events(item.status), showing=showing, page=page, status=status,
                            statuses=CALL_STATUSES, operations=operations, pairs=_pairs_for_form({}),
-                           msisdn=request.args.get("msisdn", ""))
+                           msisdn=request.args.get("msisdn", ""), number_problem=number_problem), \
+        422 if number_problem else 200
 
 
 @blp.route("/callouts/<int:callout_id>/events", methods=["POST"])
@@ -358,10 +423,11 @@ def delete_batch_operation(operation_id: int):
 @blp.route("/contacts")
 def contacts():
     q, pairs, msisdn = _contact_query()
-    page = contact_services.list_contacts(uow(), q or None, _paging())
+    number_problem = _number_problem(msisdn)
+    page = _nothing() if number_problem else contact_services.list_contacts(uow(), q or None, _paging())
     imports = import_services.list_imports(uow(), None, PageRequest(1, 5))
     return render_template("contacts.html", page=page, pairs=_pairs_for_form(pairs), msisdn=msisdn,
-                           imports=imports)
+                           imports=imports, number_problem=number_problem), 422 if number_problem else 200
 
 
 @blp.route("/contacts.csv")
