@@ -23,6 +23,9 @@ SUITES = {
                 ["--calls", "300", "--minutes", "1"]),
     "imports": ("imports", "a 1,000,000-row CSV imported through the API and worker vs the same rows by hand",
                 ["--rows", "3000", "--small", "1000"]),
+    "dashboard": ("dashboard", "the dashboard's pages on an account with 1,000,000 contacts: p50, p99 and size",
+                  ["--contacts", "3000", "--participations", "1500", "--calls", "600", "--callouts", "3",
+                   "--requests", "3"]),
 }
 GROUPS = {
     "all": ("every benchmark, each with its defaults", tuple(SUITES)),

@@ -298,22 +298,19 @@ def _page_counts(callout_ids: list[int]) -> dict[int, dict[str, tuple[int, bool]
 
 
 def _callout_counts(callout_id: int) -> dict[str, Any]:
-    """Counts of what exists (each exact up to 10,000, else the planner's estimate): participations, calls,
-    and the calls in each status."""
-    one = PageRequest(page=1, per_page=1)
-    participations = callout_services.list_participations(uow(), None, one, callout_id=callout_id)
-    calls = call_services.list_phone_calls(uow(), None, one, callout_id=callout_id)
-    counts: dict[str, Any] = {
-        "participations": (participations.total, participations.total_is_estimate),
-        "calls": (calls.total, calls.total_is_estimate),
-    }
-    if calls.total:
-        by_status = {}
-        for status in CALL_STATUSES:
-            page = call_services.list_phone_calls(uow(), {"status": status}, one, callout_id=callout_id)
-            if page.total:
-                by_status[status] = (page.total, page.total_is_estimate)
-        counts["by_status"] = by_status
+    """A callout's participations and calls, and its calls in each status: each exact up to 10,000, else the
+    API's estimate."""
+    counts: dict[str, Any] = _page_counts([callout_id])[callout_id]
+    by_status = {}
+    exact = reads.call_status_counts(deps().engine, g.account.id, callout_id, CALL_STATUSES)
+    for status, value in exact.items():
+        if value is None:
+            page = call_services.list_phone_calls(uow(), {"status": status}, PageRequest(page=1, per_page=1),
+                                                  callout_id=callout_id)
+            by_status[status] = (page.total, page.total_is_estimate)
+        else:
+            by_status[status] = (value, False)
+    counts["by_status"] = by_status
     return counts
 
 
