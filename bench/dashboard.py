@@ -89,7 +89,7 @@ def pages(ids: dict, args) -> list[tuple[str, str, int]]:
         ("phone calls", "/phone_calls", args.calls),
         ("phone calls: completed", "/phone_calls?status=completed", calls_fifth),
         ("a phone call", f"/phone_calls/{ids['call']}", 0),
-        ("population preview", f"/batch_operations/{ids['population']}", fifth),
+        ("population preview", f"/batch_operations/{ids['population']}", 0),  # the API's preview counts exactly
         ("account", "/account", 0),
     ]
 
