@@ -334,3 +334,15 @@ def test_without_a_key_one_is_made_once_and_kept_in_the_data_folder(tmp_path):
     assert (folder / "secret_key").stat().st_mode & 0o777 == 0o600
     assert secret_key(Settings(data_dir=str(tmp_path / "other"), secret_key="given")) == "given"
     assert not (tmp_path / "other").exists()
+
+
+def test_a_callouts_page_counts_its_calls_by_status(browser, api):
+    callout = api.post("/api/callouts").get_json()
+    for number in ("+85512345001", "+85512345002"):
+        contact = api.post("/api/contacts", data={"msisdn": number}).get_json()
+        participation = api.post(f"/api/callouts/{callout['id']}/callout_participations",
+                                 data={"contact_id": contact["id"]}).get_json()
+        api.post(f"/api/callout_participations/{participation['id']}/phone_calls",
+                 data={"remote_request_params[url]": "https://flows.example/a.xml"})
+    page = text(browser.get(f"/callouts/{callout['id']}"))
+    assert "<dt>Phone calls</dt><dd>2</dd>" in page and "<dt>created</dt><dd>2</dd>" in page

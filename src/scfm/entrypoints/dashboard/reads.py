@@ -33,20 +33,19 @@ def callout_counts(engine, account_id: int, callout_ids: list[int]) -> dict[int,
                      "calls": row[2] if row[2] <= EXACT_TOTAL_UP_TO else None} for row in rows}
 
 
-# A callout's phone calls in each status, each counted up to the cap, in one statement.
+# A callout's phone calls in each status, in one statement (for a callout of at most EXACT_TOTAL_UP_TO calls).
 CALL_STATUS_COUNTS = text("""
-    SELECT s.status,
-           (SELECT count(*) FROM (SELECT 1 FROM phone_calls pc
-                                  JOIN callout_participations p ON p.id = pc.callout_participation_id
-                                  WHERE p.account_id = :account_id AND p.callout_id = :callout_id
-                                        AND pc.status = s.status LIMIT :cap) AS c)
-    FROM unnest(CAST(:statuses AS text[])) AS s(status)
+    SELECT pc.status, count(*)
+    FROM callout_participations p JOIN phone_calls pc ON pc.callout_participation_id = p.id
+    WHERE p.account_id = :account_id AND p.callout_id = :callout_id AND pc.status = ANY(:statuses)
+    GROUP BY pc.status
 """)
 
 
-def call_status_counts(engine, account_id: int, callout_id: int, statuses: list[str]) -> dict[str, int | None]:
-    """{status: calls of the callout in it}, exact, or None past EXACT_TOTAL_UP_TO; statuses with none left out."""
+def call_status_counts(engine, account_id: int, callout_id: int, statuses: list[str]) -> dict[str, int]:
+    """{status: calls of the callout in it}, statuses with none left out: for a callout of at most
+    EXACT_TOTAL_UP_TO calls."""
     with engine.connect() as conn:
         rows = conn.execute(CALL_STATUS_COUNTS, {"account_id": account_id, "callout_id": callout_id,
-                                                 "statuses": list(statuses), "cap": EXACT_TOTAL_UP_TO + 1}).all()
-    return {status: count if count <= EXACT_TOTAL_UP_TO else None for status, count in rows if count}
+                                                 "statuses": list(statuses)}).all()
+    return {status: count for status, count in rows if count}

@@ -298,19 +298,12 @@ def _page_counts(callout_ids: list[int]) -> dict[int, dict[str, tuple[int, bool]
 
 
 def _callout_counts(callout_id: int) -> dict[str, Any]:
-    """A callout's participations and calls, and its calls in each status: each exact up to 10,000, else the
-    API's estimate."""
+    """A callout's participations and calls (each exact up to 10,000, else the API's estimate), and its calls
+    in each status when both are at most 10,000."""
     counts: dict[str, Any] = _page_counts([callout_id])[callout_id]
-    by_status = {}
-    exact = reads.call_status_counts(deps().engine, g.account.id, callout_id, CALL_STATUSES)
-    for status, value in exact.items():
-        if value is None:
-            page = call_services.list_phone_calls(uow(), {"status": status}, PageRequest(page=1, per_page=1),
-                                                  callout_id=callout_id)
-            by_status[status] = (page.total, page.total_is_estimate)
-        else:
-            by_status[status] = (value, False)
-    counts["by_status"] = by_status
+    if not counts["calls"][1] and not counts["participations"][1]:  # past the bound, this walks too many
+        counts["by_status"] = {status: (value, False) for status, value in reads.call_status_counts(
+            deps().engine, g.account.id, callout_id, CALL_STATUSES).items()}
     return counts
 
 
