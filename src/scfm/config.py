@@ -5,6 +5,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
+from scfm.domain.call_plan import DEFAULT_MAX_ATTEMPTS_CAP
 from scfm.domain.dialing import Timings
 from scfm.domain.provider import (
     ALLOWED_URLS, MAX_CALLS_IN_FLIGHT, MAX_CALLS_PER_SECOND, SERVER_CALLS_PER_SECOND, parse_allowed_urls,
@@ -32,6 +33,7 @@ class Settings:
     provider_timeout_seconds: float = 15.0
     timings: Timings = field(default_factory=Timings)
     sweep_interval_seconds: float = 10.0
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS_CAP  # SCFM_MAX_ATTEMPTS: no call plan calls a participation more
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -68,6 +70,8 @@ class Settings:
                 if env.get(f"SCFM_{f.name.upper()}")
             }),
             sweep_interval_seconds=float(env.get("SCFM_SWEEP_INTERVAL") or 10),
+            max_attempts=_positive(env, "SCFM_MAX_ATTEMPTS", int) if env.get("SCFM_MAX_ATTEMPTS")
+            else DEFAULT_MAX_ATTEMPTS_CAP,
             max_import_bytes=int(env.get("SCFM_MAX_IMPORT_BYTES") or 256 * 1024 * 1024),
         )
 
