@@ -124,3 +124,13 @@ def test_a_contact_in_another_zone_is_in_its_own_hours():
     assert window.contains(utc(2026, 12, 1, 14), NEW_YORK) and not window.contains(utc(2026, 12, 1, 14), los_angeles)
     assert not window.contains(utc(2026, 12, 1, 16, 59), los_angeles)
     assert window.next_opening(utc(2026, 12, 1, 14), los_angeles) == noon_in_new_york
+
+
+def test_what_is_stored_is_one_spelling_of_the_keys_given():
+    assert CallPlan.normalize(None) is None
+    assert CallPlan.normalize({"max_attempts": "4", "retries": {"busy": ["300", "1800"], "failed": None},
+                               "window": None, "not_after": "2026-12-01T18:00:00Z"}) == {
+        "max_attempts": 4, "retries": {"busy": [300, 1800], "failed": []}, "window": None,
+        "not_after": "2026-12-01T18:00:00+00:00"}
+    assert CallPlan.normalize({"window": {**WORKDAYS, "days": ["SAT", "mon"]}})["window"] == {
+        "time_zone": "Europe/Berlin", "days": ["mon", "sat"], "from": "08:00", "to": "20:00"}

@@ -46,6 +46,13 @@ def _zone(name: Any) -> ZoneInfo | None:
         return None
 
 
+def _integer(value: Any) -> Any:
+    """An integer as JSON or a form gives it ("300" from `call_plan[retries][busy][]=300`); else as it was."""
+    if isinstance(value, str) and value.isdigit() and len(value) <= 9:
+        return int(value)
+    return value
+
+
 def _minutes(value: Any, where: str, allow_end_of_day: bool) -> int:
     """"HH:MM" as minutes since midnight ("24:00", the end of the day, only for `to`)."""
     if isinstance(value, str) and len(value) == 5 and value[2] == ":" and (value[:2] + value[3:]).isdigit():
@@ -54,6 +61,10 @@ def _minutes(value: Any, where: str, allow_end_of_day: bool) -> int:
         if minutes < 60 and (total < END_OF_DAY or (allow_end_of_day and total == END_OF_DAY)):
             return total
     raise ValidationFailed.on(where, "is invalid (HH:MM, 24-hour)")
+
+
+def _clock_time(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,10 @@ class Window:
         if closes <= opens:
             raise ValidationFailed.on(f"{where}[to]", "must be later than from")
         return cls(value["time_zone"], frozenset(DAYS.index(d.lower()) for d in days), opens, closes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"time_zone": self.time_zone, "days": [DAYS[day] for day in sorted(self.days)],
+                "from": _clock_time(self.opens), "to": _clock_time(self.closes)}
 
     def zone(self) -> ZoneInfo:
         zone = _zone(self.time_zone)
@@ -138,8 +153,9 @@ class CallPlan:
     not_after: datetime | None = None
 
     @classmethod
-    def parse(cls, value: Any, cap: int = DEFAULT_MAX_ATTEMPTS_CAP, where: str = FIELD) -> CallPlan:
-        """A stored or submitted plan (or a part of one), or ValidationFailed naming the field."""
+    def parse(cls, value: Any, cap: int | None = DEFAULT_MAX_ATTEMPTS_CAP, where: str = FIELD) -> CallPlan:
+        """A stored or submitted plan (or a part of one), or ValidationFailed naming the field; `cap` None
+        for a stored one (the operator may have lowered the cap since: `attempts_allowed` bounds it)."""
         if not isinstance(value, dict):
             raise ValidationFailed.on(where, "is invalid")
         unknown = sorted(set(value) - KEYS)
@@ -148,19 +164,38 @@ class CallPlan:
         params = None
         if value.get("remote_request_params") is not None:
             params = validate_remote_request_params(value["remote_request_params"], f"{where}[remote_request_params]")
-        max_attempts = value.get("max_attempts")
+        max_attempts = _integer(value.get("max_attempts"))
         if max_attempts is not None:
             if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
                 raise ValidationFailed.on(f"{where}[max_attempts]", "must be an integer greater than 0")
-            if max_attempts > cap:
+            if cap is not None and max_attempts > cap:
                 raise ValidationFailed.on(f"{where}[max_attempts]", f"must be less than or equal to {cap}")
         window = None if value.get("window") is None else Window.parse(value["window"], f"{where}[window]")
         return cls(params, max_attempts, _retries(value.get("retries"), f"{where}[retries]"), window,
                    _instant(value.get("not_after"), f"{where}[not_after]"))
 
-    @property
-    def is_empty(self) -> bool:
-        return self == CallPlan()
+    @classmethod
+    def normalize(cls, value: Any, cap: int = DEFAULT_MAX_ATTEMPTS_CAP) -> dict[str, Any] | None:
+        """What is stored of a submitted plan: its keys, each in one spelling (a key set to null stays, so that
+        a callout can say "no window" over its account's); None clears the plan."""
+        if value is None:
+            return None
+        plan = cls.parse(value, cap)
+        stored: dict[str, Any] = {}
+        for key in value:
+            if value[key] is None:
+                stored[key] = None
+            elif key == "remote_request_params":
+                stored[key] = plan.remote_request_params
+            elif key == "max_attempts":
+                stored[key] = plan.max_attempts
+            elif key == "retries":
+                stored[key] = {outcome: list(plan.retries.get(outcome, ())) for outcome in value[key]}
+            elif key == "window" and plan.window is not None:
+                stored[key] = plan.window.to_json()
+            elif key == "not_after" and plan.not_after is not None:
+                stored[key] = plan.not_after.isoformat()
+        return stored
 
     def attempts_allowed(self, cap: int) -> int:
         """The most calls that reach the provider for one participation: the plan's, never above the cap."""
@@ -177,6 +212,12 @@ class CallPlan:
     def expired(self, now: datetime) -> bool:
         return self.not_after is not None and now >= self.not_after
 
+    @property
+    def expiry_message(self) -> str:
+        """The reason an expired call gives (its remote_error_message)."""
+        assert self.not_after is not None
+        return f"Not dialed before the call plan's not_after ({self.not_after.isoformat()})"
+
 
 def _retries(value: Any, where: str) -> dict[str, tuple[int, ...]]:
     if value is None:
@@ -189,8 +230,11 @@ def _retries(value: Any, where: str) -> dict[str, tuple[int, ...]]:
             raise ValidationFailed.on(f"{where}[{outcome}]", f"is not one of {', '.join(RETRYABLE_OUTCOMES)}")
         if ladder is None:
             continue
+        ladder = _integer(ladder)
         if isinstance(ladder, int) and not isinstance(ladder, bool):
             ladder = [ladder]
+        if isinstance(ladder, list):
+            ladder = [_integer(delay) for delay in ladder]
         if (not isinstance(ladder, list) or len(ladder) > MAX_LADDER_STEPS
                 or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DELAY_SECONDS
                            for d in ladder)):
