@@ -4,7 +4,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scfm.domain.call_plan import CallPlan, Window, contact_zone, effective_plan
+from scfm.domain.call_plan import CallPlan, Window, contact_zone
 from scfm.domain.errors import ValidationFailed
 
 BERLIN, NEW_YORK = ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")
@@ -68,13 +68,6 @@ def test_the_ladder_steps_and_repeats_its_last_delay():
     plan = CallPlan.parse({"retries": {"busy": [300, 1800, 7200], "failed": []}})
     assert [plan.delay_after("busy", n) for n in (1, 2, 3, 4, 9)] == [300, 1800, 7200, 7200, 7200]
     assert plan.delay_after("failed", 1) is None and plan.delay_after("not_answered", 1) is None
-
-
-def test_the_callout_keys_win_over_the_account_default():
-    assert effective_plan(None, None) is None
-    assert effective_plan({"max_attempts": 3, "window": WORKDAYS}, {"window": None}) == {
-        "max_attempts": 3, "window": None}
-    assert effective_plan({}, {}) is None
 
 
 def test_a_window_contains_its_hours_on_its_days_only():

@@ -25,12 +25,10 @@ DEFAULT_MAX_ATTEMPTS = 3  # a plan that retries but does not say how often (SCFM
 MAX_LADDER_STEPS = 20
 MAX_DELAY_SECONDS = 7 * 24 * 3600
 # The outcomes a plan may retry: a participation's last call ended so (completed is done, never retried).
-RETRYABLE_OUTCOMES: dict[str, sm.PhoneCallStatus] = {
-    status.value: status for status in (
-        sm.PhoneCallStatus.BUSY, sm.PhoneCallStatus.NOT_ANSWERED, sm.PhoneCallStatus.FAILED,
-        sm.PhoneCallStatus.ERRORED, sm.PhoneCallStatus.CANCELED, sm.PhoneCallStatus.EXPIRED,
-    )
-}
+RETRYABLE_OUTCOMES = tuple(status.value for status in (
+    sm.PhoneCallStatus.BUSY, sm.PhoneCallStatus.NOT_ANSWERED, sm.PhoneCallStatus.FAILED,
+    sm.PhoneCallStatus.ERRORED, sm.PhoneCallStatus.CANCELED, sm.PhoneCallStatus.EXPIRED,
+))
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # date.weekday()'s order
 KEYS = frozenset({"remote_request_params", "max_attempts", "retries", "window", "not_after"})
 END_OF_DAY = 24 * 60
@@ -258,14 +256,6 @@ def _instant(value: Any, where: str) -> datetime | None:
     if instant.tzinfo is None:
         raise ValidationFailed.on(where, "must name its offset (e.g. 2026-12-01T18:00:00Z)")
     return instant
-
-
-def effective_plan(account_plan: dict[str, Any] | None, callout_plan: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The account's plan with the callout's keys on top (as SQL's `a || c`), or None when neither has one."""
-    if account_plan is None and callout_plan is None:
-        return None
-    merged = {**(account_plan or {}), **(callout_plan or {})}
-    return merged or None
 
 
 def contact_zone(metadata_time_zone: Any, msisdn: str | None, window: Window) -> ZoneInfo:

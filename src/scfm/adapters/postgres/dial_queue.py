@@ -90,28 +90,24 @@ class PostgresDialQueue:
             select(func.count()).select_from(pc).where(pc.c.account_id == account_id, in_flight)).scalar_one())
 
     def claim_next_due(self, account_id: int, now: datetime) -> Claim | None:
+        """One statement: the claim, and what the dialer checks before dialing (the effective plan, the
+        contact's time zone) read with it."""
         p, c, a, ct = t.callout_participations, t.callouts, t.accounts, t.contacts
         next_due = (select(pc.c.id).where(*self._due(account_id, now)).order_by(pc.c.next_attempt_at, pc.c.id)
                     .limit(1).with_for_update(skip_locked=True).scalar_subquery())
+        claimed = (update(pc).where(pc.c.id == next_due)
+                   .values(dial_claimed_at=func.now(), dial_attempts=pc.c.dial_attempts + 1, updated_at=func.now(),
+                           waiting_for_window=False)
+                   .returning(*pc.c).cte("claimed"))
         row = self.conn.execute(
-            update(pc).where(pc.c.id == next_due)
-            .values(dial_claimed_at=func.now(), dial_attempts=pc.c.dial_attempts + 1, updated_at=func.now(),
-                    waiting_for_window=False)
-            .returning(pc)
-        ).first()
+            select(claimed, _effective_plan(c, a).label("effective_call_plan"),
+                   ct.c.metadata["time_zone"].label("contact_time_zone"))
+            .select_from(claimed.outerjoin(p, p.c.id == claimed.c.callout_participation_id)
+                         .outerjoin(c, c.c.id == p.c.callout_id).outerjoin(a, a.c.id == c.c.account_id)
+                         .outerjoin(ct, ct.c.id == p.c.contact_id))).first()
         if row is None:
             return None
-        call = _phone_call(row)
-        if call.callout_participation_id is None:
-            return Claim(call)
-        plan = self.conn.execute(
-            select(_effective_plan(c, a).label("call_plan"), ct.c.metadata["time_zone"].label("time_zone"))
-            .select_from(p.join(c, c.c.id == p.c.callout_id).join(a, a.c.id == c.c.account_id)
-                         .join(ct, ct.c.id == p.c.contact_id))
-            .where(p.c.id == call.callout_participation_id)).first()
-        if plan is None:
-            return Claim(call)
-        return Claim(call, plan.call_plan or None, plan.time_zone)
+        return Claim(_phone_call(row), row.effective_call_plan or None, row.contact_time_zone)
 
     def put_back_until(self, phone_call_id: int, at: datetime) -> None:
         self.conn.execute(update(pc).where(pc.c.id == phone_call_id, pc.c.status.in_(DIALABLE)).values(
