@@ -322,9 +322,9 @@ class CallPlanQueue:
         account = self.uow.tables["accounts"][model.stored(callout.account_id)]
         return {**(account.call_plan or {}), **(callout.call_plan or {})} or None
 
-    def planned_callouts(self, limit: int = 1000) -> list[int]:
+    def planned_callouts(self, after_id: int = 0, limit: int = 1000) -> list[int]:
         return [model.stored(c.id) for _, c in sorted(self.uow.tables.get("callouts", {}).items())
-                if c.status == "running" and self._plan(c)
+                if model.stored(c.id) > after_id and c.status == "running" and self._plan(c)
                 and any(p.outcome is None for p in self._participations(model.stored(c.id)))][:limit]
 
     def lock_planned_callout(self, callout_id: int) -> PlannedCallout | None:

@@ -151,3 +151,11 @@ def test_the_sweeper_runs_every_running_plan_and_wakes_the_dialers(uows):
     report = sweep(uows, jobs, Timings(), clock=uows.clock)
     assert (report["planned_callouts"], report["planned_calls"]) == (1, 2)
     assert jobs.asked == [("dial_due", callout.account_id)]
+
+
+def test_the_sweep_runs_every_callout_page_by_page(uows):
+    for _ in range(5):
+        a_callout(uows)
+    report = call_plans.run_all(uows, FakeJobs(), uows.clock(), 10, page=2)
+    assert (report["callouts"], report["made"]) == (5, 5)
+    assert {c.callout_participation_id for c in calls(uows)} == {p.id for p in participations(uows)}

@@ -99,8 +99,9 @@ class DialQueue(Protocol):
         the fetches marked that long ago that never ran."""
 
     # -- the call plans' runner (services/call_plans.py)
-    def planned_callouts(self, limit: int = 1000) -> list[int]:
-        """Running callouts with an effective call plan and a participation not finished."""
+    def planned_callouts(self, after_id: int = 0, limit: int = 1000) -> list[int]:
+        """Running callouts with an effective call plan and a participation not finished, by id after
+        `after_id`."""
 
     def lock_planned_callout(self, callout_id: int) -> PlannedCallout | None:
         """The callout, locked for this transaction, if it is running with a plan (None when another runner

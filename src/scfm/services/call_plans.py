@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 HORIZON_SECONDS = 120.0  # calls made ahead of the dialer: its next two minutes at the account's rate
 MIN_AHEAD = 2000  # but at least this many (a slow account's queue is never starved between two sweeps)
+CALLOUTS_PER_PAGE = 1000
 CALLS_PER_ATTEMPT = 2  # a participation's calls in all, those that dialed nothing too, per attempt allowed
 
 
@@ -76,17 +77,24 @@ def _finish(queue: DialQueue, callout_id: int, now: datetime, plan: CallPlan, ca
                                            CALLS_PER_ATTEMPT * plan.attempts_allowed(cap)))
 
 
-def run_all(uow_for: UnitsOfWork, jobs: JobQueue, now: datetime, cap: int) -> dict[str, int]:
-    """One run of every running callout's plan (the sweeper's): what was done, in all. The dialers of the
-    accounts that calls were made for are woken up."""
-    with uow_for(None) as uow:
-        callout_ids = uow.dial_queue.planned_callouts()
-    totals = {"callouts": len(callout_ids), "expired_calls": 0, "finished": 0, "expired": 0, "made": 0}
-    for callout_id in callout_ids:
-        run = run_callout(uow_for, callout_id, now, cap)
-        if run is not None:
+def run_all(uow_for: UnitsOfWork, jobs: JobQueue, now: datetime, cap: int,
+            page: int = CALLOUTS_PER_PAGE) -> dict[str, int]:
+    """One run of every running callout's plan (the sweeper's), read a page of callouts at a time: what was
+    done, in all. The dialers of the accounts that calls were made for are woken up."""
+    totals = {"callouts": 0, "expired_calls": 0, "finished": 0, "expired": 0, "made": 0}
+    after_id = 0
+    while True:
+        with uow_for(None) as uow:
+            callout_ids = uow.dial_queue.planned_callouts(after_id, page)
+        for callout_id in callout_ids:
+            run = run_callout(uow_for, callout_id, now, cap)
+            if run is None:
+                continue
+            totals["callouts"] += 1
             for name in ("expired_calls", "finished", "expired", "made"):
                 totals[name] += getattr(run, name)
             if run.made:
                 jobs.dial_due(run.account_id)
-    return totals
+        if len(callout_ids) < page:
+            return totals
+        after_id = callout_ids[-1]

@@ -197,12 +197,13 @@ class PostgresDialQueue:
 
 
     # ---------------------------------------------------------------- the call plans' runner
-    def planned_callouts(self, limit: int = 1000) -> list[int]:
+    def planned_callouts(self, after_id: int = 0, limit: int = 1000) -> list[int]:
         c, a, p = t.callouts, t.accounts, t.callout_participations
         unfinished = select(p.c.id).where(p.c.callout_id == c.c.id, p.c.outcome.is_(None))
         return list(self.conn.execute(
             select(c.c.id).join(a, a.c.id == c.c.account_id)
-            .where(c.c.status == RUNNING, _effective_plan(c, a) != literal({}, JSONB), exists(unfinished))
+            .where(c.c.id > after_id, c.c.status == RUNNING, _effective_plan(c, a) != literal({}, JSONB),
+                   exists(unfinished))
             .order_by(c.c.id).limit(limit)).scalars())
 
     def lock_planned_callout(self, callout_id: int) -> PlannedCallout | None:
