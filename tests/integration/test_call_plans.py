@@ -290,3 +290,34 @@ def test_one_call_in_flight_per_participation_whoever_asks(calling_api, run_jobs
     queued = api.post(f"/api/phone_calls/{made.get_json()['id']}/phone_call_events", data={"event": "queue"})
     assert queued.status_code == 422
     assert in_flight_per_participation(deps) == 1
+
+
+def test_participations_added_to_a_running_callout_are_called_too(calling_api, run_jobs, deps, provider, clock):
+    api = calling_api
+    callout = planned_callout(api, ["+252662345678"], {"remote_request_params": PARAMS})
+    run_jobs()
+    assert len(provider.created_calls) == 1
+    contact = api.post("/api/contacts", data={"msisdn": "+252662345679"}).get_json()
+    api.post(f"/api/callouts/{callout['id']}/callout_participations", data={"contact_id": contact["id"]})
+    api.post("/api/contacts", data={"msisdn": "+252662345670", "metadata[group]": "late"})
+    population = api.post(f"/api/callouts/{callout['id']}/batch_operations", data={
+        "type": "BatchOperation::CalloutPopulation", "parameters[contact_filter_params][metadata][group]": "late"})
+    api.post(f"/api/batch_operations/{population.get_json()['id']}/batch_operation_events", data={"event": "queue"})
+    run_jobs()
+    assert sweep(deps, clock)["planned_calls"] == 2
+    assert dial(deps, clock) == {"RemotelyQueued": 2}
+    assert sorted(c["params"]["To"] for c in provider.created_calls) == [
+        "+252662345670", "+252662345678", "+252662345679"]
+
+
+def test_a_callout_without_a_plan_of_its_own_runs_by_its_accounts(calling_api, run_jobs, provider):
+    api = calling_api
+    assert api.patch("/api/account", json={"call_plan": {"remote_request_params": PARAMS}}).status_code == 204
+    planned_callout(api, ["+252662345678"], None)
+    run_jobs()
+    [created] = provider.created_calls
+    assert created["params"]["To"] == "+252662345678" and created["params"]["From"] == "1234"
+    api.patch("/api/account", json={"call_plan": None})
+    planned_callout(api, ["+252662345679"], None)  # no plan at all: batch operations only, as before
+    run_jobs()
+    assert len(provider.created_calls) == 1
