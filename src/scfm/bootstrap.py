@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -24,6 +25,9 @@ class SystemClock:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
 
 
 @dataclass

@@ -5,6 +5,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
+from scfm.domain.call_plan import DEFAULT_MAX_ATTEMPTS_CAP
 from scfm.domain.dialing import Timings
 from scfm.domain.provider import (
     ALLOWED_URLS, MAX_CALLS_IN_FLIGHT, MAX_CALLS_PER_SECOND, SERVER_CALLS_PER_SECOND, parse_allowed_urls,
@@ -34,6 +35,7 @@ class Settings:
     sweep_interval_seconds: float = 10.0
     # signs the dashboard's session cookie; unset, one is kept in data_dir (scfm.entrypoints.dashboard)
     secret_key: str | None = field(default=None, repr=False)
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS_CAP  # SCFM_MAX_ATTEMPTS: no call plan calls a participation more
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -71,6 +73,8 @@ class Settings:
             }),
             sweep_interval_seconds=float(env.get("SCFM_SWEEP_INTERVAL") or 10),
             secret_key=env.get("SCFM_SECRET_KEY") or None,
+            max_attempts=_positive(env, "SCFM_MAX_ATTEMPTS", int) if env.get("SCFM_MAX_ATTEMPTS")
+            else DEFAULT_MAX_ATTEMPTS_CAP,
             max_import_bytes=int(env.get("SCFM_MAX_IMPORT_BYTES") or 256 * 1024 * 1024),
         )
 

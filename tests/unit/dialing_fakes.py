@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from scfm.domain import state_machines as sm
-from scfm.domain.dial_queue import DialQueue
+from scfm.domain.dial_queue import Claim, DialQueue
 from scfm.domain.errors import NotFound, ValidationFailed
 from scfm.domain.model import Account, PhoneCall
 from scfm.domain.ports import ProviderCredentials, RemoteCall
@@ -19,21 +19,22 @@ QUEUED, ERRORED, REMOTELY_QUEUED = (sm.PhoneCallStatus.QUEUED.value, sm.PhoneCal
 
 
 class FakeClock:
-    """Monotonic seconds that move only when someone sleeps."""
+    """Monotonic seconds that move only when someone sleeps, and the wall clock that moves with them."""
 
-    def __init__(self) -> None:
-        self.now = 0.0
+    def __init__(self, epoch: datetime = EPOCH) -> None:
+        self.seconds = 0.0
+        self.epoch = epoch
         self._lock = threading.Lock()
 
     def monotonic(self) -> float:
-        return self.now
+        return self.seconds
 
     def sleep(self, seconds: float) -> None:
         with self._lock:
-            self.now += seconds
+            self.seconds += seconds
 
-    def datetime(self) -> datetime:
-        return EPOCH + timedelta(seconds=self.now)
+    def now(self) -> datetime:
+        return self.epoch + timedelta(seconds=self.seconds)
 
 
 class InMemoryDialQueue:
@@ -42,38 +43,56 @@ class InMemoryDialQueue:
     def __init__(self, clock: FakeClock):
         self.clock = clock
         self.calls: dict[int, PhoneCall] = {}
+        self.plans: dict[int, tuple[dict[str, Any] | None, Any]] = {}  # call id: its plan, its contact's zone
         self._lock = threading.Lock()
 
-    def queue(self, account_id: int, msisdn: str) -> PhoneCall:
+    def queue(self, account_id: int, msisdn: str, call_plan: dict[str, Any] | None = None,
+              contact_time_zone: Any = None) -> PhoneCall:
         call = PhoneCall(id=len(self.calls) + 1, account_id=account_id, msisdn=msisdn, status=QUEUED,
-                         next_attempt_at=self.clock.datetime())
+                         next_attempt_at=self.clock.now())
         self.calls[call.id] = call
+        self.plans[call.id] = (call_plan, contact_time_zone)
         return call
 
-    def _is_due(self, call: PhoneCall) -> bool:
+    def _is_due(self, call: PhoneCall, now: datetime) -> bool:
         return (sm.PhoneCallStatus(call.status) in sm.DIALABLE_PHONE_CALL_STATUSES and call.dial_claimed_at is None
-                and call.next_attempt_at is not None and call.next_attempt_at <= self.clock.datetime())
+                and call.next_attempt_at is not None and call.next_attempt_at <= now)
 
-    def accounts_with_due_calls(self) -> list[int]:
-        return sorted({call.account_id for call in self.calls.values() if self._is_due(call) and call.account_id})
+    def accounts_with_due_calls(self, now: datetime) -> list[int]:
+        return sorted({call.account_id for call in self.calls.values() if self._is_due(call, now) and call.account_id})
 
-    def due_exists(self, account_id: int) -> bool:
-        return any(self._is_due(call) and call.account_id == account_id for call in self.calls.values())
+    def due_exists(self, account_id: int, now: datetime) -> bool:
+        return any(self._is_due(call, now) and call.account_id == account_id for call in self.calls.values())
 
     def in_flight_count(self, account_id: int) -> int:
         return sum(1 for call in self.calls.values() if call.account_id == account_id and (
             sm.PhoneCallStatus(call.status) in sm.AT_PROVIDER_PHONE_CALL_STATUSES
             or (sm.PhoneCallStatus(call.status) in sm.DIALABLE_PHONE_CALL_STATUSES and call.dial_claimed_at)))
 
-    def claim_next_due(self, account_id: int) -> PhoneCall | None:
+    def claim_next_due(self, account_id: int, now: datetime) -> Claim | None:
         with self._lock:
-            due = sorted((call for call in self.calls.values() if call.account_id == account_id and self._is_due(call)),
+            due = sorted((call for call in self.calls.values()
+                          if call.account_id == account_id and self._is_due(call, now)),
                          key=lambda call: (call.next_attempt_at, call.id))
             if not due:
                 return None
-            due[0].dial_claimed_at = self.clock.datetime()
+            due[0].dial_claimed_at = self.clock.now()
             due[0].dial_attempts += 1
-            return PhoneCall(**vars(due[0]))
+            due[0].waiting_for_window = False
+            plan, zone = self.plans.get(due[0].id or 0, (None, None))
+            return Claim(PhoneCall(**vars(due[0])), plan, zone)
+
+    def put_back_until(self, phone_call_id: int, at: datetime) -> None:
+        call = self.calls[phone_call_id]
+        if sm.PhoneCallStatus(call.status) in sm.DIALABLE_PHONE_CALL_STATUSES:
+            call.dial_claimed_at, call.next_attempt_at, call.waiting_for_window = None, at, True
+            call.dial_attempts -= 1
+
+    def end_expired(self, phone_call_id: int, message: str) -> None:
+        call = self.calls[phone_call_id]
+        if sm.PhoneCallStatus(call.status) in sm.DIALABLE_PHONE_CALL_STATUSES:
+            call.status, call.remote_error_message = sm.PhoneCallStatus.EXPIRED.value, message
+            call.dial_claimed_at, call.dial_attempts = None, call.dial_attempts - 1
 
     def record_remotely_queued(self, phone_call_id: int, remote: RemoteCall) -> None:
         if any(call.remote_call_id == remote.sid for call in self.calls.values()):
@@ -87,7 +106,7 @@ class InMemoryDialQueue:
         call = self.calls[phone_call_id]
         if sm.PhoneCallStatus(call.status) in sm.DIALABLE_PHONE_CALL_STATUSES:
             call.status = status
-        call.remotely_queued_at = call.remotely_queued_at or self.clock.datetime()
+        call.remotely_queued_at = call.remotely_queued_at or self.clock.now()
         for name, value in values.items():
             setattr(call, name, value)
 
@@ -95,7 +114,7 @@ class InMemoryDialQueue:
         call = self.calls[phone_call_id]
         if sm.PhoneCallStatus(call.status) in sm.DIALABLE_PHONE_CALL_STATUSES:
             call.dial_claimed_at = None
-            call.next_attempt_at = self.clock.datetime() + timedelta(seconds=retry_in_seconds)
+            call.next_attempt_at = self.clock.now() + timedelta(seconds=retry_in_seconds)
             call.dial_attempts -= 0 if count_attempt else 1
 
     # the sweeper's side is not what these tests are about
@@ -159,13 +178,13 @@ class FakeLimiter:
 
     def reserve(self, name: str, per_second: float) -> float:
         with self._lock:
-            slot = max(self.next.get(name, 0.0), self.clock.now)
+            slot = max(self.next.get(name, 0.0), self.clock.seconds)
             self.next[name] = slot + 1 / per_second
-            return slot - self.clock.now
+            return slot - self.clock.seconds
 
     def penalize(self, name: str, seconds: float) -> None:
         self.penalties.append((name, seconds))
-        self.next[name] = max(self.next.get(name, 0.0), self.clock.now + seconds)
+        self.next[name] = max(self.next.get(name, 0.0), self.clock.seconds + seconds)
 
     def reserve_share(self, name: str, tenant: str, asked_per_second: float, allowed_per_second: float) -> float:
         tenants = self.shares.setdefault(name, {})
@@ -200,7 +219,7 @@ class FakeProvider:
     creates: list[tuple[float, str]] = field(default_factory=list)
 
     def create_call(self, credentials: ProviderCredentials, to: str, params: dict[str, Any]) -> RemoteCall:
-        self.creates.append((self.clock.now, to))
+        self.creates.append((self.clock.seconds, to))
         self.answer(len(self.creates))
         return RemoteCall(sid=f"CA{len(self.creates):032d}", status="queued", direction="outbound-api", duration=None)
 

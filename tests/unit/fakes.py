@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from scfm.domain import model, ports
 from scfm.domain import state_machines as sm
 from scfm.domain.errors import NotFound
+from scfm.domain.dial_queue import CallsToMake, PlannedCallout
 from scfm.domain.ports import ReportTarget, RemoteCall, Within
 
 AWAITING_NEWS = (sm.PhoneCallStatus.REMOTELY_QUEUED.value, sm.PhoneCallStatus.IN_PROGRESS.value,
@@ -275,6 +276,136 @@ class PhoneCalls(InMemoryRepository):
             self.uow.writes.append(("put_back", self.name, phone_call_id, None))
 
 
+class DialQueueOfFakes:
+    """The dial queue's reads and writes of the same in-memory calls: the phone calls' fake's, and the call
+    plans' runner's."""
+
+    def __init__(self, calls: PhoneCalls, plans: CallPlanQueue):
+        self._parts = (calls, plans)
+
+    def __getattr__(self, name: str) -> Any:
+        for part in self._parts:
+            if hasattr(part, name):
+                return getattr(part, name)
+        raise AttributeError(name)
+
+
+class CallPlanQueue:
+    """The call plans' runner's side of the dial queue, as the SQL adapter answers it: a participation's
+    latest call, calls made and attempts are read from its calls (the triggers' work in PostgreSQL)."""
+
+    def __init__(self, uow: FakeUnitOfWork):
+        self.uow = uow
+
+    def _calls(self) -> list[model.PhoneCall]:
+        return [c for _, c in sorted(self.uow.tables.get("phone_calls", {}).items())]
+
+    def _participations(self, callout_id: int) -> list[model.CalloutParticipation]:
+        return [p for _, p in sorted(self.uow.tables.get("callout_participations", {}).items())
+                if p.callout_id == callout_id]
+
+    def _of(self, participation_id: int | None) -> list[model.PhoneCall]:
+        return [c for c in self._calls() if c.callout_participation_id == participation_id]
+
+    def _last(self, participation: model.CalloutParticipation) -> model.PhoneCall | None:
+        calls = self._of(participation.id)
+        return calls[-1] if calls else None
+
+    def _attempts(self, participation: model.CalloutParticipation) -> int:
+        return sum(c.remote_call_id is not None for c in self._of(participation.id))
+
+    def _nothing_in_flight(self, participation: model.CalloutParticipation) -> bool:
+        last = self._last(participation)
+        return last is None or sm.PhoneCallStatus(last.status) in sm.TERMINAL_PHONE_CALL_STATUSES
+
+    def _plan(self, callout: model.Callout) -> dict[str, Any] | None:
+        account = self.uow.tables["accounts"][model.stored(callout.account_id)]
+        return {**(account.call_plan or {}), **(callout.call_plan or {})} or None
+
+    def planned_callouts(self, after_id: int = 0, limit: int = 1000) -> list[int]:
+        return [model.stored(c.id) for _, c in sorted(self.uow.tables.get("callouts", {}).items())
+                if model.stored(c.id) > after_id and c.status == "running" and self._plan(c)
+                and any(p.outcome is None for p in self._participations(model.stored(c.id)))][:limit]
+
+    def lock_planned_callout(self, callout_id: int) -> PlannedCallout | None:
+        callout = self.uow.tables["callouts"][callout_id]
+        plan = self._plan(callout)
+        if callout.status != "running" or not plan:
+            return None
+        account = self.uow.tables["accounts"][callout.account_id]
+        return PlannedCallout(callout_id, model.stored(callout.account_id), plan, account.calls_per_second)
+
+    def expire_queued_calls(self, callout_id: int, message: str) -> int:
+        ids = {p.id for p in self._participations(callout_id)}
+        expired = [c for c in self._calls() if c.callout_participation_id in ids and c.status == "queued"
+                   and c.dial_claimed_at is None]
+        for call in expired:
+            call.status, call.remote_error_message = sm.PhoneCallStatus.EXPIRED.value, message
+        return len(expired)
+
+    def _end(self, participation: model.CalloutParticipation, outcome: str, now: datetime) -> None:
+        participation.outcome, participation.finished_at = outcome, now
+        self.uow.writes.append(("finish", "callout_participations", participation.id, outcome))
+
+    def finish_participations(self, callout_id: int, now: datetime, retried: list[str], max_attempts: int,
+                              max_calls: int) -> int:
+        finished = 0
+        for participation in self._participations(callout_id):
+            last = self._last(participation)
+            if participation.outcome is not None or last is None or not self._nothing_in_flight(participation):
+                continue
+            if (last.status not in retried or self._attempts(participation) >= max_attempts
+                    or len(self._of(participation.id)) >= max_calls):
+                self._end(participation, last.status, now)
+                finished += 1
+        return finished
+
+    def expire_participations(self, callout_id: int, now: datetime) -> int:
+        open_ = [p for p in self._participations(callout_id) if p.outcome is None and self._nothing_in_flight(p)]
+        for participation in open_:
+            self._end(participation, sm.PhoneCallStatus.EXPIRED.value, now)
+        return len(open_)
+
+    def calls_ahead(self, callout_id: int, now: datetime, horizon_seconds: float, limit: int) -> int:
+        ids = {p.id for p in self._participations(callout_id)}
+        horizon = now + timedelta(seconds=horizon_seconds)
+        return min(limit, sum(c.callout_participation_id in ids and c.status == "queued" and c.dial_claimed_at is None
+                              and c.next_attempt_at is not None and c.next_attempt_at <= horizon
+                              for c in self._calls()))
+
+    def make_calls(self, callout_id: int, account_id: int, now: datetime, calls: CallsToMake) -> int:
+        made = 0
+        for participation in self._participations(callout_id):
+            if made >= calls.limit:
+                break
+            last = self._last(participation)
+            if participation.outcome is not None or not self._nothing_in_flight(participation):
+                continue
+            due = now
+            if last is not None:
+                made_so_far = len(self._of(participation.id))
+                if (last.status not in calls.retries or self._attempts(participation) >= calls.max_attempts
+                        or made_so_far >= calls.max_calls):
+                    continue
+                ladder = calls.retries[last.status]
+                due = model.stored(last.remote_status_updated_at or last.updated_at) + timedelta(
+                    seconds=ladder[min(max(made_so_far, 1), len(ladder)) - 1])
+                if due > now + timedelta(seconds=calls.horizon_seconds):
+                    continue
+            PhoneCalls(self.uow).add(model.PhoneCall(
+                account_id=account_id, callout_participation_id=participation.id,
+                contact_id=participation.contact_id, msisdn=participation.msisdn, status="queued",
+                remote_request_params=calls.remote_request_params, queued_at=now, next_attempt_at=due))
+            made += 1
+        return made
+
+    def reopen_expired(self, callout_id: int) -> int:
+        reopened = [p for p in self._participations(callout_id) if p.outcome == sm.PhoneCallStatus.EXPIRED.value]
+        for participation in reopened:
+            participation.outcome = participation.finished_at = None
+        return len(reopened)
+
+
 class RemotePhoneCallEvents(InMemoryRepository):
     name = "remote_phone_call_events"
 
@@ -349,7 +480,7 @@ class FakeUnitOfWork:
         self.callouts = Callouts(self)
         self.callout_participations = CalloutParticipations(self)
         self.phone_calls = PhoneCalls(self)
-        self.dial_queue = self.phone_calls  # the dial queue's reads and writes of the same in-memory calls
+        self.dial_queue = DialQueueOfFakes(self.phone_calls, CallPlanQueue(self))
         self.remote_phone_call_events = RemotePhoneCallEvents(self)
         self.batch_operations = BatchOperations(self)
         self.provider_reports = ProviderReports(self)
@@ -423,6 +554,9 @@ class FakeJobs:
 
     def run_batch_operation(self, batch_operation_id: int) -> bool:
         return self._ask("run_batch_operation", batch_operation_id)
+
+    def run_call_plan(self, callout_id: int) -> bool:
+        return self._ask("run_call_plan", callout_id)
 
     def run_contact_import(self, contact_import_id: int) -> bool:
         return self._ask("run_contact_import", contact_import_id)

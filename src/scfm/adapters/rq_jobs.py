@@ -194,6 +194,10 @@ class RqJobQueue:
         return self._enqueue("contact_import", "run_contact_import", contact_import_id, timeout=4 * 3600,
                              while_running=True)
 
+    def run_call_plan(self, callout_id: int) -> bool:
+        """Once per callout pending (a run under way makes what it finds to make)."""
+        return self._enqueue("call_plan", "run_call_plan", callout_id, timeout=300)
+
     def pending(self) -> int:
         """Jobs waiting for a worker, now or after a delay (a retry)."""
         return self.queue.count + self.queue.scheduled_job_registry.count

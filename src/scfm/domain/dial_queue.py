@@ -9,25 +9,62 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from scfm.domain.model import PhoneCall
 from scfm.domain.ports import RemoteCall
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A claimed call, and what the dialer checks before dialing it: its callout's effective call plan (None
+    when it has none) and the time zone its contact's metadata names (when it names one)."""
+    call: PhoneCall
+    call_plan: dict[str, Any] | None = None
+    contact_time_zone: Any = None
+
+
+@dataclass(frozen=True)
+class PlannedCallout:
+    """A running callout with a call plan, locked for one run of the plan's runner."""
+    callout_id: int
+    account_id: int
+    call_plan: dict[str, Any]
+    calls_per_second: float | None
+
+
+@dataclass(frozen=True)
+class CallsToMake:
+    """What the runner asks of the queue for one callout: calls for its unfinished participations with none
+    in flight, the first due `now`, a retry after its ladder's delay from the end of the last call."""
+    remote_request_params: dict[str, Any]
+    retries: dict[str, tuple[int, ...]]  # outcome -> ladder of delays; only these outcomes are retried
+    max_attempts: int  # calls that reached the provider
+    max_calls: int  # calls in all, those that dialed nothing too
+    horizon_seconds: float  # retries due later than now + this are made later
+    limit: int
+
+
 class DialQueue(Protocol):
-    # -- the dialer
-    def accounts_with_due_calls(self) -> list[int]:
+    # -- the dialer (`now`: the dialer's wall clock)
+    def accounts_with_due_calls(self, now: datetime) -> list[int]:
         """Accounts with a call due for dialing now (unclaimed, its next attempt due)."""
 
-    def due_exists(self, account_id: int) -> bool:
+    def due_exists(self, account_id: int, now: datetime) -> bool:
         """Whether the account has a call due that is not held back (its callout paused or stopped)."""
 
     def in_flight_count(self, account_id: int) -> int:
         """The account's calls being dialed, queued at the provider or ringing (its max_calls_in_flight)."""
 
-    def claim_next_due(self, account_id: int) -> PhoneCall | None:
-        """Claim the account's next due call, in order; concurrent dialers skip each other's."""
+    def claim_next_due(self, account_id: int, now: datetime) -> Claim | None:
+        """Claim the account's next due call, in order; concurrent dialers skip each other's. The claim clears
+        waiting_for_window (a call put back until its window opens is claimed in it, or put back again)."""
+
+    def put_back_until(self, phone_call_id: int, at: datetime) -> None:
+        """Give a claimed call back until its window opens: waiting_for_window, and no attempt counted."""
+
+    def end_expired(self, phone_call_id: int, message: str) -> None:
+        """A claimed call past its plan's not_after ends expired, saying why (if still dialable)."""
 
     def record_remotely_queued(self, phone_call_id: int, remote: RemoteCall) -> None:
         """The provider made the call. Only a call still dialable moves: a status callback may have taken it
@@ -61,10 +98,42 @@ class DialQueue(Protocol):
         """Mark for a fetch the calls awaiting news silent for a while and not asked about for as long, and
         the fetches marked that long ago that never ran."""
 
+    # -- the call plans' runner (services/call_plans.py)
+    def planned_callouts(self, after_id: int = 0, limit: int = 1000) -> list[int]:
+        """Running callouts with an effective call plan and a participation not finished, by id after
+        `after_id`."""
+
+    def lock_planned_callout(self, callout_id: int) -> PlannedCallout | None:
+        """The callout, locked for this transaction, if it is running with a plan (None when another runner
+        holds it: that one does the work)."""
+
+    def expire_queued_calls(self, callout_id: int, message: str) -> int:
+        """The callout's queued calls no dialer has claimed end expired, saying why."""
+
+    def finish_participations(self, callout_id: int, now: datetime, retried: list[str], max_attempts: int,
+                              max_calls: int) -> int:
+        """Write the outcome of the unfinished participations whose last call ended and is not to be retried:
+        completed, an outcome not in `retried`, or `max_attempts` dialed or `max_calls` made."""
+
+    def expire_participations(self, callout_id: int, now: datetime) -> int:
+        """Unfinished participations with no call in flight end with the outcome expired."""
+
+    def calls_ahead(self, callout_id: int, now: datetime, horizon_seconds: float, limit: int) -> int:
+        """The callout's calls waiting for a dialer, due within the horizon (counted up to `limit`)."""
+
+    def make_calls(self, callout_id: int, account_id: int, now: datetime, calls: CallsToMake) -> int:
+        """Queue the calls `calls` says, one per participation at most, never a second in flight."""
+
+    def reopen_expired(self, callout_id: int) -> int:
+        """Participations that ended expired are open again (the callout's plan changed: maybe its not_after)."""
+
 
 # -- what else a dialer needs
 class Clock(Protocol):
     def monotonic(self) -> float: ...
+
+    def now(self) -> datetime:
+        """The wall clock (aware, UTC): what is due, calling windows, expiry."""
 
     def sleep(self, seconds: float) -> None: ...
 
@@ -131,4 +200,16 @@ class TooLate:
     """The slot came too late after the claim: put back unsent (a reconciliation may be asking already)."""
 
 
-DialOutcome = RemotelyQueued | Refused | Retry | Unknown | TooLate
+@dataclass(frozen=True)
+class OutsideWindow:
+    """The call's window is closed for its contact: put back, unsent and uncounted, until it opens."""
+    opens_at: datetime
+
+
+@dataclass(frozen=True)
+class Expired:
+    """The call's plan says not after now: it ends expired, unsent."""
+    message: str
+
+
+DialOutcome = RemotelyQueued | Refused | Retry | Unknown | TooLate | OutsideWindow | Expired

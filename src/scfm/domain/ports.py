@@ -83,6 +83,9 @@ class JobQueue(Protocol):
 
     def run_contact_import(self, contact_import_id: int) -> bool: ...
 
+    def run_call_plan(self, callout_id: int) -> bool:
+        """Run the callout's call plan once now (after start or resume; the sweeper runs it too)."""
+
     def pending(self) -> int:
         """How many jobs wait for a worker."""
 

@@ -51,11 +51,12 @@ class PhoneCallStatus(str, Enum):
     NOT_ANSWERED = "not_answered"
     CANCELED = "canceled"
     COMPLETED = "completed"
+    EXPIRED = "expired"  # not dialed by its call plan's not_after (remote_error_message says so)
 
 
 TERMINAL_PHONE_CALL_STATUSES = frozenset({
     PhoneCallStatus.COMPLETED, PhoneCallStatus.BUSY, PhoneCallStatus.FAILED,
-    PhoneCallStatus.NOT_ANSWERED, PhoneCallStatus.CANCELED, PhoneCallStatus.ERRORED,
+    PhoneCallStatus.NOT_ANSWERED, PhoneCallStatus.CANCELED, PhoneCallStatus.ERRORED, PhoneCallStatus.EXPIRED,
 })
 
 # Waiting in our dial queue for a dialer: QUEUED (a claimed one, with dial_claimed_at, is being dialed).

@@ -187,7 +187,7 @@ def cmd_scheduler(args) -> int:
     while not stopping.is_set():
         try:
             if deps.locks.acquire(lease, token, interval * 3):
-                sweeper.sweep(deps.uow, deps.jobs, deps.settings.timings)
+                sweeper.sweep(deps.uow, deps.jobs, deps.settings.timings, deps.settings.max_attempts)
         except Exception as error:  # a database or Redis outage: try again at the next tick
             logging.warning("sweep failed: %s", described(error))
         if args.once or stopping.wait(interval):

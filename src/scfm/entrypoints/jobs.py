@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from scfm.bootstrap import bootstrap
-from scfm.services import batch_operations, dialing
+from scfm.domain.clock import utc_now
+from scfm.services import batch_operations, call_plans, dialing
 
 
 def fetch_remote_call(phone_call_id: int) -> str:
@@ -26,3 +27,13 @@ def run_contact_import(contact_import_id: int) -> dict:
 
     deps = bootstrap()
     return contact_imports.run_import(deps.uow, contact_import_id)
+
+
+def run_call_plan(callout_id: int) -> str:
+    deps = bootstrap()
+    run = call_plans.run_callout(deps.uow, callout_id, utc_now(), deps.settings.max_attempts)
+    if run is None:
+        return "skipped"
+    if run.made:
+        deps.jobs.dial_due(run.account_id)
+    return f"made {run.made} calls, finished {run.finished + run.expired} participations"

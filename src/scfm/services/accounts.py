@@ -8,6 +8,7 @@ from scfm.domain.filters import ACCESS_TOKEN_FILTERS, ACCOUNT_FILTERS
 from scfm.domain.model import AccessToken, Account, stored, SUPER_ADMIN
 from scfm.domain.ports import UnitOfWork
 from scfm.domain.provider import validate_dialing_limits, validate_own_provider_sids, validate_provider_endpoint
+from scfm.domain.call_plan import DEFAULT_MAX_ATTEMPTS_CAP, CallPlan
 from scfm.services.common import Page, PageRequest, apply_metadata, assign, list_page
 
 # What an account's own token may change; a super admin may also set permissions.
@@ -20,8 +21,11 @@ PERMISSIONS = {SUPER_ADMIN}
 
 
 def _apply(account: Account, params: dict[str, Any], allow_permissions: bool,
-           provider_settings: dict[str, Any]) -> None:
-    """`provider_settings`: the server's (Settings.provider): which provider URLs and rates it allows."""
+           provider_settings: dict[str, Any], max_attempts: int) -> None:
+    """`provider_settings`: the server's (Settings.provider): which provider URLs and rates it allows;
+    `max_attempts`: the server's cap on a call plan's (SCFM_MAX_ATTEMPTS)."""
+    if "call_plan" in params:
+        account.call_plan = CallPlan.normalize(params["call_plan"], max_attempts)
     for field in ("somleng_api_base_url", "somleng_api_host"):
         if field in params:
             validate_provider_endpoint(field, params[field], provider_settings)
@@ -39,20 +43,22 @@ def _apply(account: Account, params: dict[str, Any], allow_permissions: bool,
     apply_metadata(account, params)
 
 
-def create_account(uow: UnitOfWork, params: dict[str, Any], provider_settings: dict[str, Any]) -> Account:
+def create_account(uow: UnitOfWork, params: dict[str, Any], provider_settings: dict[str, Any],
+                   max_attempts: int = DEFAULT_MAX_ATTEMPTS_CAP) -> Account:
     with uow:
         account = Account()
-        _apply(account, params, allow_permissions=True, provider_settings=provider_settings)
+        _apply(account, params, allow_permissions=True, provider_settings=provider_settings,
+               max_attempts=max_attempts)
         account = uow.accounts.add(account)
         uow.commit()
     return account
 
 
 def update_account(uow: UnitOfWork, account_id: int, params: dict[str, Any], allow_permissions: bool,
-                   provider_settings: dict[str, Any]) -> Account:
+                   provider_settings: dict[str, Any], max_attempts: int = DEFAULT_MAX_ATTEMPTS_CAP) -> Account:
     with uow:
         account = uow.accounts.get(account_id, for_update=True)
-        _apply(account, params, allow_permissions, provider_settings)
+        _apply(account, params, allow_permissions, provider_settings, max_attempts)
         account = uow.accounts.save(account)
         uow.commit()
     return account

@@ -4,39 +4,54 @@ from __future__ import annotations
 from typing import Any
 
 from scfm.domain.call_flow_logic import CallFlowRegistry
+from scfm.domain.call_plan import DEFAULT_MAX_ATTEMPTS_CAP, CallPlan
 from scfm.domain.errors import DeleteRefused, ValidationFailed
 from scfm.domain.filters import CALLOUT_FILTERS, CALLOUT_PARTICIPATION_FILTERS, CONTACT_FILTERS
 from scfm.domain.model import Callout, CalloutParticipation, stored
+from scfm.domain.state_machines import CalloutStatus
 from scfm.domain.ports import JobQueue, UnitOfWork, Within
 from scfm.services.common import Page, PageRequest, apply_attributes, list_page
 
 
-def create_callout(uow: UnitOfWork, call_flows: CallFlowRegistry, account_id: int, params: dict[str, Any]) -> Callout:
+def create_callout(uow: UnitOfWork, call_flows: CallFlowRegistry, account_id: int, params: dict[str, Any],
+                   max_attempts: int = DEFAULT_MAX_ATTEMPTS_CAP) -> Callout:
+    """`max_attempts`: the operator's cap on a call plan's (SCFM_MAX_ATTEMPTS)."""
     callout = Callout(account_id=account_id)
     apply_attributes(callout, params, call_flows)
+    if "call_plan" in params:
+        callout.call_plan = CallPlan.normalize(params["call_plan"], max_attempts)
     with uow:
         callout = uow.callouts.add(callout)
         uow.commit()
     return callout
 
 
-def update_callout(uow: UnitOfWork, call_flows: CallFlowRegistry, callout_id: int, params: dict[str, Any]) -> Callout:
+def update_callout(uow: UnitOfWork, call_flows: CallFlowRegistry, callout_id: int, params: dict[str, Any],
+                   max_attempts: int = DEFAULT_MAX_ATTEMPTS_CAP) -> Callout:
+    """A new call plan acts on the calls not yet made; its participations that ended expired are open again
+    (its runner ends them expired again at once unless the new plan's not_after is later)."""
+    plan = CallPlan.normalize(params["call_plan"], max_attempts) if "call_plan" in params else None
     with uow:
         callout = uow.callouts.get(callout_id, for_update=True)
         apply_attributes(callout, params, call_flows)
+        if "call_plan" in params:
+            callout.call_plan = plan
+            uow.dial_queue.reopen_expired(stored(callout.id))
         callout = uow.callouts.save(callout)
         uow.commit()
     return callout
 
 
 def fire_callout_event(uow: UnitOfWork, jobs: JobQueue, callout_id: int, event: str) -> Callout:
-    """Pausing or stopping a callout holds its queued calls; resuming hands them back to the dialer."""
+    """Pausing or stopping a callout holds its queued calls, and its call plan makes no more; starting or
+    resuming hands them back to the dialer, and runs its call plan at once."""
     with uow:
         callout = uow.callouts.get(callout_id, for_update=True)
         callout.fire(event)
         callout = uow.callouts.save(callout)
         uow.commit()
-    if callout.status == "running":
+    if callout.status == CalloutStatus.RUNNING.value:
+        jobs.run_call_plan(stored(callout.id))
         jobs.dial_due(stored(callout.account_id))
     return callout
 

@@ -22,8 +22,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+from scfm.domain.call_plan import CallPlan, contact_zone
 from scfm.domain.dial_queue import (
-    Clock, DialOutcome, DialQueue, Leases, RateLimiter, Refused, RemotelyQueued, Retry, TooLate, Unknown, WakeUps,
+    Claim, Clock, DialOutcome, DialQueue, Expired, Leases, OutsideWindow, RateLimiter, Refused, RemotelyQueued,
+    Retry, TooLate, Unknown, WakeUps,
 )
 from scfm.domain.dialing import SPACING_MARGIN, DialingPolicy, Timings
 from scfm.domain.errors import ValidationFailed
@@ -172,7 +174,7 @@ class Dispatcher:
 
     def _due_accounts(self) -> list[int]:
         with self.uow_for() as uow:
-            return uow.dial_queue.accounts_with_due_calls()
+            return uow.dial_queue.accounts_with_due_calls(self.clock.now())
 
     # ---------------------------------------------------------------- an account: lease and threads
     def start(self, account_id: int) -> AccountDialing | None:
@@ -183,7 +185,7 @@ class Dispatcher:
             return None
         dialing.renewed_at = self.clock.monotonic()
         with self.uow_for() as uow:
-            due = uow.dial_queue.due_exists(account_id)
+            due = uow.dial_queue.due_exists(account_id, self.clock.now())
         if not due:  # dialed meanwhile, or held (a paused callout)
             self.leases.release(dialing.lease, dialing.token)
             return None
@@ -246,30 +248,58 @@ class Dispatcher:
                 dialing.outcomes[type(outcome).__name__] += 1
 
     def dial_next(self, dialing: AccountDialing) -> DialOutcome | None:
-        """Claim, wait for the slot, dial and record one call; None when none is due (or the cap is met)."""
+        """Claim, wait for the slot, dial and record one call; None when none is due (or the cap is met). A
+        call whose plan's window is closed for its contact, or past its not_after, is not dialed: it is
+        checked before the slot is taken (so it uses none) and again after."""
         cap = dialing.policy.max_calls_in_flight
         # the account's threads count and claim one at a time, so that together they never pass the cap
         with dialing.claiming, self.uow_for() as uow:
             if cap and uow.dial_queue.in_flight_count(dialing.account_id) >= cap:
                 return None
-            call = uow.dial_queue.claim_next_due(dialing.account_id)
+            claim = uow.dial_queue.claim_next_due(dialing.account_id, self.clock.now())
             uow.commit()
-        if call is None or call.id is None:
+        if claim is None or claim.call.id is None:
             return None
+        call, call_id = claim.call, claim.call.id
+        plan = self._plan(claim)
+        if plan is not None and (held := self._held_by_plan(plan, claim)) is not None:
+            return self._record(dialing, call_id, held)
         claimed = self.clock.monotonic()
         if dialing.credentials is not None:
             try:
                 self._wait_for_slot(dialing)
             except Exception:  # the limiter is away (Redis): nothing was sent, so the call goes back at once
                 with self.uow_for() as uow:
-                    uow.dial_queue.put_back(call.id, self.timings.retry_after_unreachable, count_attempt=False)
+                    uow.dial_queue.put_back(call_id, self.timings.retry_after_unreachable, count_attempt=False)
                     uow.commit()
                 raise
         if self.clock.monotonic() - claimed > self.timings.unknown_outcome_grace / 2:
             outcome: DialOutcome = TooLate()
+        elif plan is not None and (held := self._held_by_plan(plan, claim)) is not None:
+            outcome = held  # the window closed (or the plan expired) while the call waited for its slot
         else:
             outcome = self._dial(dialing, call)
-        return self._record(dialing, call.id, outcome)
+        return self._record(dialing, call_id, outcome)
+
+    def _plan(self, claim: Claim) -> CallPlan | None:
+        if not claim.call_plan:
+            return None
+        try:
+            return CallPlan.parse(claim.call_plan, cap=None)
+        except ValidationFailed as error:  # stored before a rule was added: dialed as a call without a plan
+            log.warning("phone call %s: its call plan cannot be read: %s", claim.call.id, error)
+            return None
+
+    def _held_by_plan(self, plan: CallPlan, claim: Claim) -> DialOutcome | None:
+        """Expired past the plan's not_after, outside its window for the contact's time zone, or None."""
+        now = self.clock.now()
+        if plan.expired(now):
+            return Expired(plan.expiry_message)
+        if plan.window is not None:
+            zone = contact_zone(claim.contact_time_zone, claim.call.msisdn, plan.window)
+            if not plan.window.contains(now, zone):
+                return OutsideWindow(plan.window.next_opening(now, zone))
+        return None
 
     def _wait_for_slot(self, dialing: AccountDialing) -> None:
         """Sleep until this call's slot. The slot is taken after the claim, so that only the request itself
@@ -331,6 +361,10 @@ class Dispatcher:
                 uow.dial_queue.put_back(call_id, outcome.retry_in, count_attempt=False)
             elif isinstance(outcome, TooLate):
                 uow.dial_queue.put_back(call_id, self.timings.retry_after_rate_limit, count_attempt=False)
+            elif isinstance(outcome, OutsideWindow):
+                uow.dial_queue.put_back_until(call_id, outcome.opens_at)
+            elif isinstance(outcome, Expired):
+                uow.dial_queue.end_expired(call_id, outcome.message)
             else:
                 log.warning("phone call %s: the outcome of the dial is unknown: %s", call_id, outcome.reason)
             uow.commit()

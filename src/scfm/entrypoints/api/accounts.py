@@ -15,6 +15,9 @@ blp = Blueprint("accounts", __name__, url_prefix="/api/accounts", description="A
 own_blp = Blueprint("account", __name__, url_prefix="/api/account", description="The caller's own account")
 
 
+ACCOUNT_CALL_PLAN = "The default call plan of the account's callouts (see a callout's call_plan); null clears it"
+
+
 class AccountSchema(ResourceSchema):
     settings = fields.Dict()
     twilio_account_sid = fields.String(allow_none=True)
@@ -25,6 +28,7 @@ class AccountSchema(ResourceSchema):
     calls_per_second = fields.Float(allow_none=True)
     max_calls_in_flight = fields.Integer(allow_none=True)
     permissions = fields.List(fields.String())
+    call_plan = fields.Dict(allow_none=True, metadata={"description": ACCOUNT_CALL_PLAN})
 
 
 class AccountArgs(MetadataArgs):
@@ -38,6 +42,7 @@ class AccountArgs(MetadataArgs):
     somleng_api_base_url = bounded_string(URL_LENGTH, allow_none=True)
     calls_per_second = fields.Float(allow_none=True, validate=validate.Range(min=0, max=10000, min_inclusive=False))
     max_calls_in_flight = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=2**31 - 1))
+    call_plan = JsonObject(allow_none=True, metadata={"description": ACCOUNT_CALL_PLAN})
 
 
 class SuperAdminAccountArgs(AccountArgs):
@@ -66,7 +71,8 @@ class Accounts(MethodView):
     @blp.response(201, AccountSchema)
     def post(self, args):
         """Create an account."""
-        account = services.create_account(server_uow(), args, deps().settings.provider)
+        account = services.create_account(server_uow(), args, deps().settings.provider,
+                                max_attempts=deps().settings.max_attempts)
         return created(account, f"/api/accounts/{account.id}")
 
 
@@ -82,7 +88,8 @@ class AccountById(MethodView):
     def patch(self, args, account_id):
         """Update an account."""
         services.update_account(server_uow(), account_id, args, allow_permissions=True,
-                                provider_settings=deps().settings.provider)
+                                provider_settings=deps().settings.provider,
+                                max_attempts=deps().settings.max_attempts)
 
     @blp.response(204)
     def delete(self, account_id):
@@ -102,4 +109,5 @@ class OwnAccount(MethodView):
     def patch(self, args):
         """Update the caller's account (provider credentials, settings, metadata)."""
         services.update_account(uow(), g.account.id, args, allow_permissions=False,
-                                provider_settings=deps().settings.provider)
+                                provider_settings=deps().settings.provider,
+                                max_attempts=deps().settings.max_attempts)

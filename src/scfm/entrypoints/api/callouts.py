@@ -6,7 +6,7 @@ from marshmallow import fields
 
 from scfm.entrypoints.api.http import (
     NAME_LENGTH, bounded_string, event_args,
-    Blueprint, MetadataArgs, PaginationArgs, ResourceSchema, call_flows, created, deps, paginated, paging,
+    Blueprint, JsonObject, MetadataArgs, PaginationArgs, ResourceSchema, call_flows, created, deps, paginated, paging,
     uow,
 )
 from scfm.services import callouts as services
@@ -14,14 +14,24 @@ from scfm.services import callouts as services
 blp = Blueprint("callouts", __name__, url_prefix="/api", description="Callouts")
 
 
+CALL_PLAN = (
+    "The call plan: remote_request_params, max_attempts (at most SCFM_MAX_ATTEMPTS), retries (per outcome of "
+    "busy, not_answered, failed, errored, canceled, expired: a list of delays in seconds, the last repeated), "
+    "window (time_zone, days, from, to; null for none) and not_after (an ISO 8601 timestamp). Its keys win over "
+    "the account's call_plan; null clears it"
+)
+
+
 class CalloutSchema(ResourceSchema):
     status = fields.String()
     call_flow_logic = fields.String(allow_none=True)
+    call_plan = fields.Dict(allow_none=True, metadata={"description": CALL_PLAN})
     account_id = fields.Integer()
 
 
 class CalloutArgs(MetadataArgs):
     call_flow_logic = bounded_string(NAME_LENGTH, allow_none=True)
+    call_plan = JsonObject(allow_none=True, metadata={"description": CALL_PLAN})
 
 
 EventArgs = event_args("Callout", "start", "pause", "resume", "stop")
@@ -39,7 +49,7 @@ class Callouts(MethodView):
     @blp.response(201, CalloutSchema)
     def post(self, args):
         """Create a callout."""
-        callout = services.create_callout(uow(), call_flows(), uow().account_id, args)
+        callout = services.create_callout(uow(), call_flows(), uow().account_id, args, deps().settings.max_attempts)
         return created(callout, f"/api/callouts/{callout.id}")
 
 
@@ -53,8 +63,8 @@ class CalloutById(MethodView):
     @blp.arguments(CalloutArgs)
     @blp.response(204)
     def patch(self, args, callout_id):
-        """Update a callout's call flow logic or metadata."""
-        services.update_callout(uow(), call_flows(), callout_id, args)
+        """Update a callout's call flow logic, call plan or metadata."""
+        services.update_callout(uow(), call_flows(), callout_id, args, deps().settings.max_attempts)
 
     @blp.response(204)
     def delete(self, callout_id):
