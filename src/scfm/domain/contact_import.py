@@ -263,25 +263,42 @@ def _valid_pattern(country_code: int, length: int) -> re.Pattern[str] | None:
     return re.compile(f"(?={general}\\Z)(?:{'|'.join(kinds)})")
 
 
-def _quick_e164(digits: str) -> str | None:
-    """`+digits` when phonenumbers would read `+digits` as that very number and call it valid; None when it
-    would not, or might read it otherwise (a national prefix after the country code, a leading zero, a
-    country with parsing rules of its own). A small share of the time of parsing, for a million rows."""
+@functools.lru_cache(maxsize=None)
+def _quick_check(head: str, length: int) -> tuple[int, str, re.Pattern[str] | None] | None:
+    """How to read `length` digits starting with `head` (their first three) as an international number without
+    phonenumbers.parse: (the country code's size, its national prefix, the pattern of its valid national
+    numbers of that length, or None when phonenumbers.is_valid_number must tell); None when no number so
+    written can be read that way."""
     for size in (1, 2, 3):
-        country_code = _COUNTRY_CODES.get(digits[:size])
+        country_code = _COUNTRY_CODES.get(head[:size])
         if country_code is not None:
             break
     else:
         return None
-    national = digits[size:]
     rules = _quick_rules(country_code)
-    if not national or national[0] == "0" or rules is None or (rules[0] and national.startswith(rules[0])):
+    if rules is None or length <= size:
         return None
-    if rules[1] is not None:
-        valid = (pattern := _valid_pattern(country_code, len(national))) is not None and \
-            pattern.fullmatch(national) is not None
+    if rules[1] is None:
+        return size, rules[0], None
+    pattern = _valid_pattern(country_code, length - size)
+    return (size, rules[0], pattern) if pattern is not None else None
+
+
+def _quick_e164(digits: str) -> str | None:
+    """`+digits` when phonenumbers would read `+digits` as that very number and call it valid; None when it
+    would not, or might read it otherwise (a national prefix after the country code, a leading zero, a
+    country with parsing rules of its own). A small share of the time of parsing, for a million rows."""
+    check = _quick_check(digits[:3], len(digits))
+    if check is None:
+        return None
+    size, prefix, pattern = check
+    national = digits[size:]
+    if national[0] == "0" or (prefix and national.startswith(prefix)):
+        return None
+    if pattern is not None:
+        valid = pattern.fullmatch(national) is not None
     else:
-        valid = phonenumbers.is_valid_number(phonenumbers.PhoneNumber(country_code=country_code,
+        valid = phonenumbers.is_valid_number(phonenumbers.PhoneNumber(country_code=int(digits[:size]),
                                                                       national_number=int(national)))
     return "+" + digits if valid else None
 
