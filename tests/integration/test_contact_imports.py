@@ -266,3 +266,32 @@ def test_export_columns_cover_every_level_of_nesting(api):
     assert rows[0][4:] == ["metadata.a.b", "metadata.address", "metadata.address.city", "metadata.address.geo.lat"]
     assert rows[1][4:] == ["dotted", "unknown", "", ""]
     assert rows[2][4:] == ["nested", "", "PP", "11.5"]
+
+
+def test_repeated_numbers_across_chunks_and_merges_over_the_bound_are_refused(api, deps):
+    body = ("msisdn,note\n+85512345678,a\\b\t\n+85512345679,x\n855 12 345 678,again\n+85512345680,y\n"
+            "+85512345678,third\n+85512345679,z\n")
+    first = upload(api, body).get_json()["id"]
+    deps.queue.empty()
+    import_services.run_import(deps.uow, first, chunk_rows=2)
+    done = api.get(f"/api/contact_imports/{first}").get_json()
+    assert (done["rows_read"], done["rows_created"], done["rows_refused"]) == (6, 3, 3)
+    rows = parse_csv(api.get(f"/api/contact_imports/{first}/errors.csv"))
+    assert rows[1:] == [["4", "855 12 345 678", "again", "duplicate number within the file (first on line 2)"],
+                        ["6", "+85512345678", "third", "duplicate number within the file (first on line 2)"],
+                        ["7", "+85512345679", "z", "duplicate number within the file (first on line 3)"]]
+    assert contacts_of(deps)["+85512345678"] == {"note": "a\\b"}
+    with deps.engine.begin() as conn:
+        conn.execute(text("UPDATE contacts SET metadata = jsonb_build_object('big', repeat('x', 65000)) "
+                          "WHERE msisdn = '+85512345680'"))
+    callout = api.post("/api/callouts").get_json()
+    second = upload(api, "msisdn,note\n+85512345680," + "y" * 1000 + "\n+85512345679,w\n",
+                    f"?callout_id={callout['id']}").get_json()["id"]
+    deps.queue.empty()
+    import_services.run_import(deps.uow, second)
+    done = api.get(f"/api/contact_imports/{second}").get_json()
+    assert (done["rows_read"], done["rows_updated"], done["rows_refused"]) == (2, 1, 1)
+    rows = parse_csv(api.get(f"/api/contact_imports/{second}/errors.csv"))
+    assert [row[0] for row in rows[1:]] == ["2"] and rows[1][-1].startswith("value too long (metadata merged")
+    participations = api.get(f"/api/callouts/{callout['id']}/callout_participations").get_json()
+    assert [p["msisdn"] for p in participations] == ["+85512345679"]
