@@ -105,16 +105,16 @@ def test_a_killed_worker_is_resumed_and_the_counts_are_the_same(api, other_api, 
     class Killed(Exception):
         pass
 
-    def kill_after_two_chunks(contact_import):
+    def kill_past_line_10(contact_import):
         if contact_import.last_line >= 11:
             raise Killed()
 
     with pytest.raises(Killed):
-        import_services.run_import(deps.uow, killed, chunk_rows=5, after_chunk=kill_after_two_chunks)
+        import_services.run_import(deps.uow, killed, chunk_lines=5, after_chunk=kill_past_line_10)
     halfway = api.get(f"/api/contact_imports/{killed}").get_json()
     assert halfway["status"] == "running" and 0 < halfway["progress"] < 1
-    assert halfway["rows_read"] == 10
-    import_services.run_import(deps.uow, killed, chunk_rows=5)
+    assert halfway["rows_read"] == 14  # chunks of five lines: 2 to 5, 6 to 10, 11 to 15
+    import_services.run_import(deps.uow, killed, chunk_lines=5)
     resumed = api.get(f"/api/contact_imports/{killed}").get_json()
     reference = other_api.get(f"/api/contact_imports/{clean}").get_json()
     counts = ("status", "rows_read", "rows_created", "rows_updated", "rows_unchanged", "rows_refused")
@@ -273,7 +273,7 @@ def test_repeated_numbers_across_chunks_and_merges_over_the_bound_are_refused(ap
             "+85512345678,third\n+85512345679,z\n")
     first = upload(api, body).get_json()["id"]
     deps.queue.empty()
-    import_services.run_import(deps.uow, first, chunk_rows=2)
+    import_services.run_import(deps.uow, first, chunk_lines=2)
     done = api.get(f"/api/contact_imports/{first}").get_json()
     assert (done["rows_read"], done["rows_created"], done["rows_refused"]) == (6, 3, 3)
     rows = parse_csv(api.get(f"/api/contact_imports/{first}/errors.csv"))
@@ -295,3 +295,15 @@ def test_repeated_numbers_across_chunks_and_merges_over_the_bound_are_refused(ap
     assert [row[0] for row in rows[1:]] == ["2"] and rows[1][-1].startswith("value too long (metadata merged")
     participations = api.get(f"/api/callouts/{callout['id']}/callout_participations").get_json()
     assert [p["msisdn"] for p in participations] == ["+85512345679"]
+
+
+def test_chunks_of_lines_skip_lines_without_rows(api, deps):
+    body = 'msisdn,note\n+85512345678,a\n\n\n\n,\n+85512345679,"two\n\n\nlines"\n+85512345680,b\n'
+    found = upload(api, body).get_json()["id"]
+    deps.queue.empty()
+    chunks = []
+    import_services.run_import(deps.uow, found, chunk_lines=2, after_chunk=lambda i: chunks.append(i.last_line))
+    done = api.get(f"/api/contact_imports/{found}").get_json()
+    assert (done["status"], done["rows_read"], done["rows_created"]) == ("finished", 3, 3)
+    assert chunks == [2, 8, 12]  # lines 3 to 6 hold no row: the next chunk starts at line 7
+    assert contacts_of(deps)["+85512345679"] == {"note": "two\n\n\nlines"}

@@ -20,7 +20,7 @@ from scfm.services.common import Page, PageRequest, list_page
 
 log = logging.getLogger(__name__)
 
-CHUNK_ROWS = 50_000
+CHUNK_LINES = 50_000
 MAX_ATTEMPTS = 5  # deliveries of an import's job (retries, redeliveries) before it is marked failed
 LOST = ("the uploaded rows were lost when PostgreSQL restarted after a crash: upload the file again (rows "
         "imported already are not imported twice)")
@@ -80,7 +80,7 @@ def import_errors(uow_for: UnitsOfWork, account_id: int, import_id: Any) -> Iter
     return rows()
 
 
-def run_import(uow_for: UnitsOfWork, import_id: int, chunk_rows: int = CHUNK_ROWS,
+def run_import(uow_for: UnitsOfWork, import_id: int, chunk_lines: int = CHUNK_LINES,
                after_chunk: Callable[[ContactImport], None] | None = None) -> dict[str, Any]:
     """The worker's part: chunk after chunk until the file is done. Safe to run twice, also at once."""
     with uow_for(None) as uow:
@@ -98,7 +98,7 @@ def run_import(uow_for: UnitsOfWork, import_id: int, chunk_rows: int = CHUNK_ROW
                 contact_import = uow.imports.lock(import_id)
                 if contact_import is None or not contact_import.is_open:
                     return {"status": contact_import.status if contact_import else "gone"}
-                written = uow.imports.write_chunk(contact_import, chunk_rows)
+                written = uow.imports.write_chunk(contact_import, chunk_lines)
                 if written is None:
                     return _finish(uow, contact_import)
                 contact_import.last_line, counts = written
