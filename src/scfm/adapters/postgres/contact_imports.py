@@ -160,7 +160,9 @@ class ContactImportStore:
                       GROUP BY msisdn HAVING count(*) > 1) d
                 WHERE r.msisdn = d.msisdn AND r.problem IS NULL AND r.line > d.first_line""",
                 {"reason": DUPLICATE_NUMBER})
-        sql(f"ANALYZE {table}")
+        # the planner needs to know the lines' range to use the index: a sample of 3,000 rows tells it
+        sql("SET LOCAL default_statistics_target = 10")
+        sql(f"ANALYZE {table} (line)")
         return counts[0]
 
     def drop_tables(self, import_id: int) -> None:
