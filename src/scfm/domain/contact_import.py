@@ -349,7 +349,8 @@ def normalize_row(line: int, cells: list[str], header: Header, options: ImportOp
                     return _too_long(line, header, index)
                 parts.append(key + _json_string(value))
         metadata = "{" + ",".join(parts) + "}"
-        if len(keys) * MAX_CELL_LENGTH > MAX_DOCUMENT_BYTES and document_size(json.loads(metadata)) > MAX_DOCUMENT_BYTES:
+        if len(keys) * MAX_CELL_LENGTH > MAX_DOCUMENT_BYTES and \
+                document_size(json.loads(metadata)) > MAX_DOCUMENT_BYTES:
             return _too_large(line)
         return Row(line, msisdn, metadata)
     nested: dict[str, Any] = {}
@@ -363,7 +364,8 @@ def normalize_row(line: int, cells: list[str], header: Header, options: ImportOp
         for part in path[:-1]:
             node = node.setdefault(part, {})
         node[path[-1]] = value
-    if len(header.metadata_columns) * MAX_CELL_LENGTH > MAX_DOCUMENT_BYTES and document_size(nested) > MAX_DOCUMENT_BYTES:
+    if len(header.metadata_columns) * MAX_CELL_LENGTH > MAX_DOCUMENT_BYTES and \
+            document_size(nested) > MAX_DOCUMENT_BYTES:
         return _too_large(line)
     return Row(line, msisdn, json.dumps(nested, ensure_ascii=False, separators=(",", ":")))
 

@@ -218,7 +218,8 @@ class ContactImportStore:
             created, updated = sql(
                 f"""WITH written AS (
                     INSERT INTO contacts (account_id, msisdn, metadata, created_at, updated_at)
-                    SELECT %(account)s, c.msisdn, c.metadata, now(), now() FROM {rows} c WHERE {chunk} AND c.problem IS NULL
+                    SELECT %(account)s, c.msisdn, c.metadata, now(), now() FROM {rows} c
+                    WHERE {chunk} AND c.problem IS NULL
                     ON CONFLICT ON CONSTRAINT index_contacts_on_account_id_and_msisdn {conflict}
                     RETURNING (xmax = 0) AS created)
                 SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created) FROM written""",
@@ -237,12 +238,14 @@ class ContactImportStore:
                         (account_id, callout_id, contact_id, msisdn, created_at, updated_at)
                     SELECT %(account)s, %(callout)s, k.id, k.msisdn, now(), now()
                     FROM {rows} c JOIN contacts k ON k.account_id = %(account)s AND k.msisdn = c.msisdn
-                    WHERE {chunk} AND c.problem IS NULL ORDER BY k.id ON CONFLICT DO NOTHING""", {**span, "callout": contact_import.callout_id})
+                    WHERE {chunk} AND c.problem IS NULL ORDER BY k.id ON CONFLICT DO NOTHING""",
+                    {**span, "callout": contact_import.callout_id})
             counts.created, counts.updated = created, updated
             counts.unchanged = good - created - updated
         if counts.refused:
             sql(f"""INSERT INTO contact_import_errors (contact_import_id, line, cells, reason)
-                SELECT %(id)s, c.line, c.cells::jsonb, c.problem FROM {rows} c WHERE {chunk} AND c.problem IS NOT NULL""",
+                SELECT %(id)s, c.line, c.cells::jsonb, c.problem FROM {rows} c
+                WHERE {chunk} AND c.problem IS NOT NULL""",
                 span)
         return last_line, counts
 
