@@ -306,7 +306,7 @@ def _quick_e164(digits: str) -> str | None:
 def normalize_import_msisdn(raw: str, default_country: str | None) -> str:
     """E.164 of a number as a spreadsheet writes it: `+855 96 234 5678`, `855962345678`, or `0962345678`
     with a default country of KH. Raises ValidationFailed."""
-    text = raw.translate(_NUMBER_PUNCTUATION)
+    text = raw if (raw[1:] if raw.startswith("+") else raw).isdigit() else raw.translate(_NUMBER_PUNCTUATION)
     international = text[1:] if text.startswith("+") else None if default_country else text
     if international and international.isdigit() and len(international) <= 15 \
             and (quick := _quick_e164(international)) is not None:

@@ -68,14 +68,15 @@ def _copy_lines(rows: Iterable[tuple[list[str], Row | Refusal]], counts: list[in
     another one; the rows that are not are no repeat. counts: [rows, rows seen]."""
     seen = bytearray(SEEN_BITS >> 3)
     mask = SEEN_BITS - 1
+    count = seen_count = 0
     for cells, outcome in rows:
-        counts[0] += 1
+        count += 1
         cells_json = "[" + ",".join(map(_json_string, cells)) + "]"
         if isinstance(outcome, Row):
             bit = hash(outcome.msisdn) & mask
             byte, flag = bit >> 3, 1 << (bit & 7)
             if seen[byte] & flag:
-                counts[1] += 1
+                seen_count += 1
                 repeat = "t"
             else:
                 seen[byte] |= flag
@@ -84,6 +85,7 @@ def _copy_lines(rows: Iterable[tuple[list[str], Row | Refusal]], counts: list[in
                    f"\t\\N\t{repeat}\n")
         else:
             yield f"{outcome.line}\t\\N\t\\N\t{_copy_json_text(cells_json)}\t{_copy_text(outcome.reason)}\t\\N\n"
+    counts[:] = [count, seen_count]
 
 
 def _copy_json_text(value: str) -> str:
