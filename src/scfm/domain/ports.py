@@ -12,7 +12,7 @@ from scfm.domain.filters import Condition
 if TYPE_CHECKING:  # batch_operation needs the provider's rules, which need this module's errors
     from scfm.domain.dial_queue import DialQueue  # it names RemoteCall, defined here
     from scfm.domain.batch_operation import Plan
-    from scfm.domain.contact_import import ChunkCounts, ContactImport, PreparedChunk, Refusal, Row
+    from scfm.domain.contact_import import ChunkCounts, ContactImport, Refusal, Row
 
 
 @dataclass(frozen=True)
@@ -217,20 +217,18 @@ class ContactImportStore(Protocol):
 
     def create_tables(self, import_id: int) -> None: ...
 
-    def copy_rows(self, import_id: int, rows: Iterable[tuple[int, list[str], str | None]]) -> int:
-        """Store (line, cells, problem) rows as they come; how many."""
+    def copy_rows(self, import_id: int, rows: Iterable[tuple[list[str], Row | Refusal]]) -> int:
+        """Store rows (their cells, normalised or refused) as they come, then refuse each number's later
+        lines; how many."""
 
     def drop_tables(self, import_id: int) -> None: ...
 
     def lock(self, import_id: int) -> ContactImport | None:
         """The import, locked for this transaction."""
 
-    def next_rows(self, import_id: int, after_line: int, limit: int) -> list[tuple[int, list[str], str | None]]: ...
-
-    def prepare_chunk(self, import_id: int, good: list[Row], refused: list[Refusal],
-                      cells_by_line: dict[int, list[str]], last_line: int) -> PreparedChunk: ...
-
-    def write_chunk(self, contact_import: ContactImport, chunk: PreparedChunk) -> ChunkCounts: ...
+    def write_chunk(self, contact_import: ContactImport, limit: int) -> tuple[int, ChunkCounts] | None:
+        """Write the next `limit` rows after the import's last line; (the chunk's last line, its counts), or
+        None when none is left."""
 
     def record_chunk(self, import_id: int, last_line: int, counts: ChunkCounts) -> None: ...
 
