@@ -1,13 +1,17 @@
 """The provider webhook (POST /api/remote_phone_call_events) and the events it records."""
 from __future__ import annotations
 
+import sys
 from functools import partial
 from typing import Callable, Iterable
+from urllib.parse import parse_qsl
 
 from flask import Flask, Request, Response, request
 from flask.ctx import RequestContext
 from flask.views import MethodView
 from marshmallow import fields
+from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import HTTP_STATUS_CODES
 
 from scfm.adapters.postgres.reports_unit import SqlReportsUnitOfWork
@@ -21,6 +25,7 @@ from scfm.entrypoints.api.http import (
 from scfm.services import remote_events as services
 
 WEBHOOK_PATH = "/api/remote_phone_call_events"
+FORM_TYPE = "application/x-www-form-urlencoded"
 TWIML_TYPE = "application/xml; charset=utf-8"
 STATUS_LINES = {status: f"{status} {HTTP_STATUS_CODES[status].upper()}" for status in (200, 201)}  # as werkzeug's
 
@@ -71,12 +76,12 @@ def public_url(req: Request, settings: Settings) -> str:
     return req.url
 
 
-def answer(req: Request, d: Deps) -> tuple[int, str, dict[str, str]]:
-    """The webhook's answer to `req`, as (status, TwiML, headers): 201 with the event recorded, 200 for a replay."""
+def answer(req: Request, form: MultiDict, d: Deps) -> tuple[int, str, dict[str, str]]:
+    """The webhook's answer to `req` and its `form`, as (status, TwiML, headers): 201 with the event recorded,
+    200 for a replay."""
     result = services.handle_webhook(
         partial(SqlReportsUnitOfWork, d.engine), d.call_flows, d.settings.provider, signature_is_valid,
-        public_url(req, d.settings), req.form, req.headers.get("X-Twilio-Signature", ""),
-        req.args.get("phone_call_id"),
+        public_url(req, d.settings), form, req.headers.get("X-Twilio-Signature", ""), req.args.get("phone_call_id"),
     )
     twiml = render(result.call_flow_response)
     if result.event is None:  # a replay: nothing recorded, the call flow answers as the call now stands
@@ -86,39 +91,36 @@ def answer(req: Request, d: Deps) -> tuple[int, str, dict[str, str]]:
 
 class WebhookRoute:
     """POST /api/remote_phone_call_events without Flask's dispatch: every status callback of every call comes
-    here, and Flask's request context, hooks, routing, view and response machinery cost more CPU than the
-    webhook's own work. A plain form with a Content-Length within the limit (as providers send) is parsed by
-    the app's request class, checked as the app's hooks check every request (text PostgreSQL can store), and
-    answered by `answer`, as the Flask view answers it; an error goes to the app's own error handlers.
-    Anything else (a chunked body, another content type, a body over the limit) goes to Flask."""
+    here, and Flask's request context, hooks, routing, view and response machinery, and werkzeug's form
+    parser around parse_qsl, cost more CPU than the webhook's own work. A form with a Content-Length within
+    the limits (as providers send it) is parsed as werkzeug parses it, checked as the app's hooks check every
+    request (text PostgreSQL can store), and answered by `answer`, as the Flask view answers it; an error
+    goes to the app's own error handlers. Anything else (a chunked body, another content type, a body over
+    a limit) goes to Flask."""
 
     def __init__(self, app: Flask, deps: Deps):
         self.app, self.deps, self.flask = app, deps, app.wsgi_app
+        self.limit = app.config["MAX_CONTENT_LENGTH"] or sys.maxsize
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        length = environ.get("CONTENT_LENGTH") or ""
         if (environ.get("PATH_INFO") != WEBHOOK_PATH or environ["REQUEST_METHOD"] != "POST"
-                or not self._plain(environ)):
+                or environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower() != FORM_TYPE
+                or not (length.isascii() and length.isdigit() and int(length) <= self.limit)
+                or "HTTP_TRANSFER_ENCODING" in environ):
             return self.flask(environ, start_response)
         req = self.app.request_class(environ)
-        req.max_content_length = self.app.config["MAX_CONTENT_LENGTH"]  # the limits Flask's context would give
-        req.max_form_memory_size = self.app.config["MAX_FORM_MEMORY_SIZE"]
         try:
+            form = _form(environ["wsgi.input"], int(length))
             check_text(req.args.to_dict(flat=False), "the query")
-            check_text(req.form.to_dict(flat=False), "the body")
-            status, twiml, headers = answer(req, self.deps)
+            check_text(form.to_dict(flat=False), "the body")
+            status, twiml, headers = answer(req, form, self.deps)
         except Exception as error:  # noqa: BLE001 - answered as Flask answers it
             return self._failed(environ, req, error, start_response)
         body = twiml.encode()
         start_response(STATUS_LINES[status], [*headers.items(), ("Content-Type", TWIML_TYPE),
                                               ("Content-Length", str(len(body)))])
         return [body]
-
-    def _plain(self, environ: dict) -> bool:
-        length = environ.get("CONTENT_LENGTH") or ""
-        limit = self.app.config["MAX_CONTENT_LENGTH"]
-        return (environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower() == "application/x-www-form-urlencoded"
-                and length.isascii() and length.isdigit() and (limit is None or int(length) <= limit)
-                and "HTTP_TRANSFER_ENCODING" not in environ)
 
     def _failed(self, environ: dict, req: Request, error: Exception, start_response: Callable) -> Iterable[bytes]:
         """As Flask's wsgi_app and full_dispatch_request answer an exception: the app's handler for it, else
@@ -129,6 +131,20 @@ class WebhookRoute:
             except Exception as unhandled:  # noqa: BLE001
                 response = self.app.handle_exception(unhandled)
             return response(environ, start_response)
+
+
+def _form(stream, length: int) -> MultiDict:
+    """A urlencoded body of `length` bytes, as werkzeug's form parser reads it: parse_qsl, blank values kept,
+    undecodable escapes kept as they are; a body that is not UTF-8 is no form (werkzeug's parser is silent);
+    a body shorter than its Content-Length is a client gone (400)."""
+    data = stream.read(length)
+    if len(data) < length:
+        raise ClientDisconnected()
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        return MultiDict()
+    return MultiDict(parse_qsl(text, keep_blank_values=True, errors="werkzeug.url_quote"))
 
 
 def _list(args, **parents):
@@ -146,7 +162,7 @@ class RemotePhoneCallEvents(MethodView):
     @blp.doc(security=[], summary="The provider's webhook (signed with X-Twilio-Signature)", **WEBHOOK_DOC)
     def post(self):
         """Record a provider status or voice request and answer with TwiML."""
-        status, twiml, headers = answer(request, deps())
+        status, twiml, headers = answer(request, request.form, deps())
         return Response(twiml, status=status, mimetype="application/xml", headers=headers)
 
 
