@@ -321,3 +321,14 @@ def test_a_callback_postgresql_cannot_store_or_cut_short_is_refused_and_records_
     assert _event_count(deps) == 0
     call = calling_api.get(f"/api/phone_calls/{remote_call['id']}").get_json()
     assert (call["status"], call["remote_status"]) == ("remotely_queued", "queued")
+
+
+def test_a_connection_lost_under_a_callback_is_a_503_and_the_next_callback_is_recorded(calling_api, remote_call, deps):
+    client = calling_api.client
+    assert signed_webhook(client, _params(remote_call, "ringing")).status_code == 201
+    with deps.engine.connect() as conn:  # the server drops every other connection, the pooled ones included
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+    answers = [signed_webhook(client, _params(remote_call, "in-progress")).status_code for _ in range(2)]
+    assert answers in ([503, 201], [201, 200])  # a connection found dead in use, or pinged first and replaced
+    assert _event_count(deps) == 2
