@@ -96,7 +96,8 @@ class WebhookRoute:
     the limits (as providers send it) is parsed as werkzeug parses it, checked as the app's hooks check every
     request (text PostgreSQL can store), and answered by `answer`, as the Flask view answers it; an error
     goes to the app's own error handlers. Anything else (a chunked body, another content type, a body over
-    a limit) goes to Flask."""
+    a limit) goes to Flask. The app's before_request and after_request hooks do not run here: what they do
+    for every request (check_text, today) this route does too."""
 
     def __init__(self, app: Flask, deps: Deps):
         self.app, self.deps, self.flask = app, deps, app.wsgi_app
