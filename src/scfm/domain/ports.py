@@ -258,7 +258,7 @@ class Exports(Protocol):
 
 @dataclass
 class ReportTarget:
-    account: model.Account
+    account: model.Account  # its id, provider account SIDs and auth tokens: what the webhook reads of it
     call: model.PhoneCall | None  # locked until the unit of work ends
     context: dict[str, Any] | None  # the metadata the call's flow sees: callout's, then participation's, then its own
 
@@ -276,7 +276,7 @@ class ProviderReports(Protocol):
 
 class UnitOfWork(Protocol):
     """One transaction, and the repositories that act within it, scoped to the account it was made for (or
-    to none, for the server's own work: the sweeper, the webhook's lookup, the super admin's accounts)."""
+    to none, for the server's own work: the sweeper, the super admin's accounts)."""
 
     account_id: int | None
     accounts: AccountRepository
@@ -289,7 +289,6 @@ class UnitOfWork(Protocol):
     remote_phone_call_events: RemotePhoneCallEventRepository
     batch_operations: BatchOperationRepository
     batches: BatchQueries
-    provider_reports: ProviderReports
     contact_imports: ContactImportRepository
     imports: ContactImportStore
     exports: Exports
@@ -299,9 +298,6 @@ class UnitOfWork(Protocol):
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None: ...
 
-    def for_account(self, account_id: int) -> UnitOfWork:
-        """The same transaction, scoped to an account found within it (the webhook finds it by AccountSid)."""
-
     def commit(self) -> None: ...
 
     def rollback(self) -> None: ...
@@ -309,4 +305,22 @@ class UnitOfWork(Protocol):
 
 # What the services that work across accounts are given: a unit of work for an account, or None for the server.
 UnitsOfWork = Callable[[int | None], UnitOfWork]
+
+
+class ReportsUnitOfWork(Protocol):
+    """The webhook's transaction, as lean as the busiest path needs: its two statements (provider_reports),
+    and the unit of work of the same transaction only for a call they do not find (an inbound call's first
+    request, a call adopted by the id in its callback URL)."""
+
+    provider_reports: ProviderReports
+
+    def __enter__(self) -> ReportsUnitOfWork: ...
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None: ...
+
+    def for_account(self, account_id: int) -> UnitOfWork:
+        """The unit of work of this transaction, scoped to an account found within it."""
+
+    def commit(self) -> None: ...
 
