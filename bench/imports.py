@@ -11,11 +11,14 @@ In a throwaway database, with the API under gunicorn (`scfm serve`) and one `scf
      text/csv body, then GET /api/contact_imports/:id until it is finished. Timed from the first byte sent to
      the status `finished`.
 
-Contacts are emptied before each step, so each writes into the same empty table and indexes. The file has a
-msisdn column (+855 12 xxx xxx, in random order), province, district, gender and language. Printed: both
-times and their ratio (target at most 1.5x), the upload's and the worker's shares, the peak resident
-memory of the worker's work horse (VmHWM) at --small and at --rows rows (flat: the worker holds a few
-chunks), and then the time of GET /api/contacts.csv of the --rows contacts with the API worker's peak.
+Steps 2 and 3 are repeated --rounds times (default 2), alternately, and the ratio is that of the fastest of
+each: on a shared machine a round can be slowed by others' work, and alternating gives both the same
+chances. Contacts are emptied before each step, so each writes into the same empty table and indexes. The
+file has a msisdn column (+855 12 xxx xxx, in random order), province, district, gender and language.
+Printed: every round's times, the ratio (target at most 1.5x), the upload's and the worker's shares, the
+peak resident memory of the worker's work horse (VmHWM) at --small and at --rows rows (flat: the worker
+runs SQL, chunk by chunk), and then the time of GET /api/contacts.csv of the --rows contacts with the API
+worker's peak.
 """
 from __future__ import annotations
 
@@ -169,46 +172,58 @@ def run(args: argparse.Namespace, folder: Path) -> None:
                 return outcome
 
             first = import_file(small, args.small)
-            empty_contacts(env)
-            hand_account, _ = new_account(admin)
-            progress(f"{args.rows:,} rows by hand-written SQL")
-            with CpuMeter({}) as hand_cpu:
-                hand = by_hand(env, hand_account, normalised)
-            progress(f"  {hand:.1f} s")
-            empty_contacts(env)
-            with CpuMeter({api_pid: "api", worker_pid: "worker"}) as ours_cpu:
-                ours = import_file(big, args.rows)
+            hands, ourses = [], []
+            for round_number in range(1, args.rounds + 1):
+                empty_contacts(env)
+                hand_account, _ = new_account(admin)
+                progress(f"round {round_number}: {args.rows:,} rows by hand-written SQL")
+                with CpuMeter({}) as hand_cpu:
+                    hand = by_hand(env, hand_account, normalised)
+                progress(f"  {hand:.1f} s; {hand_cpu.line()}")
+                hands.append((hand, hand_cpu))
+                empty_contacts(env)
+                with CpuMeter({api_pid: "api", worker_pid: "worker"}) as ours_cpu:
+                    ours = import_file(big, args.rows)
+                progress(f"  {ours_cpu.line()}")
+                ourses.append((ours, ours_cpu))
+                if ours["state"]["rows_created"] != args.rows:
+                    raise BenchError(f"expected {args.rows} contacts created, the import says {ours['state']}")
             progress(f"GET /api/contacts.csv of {args.rows:,} contacts")
             exported = export(session, base, ours["token"], api_pid)
             progress(f"  {exported['seconds']:.1f} s, {exported['rows']:,} rows, "
                      f"API worker peak {exported['peak_mib']:.0f} MiB")
             group.check_alive()
-    state = ours["state"]
-    if state["rows_created"] != args.rows:
-        raise BenchError(f"expected {args.rows} contacts created, the import says {state}")
+    hand, hand_cpu = min(hands, key=lambda pair: pair[0])
+    ours, ours_cpu = min(ourses, key=lambda pair: pair[0]["seconds"])
+    worker_mib = max(outcome["peak_mib"] for outcome, _cpu in ourses)
+    api_mib = max(outcome["api_mib"] for outcome, _cpu in ourses)
     load = Path("/proc/loadavg").read_text().split()[:3]
+    rounds = "; ".join(f"round {n}: ours {o['seconds']:.1f} s (upload {o['upload']:.1f} s), by hand {h:.1f} s"
+                       for n, ((o, _oc), (h, _hc)) in enumerate(zip(ourses, hands), 1))
+    print(rounds, flush=True)
     results = [
         versus(f"import {args.rows:,} rows (API + worker)", ours["seconds"], hand, target=f"<= {TARGET_RATIO}x",
                meets=ours["seconds"] <= TARGET_RATIO * hand,
-               note=f"upload {ours['upload']:.1f} s, worker {ours['worker']:.1f} s"),
+               note=f"the fastest of {args.rounds} rounds each; upload {ours['upload']:.1f} s, "
+                    f"worker {ours['worker']:.1f} s"),
         Result("worker peak memory", f"{first['peak_mib']:.0f} MiB at {args.small:,}, "
-               f"{ours['peak_mib']:.0f} MiB at {args.rows:,}", "flat",
-               ours["peak_mib"] <= first["peak_mib"] * 1.2 + 5),
+               f"{worker_mib:.0f} MiB at {args.rows:,}", "flat", worker_mib <= first["peak_mib"] * 1.2 + 5),
         Result("API worker peak memory (the upload)", f"{first['api_mib']:.0f} MiB after {args.small:,}, "
-               f"{ours['api_mib']:.0f} MiB after {args.rows:,}", "flat",
-               ours["api_mib"] <= first["api_mib"] * 1.2 + 5),
+               f"{api_mib:.0f} MiB after {args.rows:,}", "flat", api_mib <= first["api_mib"] * 1.2 + 5),
         Result(f"GET /api/contacts.csv, {args.rows:,} contacts", f"{exported['seconds']:.1f} s",
                "every row, flat memory", exported["rows"] == args.rows,
                f"API worker peak {exported['peak_mib']:.0f} MiB (after the imports)"),
     ]
     print(summary("contact imports", results))
-    print(f"by hand: {hand_cpu.line()}")
-    print(f"ours:    {ours_cpu.line()}")
+    print(f"by hand (fastest round): {hand_cpu.line()}")
+    print(f"ours (fastest round):    {ours_cpu.line()}")
     print(f"load average (1, 5, 15 min) at the end: {' '.join(load)}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the timed file (default 1,000,000)")
     parser.add_argument("--small", type=int, default=100_000, help="rows of the first file (default 100,000)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds of by hand then ours; the ratio is of the fastest of each (default 2)")
     parser.add_argument("--keep", action="store_true", help="keep the throwaway database")
 

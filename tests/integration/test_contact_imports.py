@@ -105,16 +105,16 @@ def test_a_killed_worker_is_resumed_and_the_counts_are_the_same(api, other_api, 
     class Killed(Exception):
         pass
 
-    def kill_after_two_chunks(contact_import):
+    def kill_past_line_10(contact_import):
         if contact_import.last_line >= 11:
             raise Killed()
 
     with pytest.raises(Killed):
-        import_services.run_import(deps.uow, killed, chunk_rows=5, after_chunk=kill_after_two_chunks)
+        import_services.run_import(deps.uow, killed, chunk_lines=5, after_chunk=kill_past_line_10)
     halfway = api.get(f"/api/contact_imports/{killed}").get_json()
     assert halfway["status"] == "running" and 0 < halfway["progress"] < 1
-    assert halfway["rows_read"] == 10
-    import_services.run_import(deps.uow, killed, chunk_rows=5)
+    assert halfway["rows_read"] == 14  # chunks of five lines: 2 to 5, 6 to 10, 11 to 15
+    import_services.run_import(deps.uow, killed, chunk_lines=5)
     resumed = api.get(f"/api/contact_imports/{killed}").get_json()
     reference = other_api.get(f"/api/contact_imports/{clean}").get_json()
     counts = ("status", "rows_read", "rows_created", "rows_updated", "rows_unchanged", "rows_refused")
@@ -266,3 +266,44 @@ def test_export_columns_cover_every_level_of_nesting(api):
     assert rows[0][4:] == ["metadata.a.b", "metadata.address", "metadata.address.city", "metadata.address.geo.lat"]
     assert rows[1][4:] == ["dotted", "unknown", "", ""]
     assert rows[2][4:] == ["nested", "", "PP", "11.5"]
+
+
+def test_repeated_numbers_across_chunks_and_merges_over_the_bound_are_refused(api, deps):
+    body = ("msisdn,note\n+85512345678,a\\b\t\n+85512345679,x\n855 12 345 678,again\n+85512345680,y\n"
+            "+85512345678,third\n+85512345679,z\n")
+    first = upload(api, body).get_json()["id"]
+    deps.queue.empty()
+    import_services.run_import(deps.uow, first, chunk_lines=2)
+    done = api.get(f"/api/contact_imports/{first}").get_json()
+    assert (done["rows_read"], done["rows_created"], done["rows_refused"]) == (6, 3, 3)
+    rows = parse_csv(api.get(f"/api/contact_imports/{first}/errors.csv"))
+    assert rows[1:] == [["4", "855 12 345 678", "again", "duplicate number within the file (first on line 2)"],
+                        ["6", "+85512345678", "third", "duplicate number within the file (first on line 2)"],
+                        ["7", "+85512345679", "z", "duplicate number within the file (first on line 3)"]]
+    assert contacts_of(deps)["+85512345678"] == {"note": "a\\b"}
+    with deps.engine.begin() as conn:
+        conn.execute(text("UPDATE contacts SET metadata = jsonb_build_object('big', repeat('x', 65000)) "
+                          "WHERE msisdn = '+85512345680'"))
+    callout = api.post("/api/callouts").get_json()
+    second = upload(api, "msisdn,note\n+85512345680," + "y" * 1000 + "\n+85512345679,w\n",
+                    f"?callout_id={callout['id']}").get_json()["id"]
+    deps.queue.empty()
+    import_services.run_import(deps.uow, second)
+    done = api.get(f"/api/contact_imports/{second}").get_json()
+    assert (done["rows_read"], done["rows_updated"], done["rows_refused"]) == (2, 1, 1)
+    rows = parse_csv(api.get(f"/api/contact_imports/{second}/errors.csv"))
+    assert [row[0] for row in rows[1:]] == ["2"] and rows[1][-1].startswith("value too long (metadata merged")
+    participations = api.get(f"/api/callouts/{callout['id']}/callout_participations").get_json()
+    assert [p["msisdn"] for p in participations] == ["+85512345679"]
+
+
+def test_chunks_of_lines_skip_lines_without_rows(api, deps):
+    body = 'msisdn,note\n+85512345678,a\n\n\n\n,\n+85512345679,"two\n\n\nlines"\n+85512345680,b\n'
+    found = upload(api, body).get_json()["id"]
+    deps.queue.empty()
+    chunks = []
+    import_services.run_import(deps.uow, found, chunk_lines=2, after_chunk=lambda i: chunks.append(i.last_line))
+    done = api.get(f"/api/contact_imports/{found}").get_json()
+    assert (done["status"], done["rows_read"], done["rows_created"]) == ("finished", 3, 3)
+    assert chunks == [2, 8, 12]  # lines 3 to 6 hold no row: the next chunk starts at line 7
+    assert contacts_of(deps)["+85512345679"] == {"note": "two\n\n\nlines"}

@@ -253,3 +253,82 @@ def test_behind_a_trusted_proxy_the_forwarded_url_is_the_signed_one(app, calling
     response = calling_api.client.post("/api/remote_phone_call_events", data=params, headers={
         "X-Twilio-Signature": signature, "X-Forwarded-Proto": "https", "X-Forwarded-Host": "calls.example.org"})
     assert response.status_code == 201
+
+
+def _signed(params, path="/api/remote_phone_call_events"):
+    from twilio.request_validator import RequestValidator
+
+    from tests.integration.conftest import PUBLIC_URL
+
+    return RequestValidator(PROVIDER_TOKEN).compute_signature(PUBLIC_URL + path, params)
+
+
+def test_a_callback_is_answered_alike_sized_chunked_or_with_a_charset(calling_api, remote_call, deps):
+    import io
+    from urllib.parse import urlencode
+
+    client, path = calling_api.client, "/api/remote_phone_call_events"
+
+    def post(params, how):
+        body, headers = urlencode(params).encode(), {"X-Twilio-Signature": _signed(params)}
+        if how == "chunked":  # as a WSGI server that decodes a chunked body hands it on: no Content-Length
+            return client.post(path, input_stream=io.BytesIO(body), content_type="application/x-www-form-urlencoded",
+                               headers={**headers, "Transfer-Encoding": "chunked"},
+                               environ_overrides={"wsgi.input_terminated": True})
+        content_type = "application/x-www-form-urlencoded" + ("; charset=UTF-8" if how == "charset" else "")
+        return client.post(path, data=body, content_type=content_type, headers=headers)
+
+    answers = [post(_params(remote_call, status, **extra), how) for status, extra, how in [
+        ("ringing", {}, "sized"), ("in-progress", {}, "chunked"), ("completed", {"CallDuration": "5"}, "charset"),
+        ("ringing", {}, "chunked"), ("in-progress", {}, "sized")]]
+    assert [answer.status_code for answer in answers] == [201, 201, 201, 200, 200]  # the last two: replays
+    assert len({answer.data for answer in answers}) == 1
+    assert all(answer.headers["Content-Type"] == "application/xml; charset=utf-8" for answer in answers)
+    assert [answer.headers.get("Location", "").rsplit("/", 1)[0] for answer in answers[:3]] == [path] * 3
+    call = calling_api.get(f"/api/phone_calls/{remote_call['id']}").get_json()
+    assert (call["status"], call["remote_status"], call["duration"]) == ("completed", "completed", 5)
+    assert _event_count(deps) == 3
+
+
+def test_a_callback_postgresql_cannot_store_or_cut_short_is_refused_and_records_nothing(calling_api, remote_call,
+                                                                                        deps):
+    import io
+
+    client, path = calling_api.client, "/api/remote_phone_call_events"
+    nul = _params(remote_call, "ringing", Caller="12\x0034")
+    response = client.post(path, data=nul, headers={"X-Twilio-Signature": _signed(nul)})
+    assert response.status_code == 400
+    assert response.get_json() == {"errors": {"base": ["the body must not contain NUL characters"]}}
+
+    ringing = _params(remote_call, "ringing")
+    query = "phone_call_id=%00"
+    response = client.post(f"{path}?{query}", data=ringing,
+                           headers={"X-Twilio-Signature": _signed(ringing, f"{path}?{query}")})
+    assert response.status_code == 400
+    assert response.get_json() == {"errors": {"base": ["the query must not contain NUL characters"]}}
+
+    huge = _params(remote_call, "completed", CallDuration="99999999999")  # beyond PostgreSQL's integer
+    response = client.post(path, data=huge, headers={"X-Twilio-Signature": _signed(huge)})
+    assert response.status_code == 400
+    assert response.get_json() == {"errors": {"base": ["a value is out of range or cannot be stored"]}}
+
+    short = client.post(path, input_stream=io.BytesIO(b"AccountSid=AC"),
+                        content_type="application/x-www-form-urlencoded", headers={"X-Twilio-Signature": "x"}, environ_overrides={"CONTENT_LENGTH": "100"})
+    assert (short.status_code, short.get_json()) == (400, {"status": 400, "error": "Bad Request"})
+    not_utf8 = client.post(path, data=b"AccountSid=" + PROVIDER_SID.encode() + b"&From=\xff",
+                           content_type="application/x-www-form-urlencoded", headers={"X-Twilio-Signature": "x"})
+    assert not_utf8.status_code == 403  # no form at all, as werkzeug reads it: no AccountSid
+    assert _event_count(deps) == 0
+    call = calling_api.get(f"/api/phone_calls/{remote_call['id']}").get_json()
+    assert (call["status"], call["remote_status"]) == ("remotely_queued", "queued")
+
+
+def test_a_connection_lost_under_a_callback_is_a_503_and_the_next_callback_is_recorded(calling_api, remote_call, deps):
+    client = calling_api.client
+    assert signed_webhook(client, _params(remote_call, "ringing")).status_code == 201
+    with deps.engine.connect() as conn:  # the server drops every other connection, the pooled ones included
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+    answers = [signed_webhook(client, _params(remote_call, "in-progress")).status_code for _ in range(2)]
+    assert answers in ([503, 201], [201, 200])  # a connection found dead in use, or pinged first and replaced
+    assert _event_count(deps) == 2

@@ -1,5 +1,6 @@
 """The pure rules of contact imports: options, the header, one row's normalisation and reasons, the state
 machine, reading the file, and the flattening of metadata for exports."""
+import json
 from datetime import datetime, timezone
 
 import pytest
@@ -84,7 +85,16 @@ HEADER = Header.parse(["msisdn", "name", "address.province"], ImportOptions())
     (["+85512345678", "caf\udce9", ""], ImportOptions(), Refusal(2, "malformed line (not valid UTF-8)")),
 ])
 def test_a_row_is_normalised_or_refused_with_its_reason(cells, options, expected):
-    assert normalize_row(2, cells, HEADER, options) == expected
+    result = normalize_row(2, cells, HEADER, options)
+    assert (result._replace(metadata=json.loads(result.metadata)) if isinstance(result, Row) else result) == expected
+
+
+def test_metadata_of_columns_that_do_not_nest_is_the_json_of_their_values():
+    header = Header.parse(["name", "msisdn", "note"], ImportOptions())
+    row = normalize_row(3, [' "Al"\\ ', "+85512345678", "caf\u00e9\t\u2028!"], header, ImportOptions())
+    assert row == Row(3, "+85512345678", '{"name":"\\"Al\\"\\\\","note":"caf\u00e9\\t\u2028!"}')
+    assert json.loads(row.metadata) == {"name": '"Al"\\', "note": "caf\u00e9\t\u2028!"}
+    assert normalize_row(4, ["", "+85512345678", ""], header, ImportOptions()) == Row(4, "+85512345678", "{}")
 
 
 def test_every_reason_starts_with_one_of_the_documented_kinds():

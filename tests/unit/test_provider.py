@@ -149,3 +149,28 @@ def test_a_listed_call_without_a_readable_sid_is_never_adopted():
                              date_created=when)
     assert _listed(listed).created_at is None
     assert _listed(SimpleNamespace(**{**vars(listed), "sid": "CA" + "a" * 32})).created_at == when
+
+
+@pytest.mark.parametrize("signed_url, seen_url", [
+    ("https://calls.example.org/api/remote_phone_call_events?phone_call_id=7",) * 2,
+    ("https://calls.example.org/api/remote_phone_call_events", "https://calls.example.org:443/api/remote_phone_call_events"),
+    ("https://calls.example.org:443/api/remote_phone_call_events", "https://calls.example.org/api/remote_phone_call_events"),
+    ("http://127.0.0.1:8080/api/remote_phone_call_events", "http://127.0.0.1:8080/api/remote_phone_call_events"),
+    ("http://127.0.0.1/api/remote_phone_call_events", "http://127.0.0.1:8080/api/remote_phone_call_events"),
+    ("https://calls.example.org/api/remote_phone_call_events", "https://other.example.org/api/remote_phone_call_events"),
+])
+@pytest.mark.parametrize("token", ["the-token", "another-token"])
+def test_a_webhook_signature_is_valid_exactly_when_twilios_validator_says_so(signed_url, seen_url, token):
+    from twilio.request_validator import RequestValidator
+    from werkzeug.datastructures import MultiDict
+
+    from scfm.adapters.provider import signature_is_valid
+
+    form = MultiDict([("CallSid", "CA1"), ("AccountSid", "AC1"), ("Digits", "1"), ("Digits", "2"), ("Digits", "1"),
+                      ("CallStatus", "in-progress"), ("Caller", "+855 12 ünïcode")])
+    signature = RequestValidator("the-token").compute_signature(signed_url, form)
+    expected = RequestValidator(token).validate(seen_url, form, signature)
+    assert signature_is_valid(token, seen_url, form, signature) is expected
+    assert signature_is_valid(token, seen_url, dict(form.lists()), signature) is expected
+    assert signature_is_valid(token, seen_url, form, signature[:-2] + "é=") is False
+    assert signature_is_valid(token, seen_url, form, "") is False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from twilio.twiml.voice_response import Gather as TwimlGather
 from twilio.twiml.voice_response import VoiceResponse
 
@@ -9,8 +11,22 @@ from scfm.domain.call_flow_logic import CallFlowResponse, Gather, Hangup, Play, 
 
 
 def render(response: CallFlowResponse) -> str:
+    try:
+        return _rendered(response.instructions)
+    except TypeError:  # an instruction that cannot be a key (it holds a list): rendered afresh
+        return _render(response.instructions)
+
+
+@lru_cache(maxsize=1024)
+def _rendered(instructions: tuple[object, ...]) -> str:
+    """Most calls of a callout are answered alike: the same instructions are rendered once (building the XML
+    tree cost as much CPU as a statement)."""
+    return _render(instructions)
+
+
+def _render(instructions: tuple[object, ...]) -> str:
     twiml = VoiceResponse()
-    for instruction in response.instructions:
+    for instruction in instructions:
         _append(twiml, instruction)
     return twiml.to_xml()
 

@@ -1,7 +1,6 @@
 """Entities: plain dataclasses that carry the rules of the records the API manages."""
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import secrets
@@ -41,19 +40,35 @@ class Entity:
     # exactly the fields that differ from it, so a changed field cannot be left out of a write.
     def mark_clean(self) -> None:
         """Take the snapshot: the entity as its row now stands."""
-        self._snapshot = {f.name: _copied(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        self._snapshot = {name: _copied(getattr(self, name)) for name in _field_names(type(self))}
 
     def changed_fields(self) -> set[str]:
         """The fields that differ from the snapshot (every field of an entity never loaded)."""
         snapshot: dict[str, Any] | None = getattr(self, "_snapshot", None)
-        names = {f.name for f in dataclasses.fields(self)}
         if snapshot is None:
-            return names
-        return {name for name in names if getattr(self, name) != snapshot[name]}
+            return set(_field_names(type(self)))
+        return {name for name, value in snapshot.items() if getattr(self, name) != value}
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(entity: type) -> tuple[str, ...]:
+    """An entity class's fields, found once: a snapshot and its diff are taken on every webhook request."""
+    names = _FIELD_NAMES.get(entity)
+    if names is None:
+        names = _FIELD_NAMES[entity] = tuple(f.name for f in dataclasses.fields(entity))
+    return names
 
 
 def _copied(value: Any) -> Any:
-    return copy.deepcopy(value) if isinstance(value, (dict, list)) else value
+    """A field's value as the snapshot keeps it: its dicts and lists (JSON documents) copied all the way down;
+    anything else is a value no one changes in place."""
+    if isinstance(value, dict):
+        return {key: _copied(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [_copied(inner) for inner in value]
+    return value
 
 
 @dataclass

@@ -12,7 +12,7 @@ from scfm.domain.filters import Condition
 if TYPE_CHECKING:  # batch_operation needs the provider's rules, which need this module's errors
     from scfm.domain.dial_queue import DialQueue  # it names RemoteCall, defined here
     from scfm.domain.batch_operation import Plan
-    from scfm.domain.contact_import import ChunkCounts, ContactImport, PreparedChunk, Refusal, Row
+    from scfm.domain.contact_import import ChunkCounts, ContactImport, Refusal, Row
 
 
 @dataclass(frozen=True)
@@ -217,20 +217,18 @@ class ContactImportStore(Protocol):
 
     def create_tables(self, import_id: int) -> None: ...
 
-    def copy_rows(self, import_id: int, rows: Iterable[tuple[int, list[str], str | None]]) -> int:
-        """Store (line, cells, problem) rows as they come; how many."""
+    def copy_rows(self, import_id: int, rows: Iterable[tuple[list[str], Row | Refusal]]) -> int:
+        """Store rows (their cells, normalised or refused) as they come, then refuse each number's later
+        lines; how many."""
 
     def drop_tables(self, import_id: int) -> None: ...
 
     def lock(self, import_id: int) -> ContactImport | None:
         """The import, locked for this transaction."""
 
-    def next_rows(self, import_id: int, after_line: int, limit: int) -> list[tuple[int, list[str], str | None]]: ...
-
-    def prepare_chunk(self, import_id: int, good: list[Row], refused: list[Refusal],
-                      cells_by_line: dict[int, list[str]], last_line: int) -> PreparedChunk: ...
-
-    def write_chunk(self, contact_import: ContactImport, chunk: PreparedChunk) -> ChunkCounts: ...
+    def write_chunk(self, contact_import: ContactImport, limit: int) -> tuple[int, ChunkCounts] | None:
+        """Write the next `limit` rows after the import's last line; (the chunk's last line, its counts), or
+        None when none is left."""
 
     def record_chunk(self, import_id: int, last_line: int, counts: ChunkCounts) -> None: ...
 
@@ -260,7 +258,7 @@ class Exports(Protocol):
 
 @dataclass
 class ReportTarget:
-    account: model.Account
+    account: model.Account  # its id, provider account SIDs and auth tokens: what the webhook reads of it
     call: model.PhoneCall | None  # locked until the unit of work ends
     context: dict[str, Any] | None  # the metadata the call's flow sees: callout's, then participation's, then its own
 
@@ -278,7 +276,7 @@ class ProviderReports(Protocol):
 
 class UnitOfWork(Protocol):
     """One transaction, and the repositories that act within it, scoped to the account it was made for (or
-    to none, for the server's own work: the sweeper, the webhook's lookup, the super admin's accounts)."""
+    to none, for the server's own work: the sweeper, the super admin's accounts)."""
 
     account_id: int | None
     accounts: AccountRepository
@@ -291,7 +289,6 @@ class UnitOfWork(Protocol):
     remote_phone_call_events: RemotePhoneCallEventRepository
     batch_operations: BatchOperationRepository
     batches: BatchQueries
-    provider_reports: ProviderReports
     contact_imports: ContactImportRepository
     imports: ContactImportStore
     exports: Exports
@@ -301,9 +298,6 @@ class UnitOfWork(Protocol):
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None: ...
 
-    def for_account(self, account_id: int) -> UnitOfWork:
-        """The same transaction, scoped to an account found within it (the webhook finds it by AccountSid)."""
-
     def commit(self) -> None: ...
 
     def rollback(self) -> None: ...
@@ -311,4 +305,22 @@ class UnitOfWork(Protocol):
 
 # What the services that work across accounts are given: a unit of work for an account, or None for the server.
 UnitsOfWork = Callable[[int | None], UnitOfWork]
+
+
+class ReportsUnitOfWork(Protocol):
+    """The webhook's transaction, as lean as the busiest path needs: its two statements (provider_reports),
+    and the unit of work of the same transaction only for a call they do not find (an inbound call's first
+    request, a call adopted by the id in its callback URL)."""
+
+    provider_reports: ProviderReports
+
+    def __enter__(self) -> ReportsUnitOfWork: ...
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None: ...
+
+    def for_account(self, account_id: int) -> UnitOfWork:
+        """The unit of work of this transaction, scoped to an account found within it."""
+
+    def commit(self) -> None: ...
 

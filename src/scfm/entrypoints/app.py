@@ -179,4 +179,5 @@ def create_app(deps: Deps | None = None) -> Flask:
             return jsonify({"errors": messages or {"base": ["is invalid"]}}), 422
         return _error(error.code or 500, error.name)
 
+    app.wsgi_app = remote_phone_call_events.WebhookRoute(app, deps)  # type: ignore[method-assign]
     return app

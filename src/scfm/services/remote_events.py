@@ -5,15 +5,15 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 from scfm.domain import state_machines as sm
-from scfm.domain.call_flow_logic import CallFlowRegistry, CallFlowRequest
+from scfm.domain.call_flow_logic import CallFlowRegistry, CallFlowRequest, CallFlowResponse
 from scfm.domain.clock import Clock, utc_now
 from scfm.domain.errors import DomainError, NotFound, ValidationFailed
 from scfm.domain.filters import REMOTE_PHONE_CALL_EVENT_FILTERS
 from scfm.domain.model import Contact, PhoneCall, RemotePhoneCallEvent, stored
-from scfm.domain.ports import SignatureValidator, UnitOfWork, UnitsOfWork, Within
+from scfm.domain.ports import ReportsUnitOfWork, SignatureValidator, UnitOfWork, Within
 from scfm.domain.provider import webhook_auth_token
 from scfm.domain.values import MergeMode, merge_metadata, msisdn_or_as_given
 from scfm.services.common import Page, PageRequest, apply_metadata, list_page
@@ -26,7 +26,7 @@ class Forbidden(DomainError):
 @dataclass
 class WebhookResult:
     event: RemotePhoneCallEvent | None  # None: a replay of a request already recorded, which changed nothing
-    call_flow_response: object
+    call_flow_response: CallFlowResponse
 
 
 def request_digest(url: str, lists: dict[str, Any]) -> bytes:
@@ -47,25 +47,25 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def handle_webhook(uow_for: UnitsOfWork, call_flows: CallFlowRegistry, provider_defaults: dict[str, Any],
-                   validate_signature: SignatureValidator, url: str, params: Any,
+def handle_webhook(reports_for: Callable[[], ReportsUnitOfWork], call_flows: CallFlowRegistry,
+                   provider_defaults: dict[str, Any], validate_signature: SignatureValidator, url: str, params: Any,
                    signature: str, our_phone_call_id: Any = None, clock: Clock = utc_now) -> WebhookResult:
     """Record one provider request, move the call forward, and answer with its call flow logic.
 
-    `params` is the form as posted (validate_signature needs every value); `our_phone_call_id` comes from
-    the status callback URL we gave the provider, and finds a call whose create response was lost.
+    `params` is the form as posted (validate_signature is given every value, as lists); `our_phone_call_id`
+    comes from the status callback URL we gave the provider, and finds a call whose create response was lost.
     """
     account_sid = params.get("AccountSid")
     if not account_sid:
         raise Forbidden("AccountSid is missing")
     call_sid = params.get("CallSid")
-    with uow_for(None) as server:  # one transaction for the whole request
+    with reports_for() as server:  # one transaction for the whole request
         target = server.provider_reports.find(account_sid, call_sid)
         token = webhook_auth_token(target.account, account_sid, provider_defaults) if target else None
-        if target is None or not token or not validate_signature(token, url, params, signature or ""):
+        lists = _lists(params)
+        if target is None or not token or not validate_signature(token, url, lists, signature or ""):
             raise Forbidden("bad signature")
         account_id = stored(target.account.id)
-        lists = _lists(params)
         for key in READ_ONCE:
             if len(lists.get(key, ())) > 1:
                 raise ValidationFailed.on(key, "must be given once")
@@ -75,16 +75,17 @@ def handle_webhook(uow_for: UnitsOfWork, call_flows: CallFlowRegistry, provider_
         remote_status = (details.get("CallStatus") or "").lower() or None
         direction = details.get("Direction")
 
-        uow = server.for_account(account_id)
         call, context = target.call, target.context
-        if call is None and our_phone_call_id is not None:
-            call = _adopt(uow, _int(our_phone_call_id), call_sid, clock())
-        if call is None:
-            if (direction or "").lower() != "inbound":
-                raise NotFound("phone call")
-            call = _inbound_call(uow, account_id, details, call_sid, clock())
-        if context is None:
-            context = _context_metadata(uow, call)
+        if call is None or context is None:  # the account's own repositories, only when the call needs them
+            uow = server.for_account(account_id)
+            if call is None and our_phone_call_id is not None:
+                call = _adopt(uow, _int(our_phone_call_id), call_sid, clock())
+            if call is None:
+                if (direction or "").lower() != "inbound":
+                    raise NotFound("phone call")
+                call = _inbound_call(uow, account_id, details, call_sid, clock())
+            if context is None:
+                context = _context_metadata(uow, call)
         _apply_report(call, details, remote_status, direction, clock())
         name: str | None = call.effective_call_flow_logic
         if name and not call_flows.is_registered(name):
@@ -97,11 +98,11 @@ def handle_webhook(uow_for: UnitsOfWork, call_flows: CallFlowRegistry, provider_
         ))
         if response.metadata_updates:
             call.metadata = merge_metadata(call.metadata, response.metadata_updates, MergeMode.DEEP_MERGE)
-        event = uow.provider_reports.record(call, RemotePhoneCallEvent(
+        event = server.provider_reports.record(call, RemotePhoneCallEvent(
             account_id=account_id, phone_call_id=call.id, details=details, remote_call_id=call_sid,
             remote_direction=direction, call_flow_logic=name or call_flows.default_name,
         ), request_digest(url, lists))
-        uow.commit()
+        server.commit()
     return WebhookResult(event, response)
 
 

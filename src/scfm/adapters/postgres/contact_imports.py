@@ -1,17 +1,17 @@
-"""Contact imports in PostgreSQL: the uploaded rows COPYed into a table of the import's own, each chunk written
-with set-based SQL (one upsert of its contacts, one insert of its participations) in the transaction that
-records the chunk's progress, and the refused rows read back for errors.csv.
+"""Contact imports in PostgreSQL: the uploaded rows, normalised as they arrive, COPYed into a table of the import's
+own; each chunk of them written with set-based SQL (one upsert of its contacts, one insert of its
+participations, one of its refused rows) in the transaction that records the chunk's progress; and the refused
+rows read back for errors.csv.
 
-Each import has two tables, dropped when it ends: contact_import_rows_<id> (line, cells as JSON text, problem)
-holds the file as uploaded, contact_import_numbers_<id> (number, line) the first line of each number seen, so
-that a number repeated anywhere later in the file is refused without keeping a million numbers in a worker.
-Both are UNLOGGED (a million rows without their WAL): PostgreSQL empties them if it restarts after a crash,
-and the import then fails saying so (the service compares the rows read with the rows uploaded).
+The table, contact_import_rows_<id> (line, msisdn, metadata, cells, problem, seen), is dropped when the import
+ends.
+It is UNLOGGED (a million rows without their WAL): PostgreSQL empties it if it restarts after a crash, and the
+import then fails saying so (the service compares the rows read with the rows uploaded).
 """
 from __future__ import annotations
 
 import io
-import json
+from json.encoder import encode_basestring
 from typing import Iterable, Iterator
 
 import psycopg2
@@ -21,20 +21,15 @@ from scfm.adapters.postgres import tables as t
 from scfm.adapters.postgres.repositories import Repository
 from scfm.domain import model
 from scfm.domain import state_machines as sm
-from scfm.domain.contact_import import (DUPLICATE_NUMBER, ChunkCounts, ContactImport, PreparedChunk, Refusal, Row,
+from scfm.domain.contact_import import (DUPLICATE_NUMBER, ChunkCounts, ContactImport, Refusal, Row,
                                         merged_too_large_reason)
 from scfm.domain.values import MAX_DOCUMENT_BYTES, MergeMode
 
-COPY_BATCH_ROWS = 5000
 OPEN = [s.value for s in sm.OPEN_CONTACT_IMPORT_STATUSES]
 
 
 def rows_table(import_id: int) -> str:
     return f"contact_import_rows_{int(import_id)}"
-
-
-def numbers_table(import_id: int) -> str:
-    return f"contact_import_numbers_{int(import_id)}"
 
 
 class ContactImportRepository(Repository):
@@ -60,10 +55,42 @@ def _copy_text(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
-def _copy_json(value) -> str:
-    """A value as JSON in COPY's text format: JSON escapes tabs and line breaks itself, so only its
-    backslashes need doubling."""
-    return json.dumps(value, ensure_ascii=False).replace("\\", "\\\\")
+_json_string = encode_basestring  # a text as a JSON string (json.dumps' own C function)
+
+
+SEEN_BITS = 1 << 24  # 2 MiB whatever the file's size: a million numbers set about 6% of it, about 3% are `seen`
+
+
+def _copy_lines(rows: Iterable[tuple[list[str], Row | Refusal]], counts: list[int]) -> Iterator[str]:
+    """Rows as COPY (line, msisdn, metadata, cells, problem, seen) reads them: the cells (as a JSON array) of
+    every row, since a good row may yet be refused (a number on an earlier line). `seen` is true when a bit
+    of a fixed bitmap of the numbers so far (by hash) was set by an earlier row: maybe the same number, maybe
+    another one; the rows that are not are no repeat. counts: [rows, rows seen]."""
+    seen = bytearray(SEEN_BITS >> 3)
+    mask = SEEN_BITS - 1
+    count = seen_count = 0
+    for cells, outcome in rows:
+        count += 1
+        cells_json = "[" + ",".join(map(_json_string, cells)) + "]"
+        if isinstance(outcome, Row):
+            bit = hash(outcome.msisdn) & mask
+            byte, flag = bit >> 3, 1 << (bit & 7)
+            if seen[byte] & flag:
+                seen_count += 1
+                repeat = "t"
+            else:
+                seen[byte] |= flag
+                repeat = "\\N"
+            yield (f"{outcome.line}\t{outcome.msisdn}\t{_copy_json_text(outcome.metadata + chr(9) + cells_json)}"
+                   f"\t\\N\t{repeat}\n")
+        else:
+            yield f"{outcome.line}\t\\N\t\\N\t{_copy_json_text(cells_json)}\t{_copy_text(outcome.reason)}\t\\N\n"
+    counts[:] = [count, seen_count]
+
+
+def _copy_json_text(value: str) -> str:
+    """JSON text in COPY's text format: JSON escapes tabs and line breaks itself, so only its backslashes double."""
+    return value.replace("\\", "\\\\")
 
 
 class _Lines(io.RawIOBase):
@@ -99,21 +126,15 @@ class ContactImportStore:
     def __init__(self, conn):
         self.conn = conn
 
-    def _copy(self, statement: str, lines: Iterable[str] | bytes) -> None:
+    def _copy(self, statement: str, lines: Iterable[str]) -> None:
         """COPY FROM STDIN on this transaction's connection; an error of the lines' source (a body over its
         limit) is raised as itself, PostgreSQL's as SQLAlchemy's, like every other statement's."""
-        source: _Lines | None = None
-        data: io.BufferedIOBase
-        if isinstance(lines, bytes):
-            data = io.BytesIO(lines)
-        else:
-            source = _Lines(lines)
-            data = io.BufferedReader(source, 1 << 16)
+        source = _Lines(lines)
         cursor = self.conn.connection.cursor()
         try:
-            cursor.copy_expert(statement, data, size=1 << 16)
+            cursor.copy_expert(statement, io.BufferedReader(source, 1 << 16), size=1 << 16)
         except psycopg2.Error as error:
-            if source is not None and source.error is not None:
+            if source.error is not None:
                 raise source.error from None
             raise exc.DBAPIError.instance(statement, None, error, psycopg2.Error) from error
         finally:
@@ -123,25 +144,32 @@ class ContactImportStore:
     def create_tables(self, import_id: int) -> None:
         self.drop_tables(import_id)  # ids are never reused, but a test's TRUNCATE ... RESTART IDENTITY reuses them
         self.conn.exec_driver_sql(
-            f"CREATE UNLOGGED TABLE {rows_table(import_id)} (line integer PRIMARY KEY, cells text NOT NULL, problem text)")
-        self.conn.exec_driver_sql(
-            f"CREATE UNLOGGED TABLE {numbers_table(import_id)} (number bigint PRIMARY KEY, line integer NOT NULL)")
+            f"CREATE UNLOGGED TABLE {rows_table(import_id)} (line integer NOT NULL, msisdn text, metadata jsonb, "
+            "cells text NOT NULL, problem text, seen boolean)")
 
-    def copy_rows(self, import_id: int, rows: Iterable[tuple[int, list[str], str | None]]) -> int:
-        """COPY (line, cells, problem) rows into the import's table as they come; how many."""
-        count = 0
-
-        def lines() -> Iterator[str]:
-            nonlocal count
-            for line, cells, problem in rows:
-                count += 1
-                yield (f"{line}\t{_copy_json(cells)}\t{_copy_text(problem) if problem else chr(92) + 'N'}\n")
-
-        self._copy(f"COPY {rows_table(import_id)} (line, cells, problem) FROM STDIN", lines())
-        return count
+    def copy_rows(self, import_id: int, rows: Iterable[tuple[list[str], Row | Refusal]]) -> int:
+        """COPY the rows, normalised or refused, into the import's table as they come; then refuse every row
+        whose number an earlier line has. How many rows."""
+        counts = [0, 0]
+        table = rows_table(import_id)
+        self._copy(f"COPY {table} (line, msisdn, metadata, cells, problem, seen) FROM STDIN", _copy_lines(rows, counts))
+        sql = self.conn.exec_driver_sql
+        # the rows are in the order of their lines: a block range index finds a chunk's at little cost
+        sql(f"CREATE INDEX ON {table} USING brin (line)")
+        if counts[1]:  # the numbers of the rows seen, each on every line it is on, then its later lines refused
+            sql(f"""UPDATE {table} r SET problem = %(reason)s || ' (first on line ' || d.first_line || ')'
+                FROM (SELECT msisdn, min(line) AS first_line FROM {table}
+                      WHERE problem IS NULL AND msisdn IN (SELECT msisdn FROM {table} WHERE seen)
+                      GROUP BY msisdn HAVING count(*) > 1) d
+                WHERE r.msisdn = d.msisdn AND r.problem IS NULL AND r.line > d.first_line""",
+                {"reason": DUPLICATE_NUMBER})
+        # the planner needs to know the lines' range to use the index: a sample of 3,000 rows tells it
+        sql("SET LOCAL default_statistics_target = 10")
+        sql(f"ANALYZE {table} (line)")
+        return counts[0]
 
     def drop_tables(self, import_id: int) -> None:
-        self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS {rows_table(import_id)}, {numbers_table(import_id)}")
+        self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS {rows_table(import_id)}")
 
     # ------------------------------------------------------------ the worker
     def lock(self, import_id: int) -> ContactImport | None:
@@ -154,100 +182,74 @@ class ContactImportStore:
         contact_import.mark_clean()
         return contact_import
 
-    def next_rows(self, import_id: int, after_line: int, limit: int) -> list[tuple[int, list, str | None]]:
-        cursor = self.conn.connection.cursor()  # the driver's tuples: a million rows pass through here
-        try:
-            cursor.execute(f"SELECT line, cells, problem FROM {rows_table(import_id)} WHERE line > %s ORDER BY line "
-                           "LIMIT %s", (after_line, limit))
-            loads = json.loads
-            return [(line, loads(cells), problem) for line, cells, problem in cursor.fetchall()]
-        except psycopg2.Error as error:
-            raise exc.DBAPIError.instance("SELECT ... FROM contact_import_rows", None, error, psycopg2.Error) from error
-        finally:
-            cursor.close()
-
-    @staticmethod
-    def prepare_chunk(import_id: int, good: list[Row], refused: list[Refusal], cells_by_line: dict[int, list],
-                      last_line: int) -> "PreparedChunk":
-        """A chunk's rows as COPY reads them (made while the previous chunk is being written)."""
-        return PreparedChunk(
-            last_line=last_line, good=len(good), refused=len(refused),
-            rows="".join(f"{row.line}\t{row.msisdn}\t{_copy_json(row.metadata)}\n" for row in good).encode(),
-            errors="".join(f"{import_id}\t{r.line}\t{_copy_json(cells_by_line[r.line])}"
-                           f"\t{_copy_text(r.reason)}\n" for r in refused).encode())
-
-    def write_chunk(self, contact_import: ContactImport, chunk: "PreparedChunk") -> ChunkCounts:
-        """Write one chunk's contacts, participations and refusals; the counts. Set-based: a temporary table
-        of the chunk's rows, then one statement per step."""
+    def write_chunk(self, contact_import: ContactImport, limit: int) -> tuple[int, ChunkCounts] | None:
+        """Write the rows on the next `limit` lines after the import's last line (or, when those have none, on
+        the `limit` lines from the next row on): their contacts, participations and refusals, with set-based
+        SQL straight from the import's table. The chunk's last line and its counts; None when no row is left."""
         import_id, account_id = model.stored(contact_import.id), contact_import.account_id
         options = contact_import.import_options()
-        counts = ChunkCounts(read=chunk.good + chunk.refused, refused=chunk.refused)
-        if chunk.errors:
-            self._copy("COPY contact_import_errors (contact_import_id, line, cells, reason) FROM STDIN", chunk.errors)
-        if not chunk.good:
-            return counts
-        sql = self.conn.exec_driver_sql
-        sql("CREATE TEMPORARY TABLE IF NOT EXISTS contact_import_chunk "
-            "(line integer, msisdn text, metadata jsonb, number bigint GENERATED ALWAYS AS "
-            "(substr(msisdn, 2)::bigint) STORED)")
-        sql("TRUNCATE contact_import_chunk")
-        self._copy("COPY contact_import_chunk (line, msisdn, metadata) FROM STDIN", chunk.rows)
-        numbers, rows = numbers_table(import_id), rows_table(import_id)
-        # the first line of each number is imported; a number on an earlier line refuses this one
-        firsts = sql(f"INSERT INTO {numbers} (number, line) SELECT DISTINCT ON (number) number, line "
-                     "FROM contact_import_chunk ORDER BY number, line ON CONFLICT (number) DO NOTHING").rowcount
-        refused_more = 0
-        if firsts < chunk.good:
-            refused_more = sql(
-                f"""WITH duplicates AS (
-                    DELETE FROM contact_import_chunk c USING {numbers} n
-                    WHERE n.number = c.number AND n.line <> c.line
-                    RETURNING c.line, n.line AS first_line)
-                INSERT INTO contact_import_errors (contact_import_id, line, cells, reason)
-                SELECT %(id)s, d.line, r.cells::jsonb, %(reason)s || ' (first on line ' || d.first_line || ')'
-                FROM duplicates d JOIN {rows} r ON r.line = d.line""",
-                {"id": import_id, "reason": DUPLICATE_NUMBER}).rowcount
-        merge = {
-            MergeMode.MERGE: "contacts.metadata || EXCLUDED.metadata",
-            MergeMode.DEEP_MERGE: "scfm_jsonb_deep_merge(contacts.metadata, EXCLUDED.metadata)",
-            MergeMode.REPLACE: "EXCLUDED.metadata",
-        }[options.metadata_merge_mode]
-        bounded = options.update_existing and options.metadata_merge_mode is not MergeMode.REPLACE
-        if options.update_existing:  # a merge that would outgrow the bound is not written (and refused below)
-            conflict = (f"DO UPDATE SET metadata = {merge}, updated_at = now() "
-                        f"WHERE contacts.metadata IS DISTINCT FROM {merge}"
-                        + (f" AND octet_length(({merge})::text) <= {MAX_DOCUMENT_BYTES}" if bounded else ""))
-        else:
-            conflict = "DO NOTHING"
-        created, updated = sql(
-            f"""WITH written AS (
-                INSERT INTO contacts (account_id, msisdn, metadata, created_at, updated_at)
-                SELECT %(account)s, msisdn, metadata, now(), now() FROM contact_import_chunk ORDER BY number
-                ON CONFLICT ON CONSTRAINT index_contacts_on_account_id_and_msisdn {conflict}
-                RETURNING (xmax = 0) AS created)
-            SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created) FROM written""",
-            {"account": account_id}).one()
-        if bounded and chunk.good - refused_more - created - updated > 0:
-            merged = merge.replace("contacts.", "k.").replace("EXCLUDED.", "c.")
-            refused_more += sql(
-                f"""WITH too_large AS (
-                    DELETE FROM contact_import_chunk c USING contacts k
-                    WHERE k.account_id = %(account)s AND k.msisdn = c.msisdn
-                      AND octet_length(({merged})::text) > %(limit)s
-                    RETURNING c.line)
-                INSERT INTO contact_import_errors (contact_import_id, line, cells, reason)
-                SELECT %(id)s, d.line, r.cells::jsonb, %(reason)s FROM too_large d JOIN {rows} r ON r.line = d.line""",
-                {"account": account_id, "limit": MAX_DOCUMENT_BYTES, "id": import_id,
-                 "reason": merged_too_large_reason()}).rowcount
-        if contact_import.callout_id is not None:
-            sql("""INSERT INTO callout_participations (account_id, callout_id, contact_id, msisdn, created_at, updated_at)
-                SELECT %(account)s, %(callout)s, k.id, k.msisdn, now(), now()
-                FROM contact_import_chunk c JOIN contacts k ON k.account_id = %(account)s AND k.msisdn = c.msisdn
-                ORDER BY k.id ON CONFLICT DO NOTHING""", {"account": account_id, "callout": contact_import.callout_id})
-        counts.refused += refused_more
-        counts.created, counts.updated = created, updated
-        counts.unchanged = chunk.good - refused_more - created - updated
-        return counts
+        sql, rows = self.conn.exec_driver_sql, rows_table(import_id)
+        after = contact_import.last_line
+        last_line = after + limit  # lines, not rows: a row may span lines, blank lines are no rows
+        read, refused = sql(f"SELECT count(*), count(problem) FROM {rows} WHERE line > %s AND line <= %s",
+                            (after, last_line)).one()
+        if not read:
+            following = sql(f"SELECT min(line) FROM {rows} WHERE line > %s", (after,)).scalar()
+            if following is None:
+                return None
+            last_line = following + limit - 1
+            read, refused = sql(f"SELECT count(*), count(problem) FROM {rows} WHERE line > %s AND line <= %s",
+                                (after, last_line)).one()
+        counts = ChunkCounts(read=read, refused=refused)
+        chunk = "c.line > %(after)s AND c.line <= %(last)s"
+        span = {"after": after, "last": last_line, "account": account_id, "id": import_id}
+        good = read - refused
+        if good:
+            merge = {
+                MergeMode.MERGE: "contacts.metadata || EXCLUDED.metadata",
+                MergeMode.DEEP_MERGE: "scfm_jsonb_deep_merge(contacts.metadata, EXCLUDED.metadata)",
+                MergeMode.REPLACE: "EXCLUDED.metadata",
+            }[options.metadata_merge_mode]
+            bounded = options.update_existing and options.metadata_merge_mode is not MergeMode.REPLACE
+            if options.update_existing:  # a merge that would outgrow the bound is not written (and refused below)
+                conflict = (f"DO UPDATE SET metadata = {merge}, updated_at = now() "
+                            f"WHERE contacts.metadata IS DISTINCT FROM {merge}"
+                            + (f" AND octet_length(({merge})::text) <= {MAX_DOCUMENT_BYTES}" if bounded else ""))
+            else:
+                conflict = "DO NOTHING"
+            created, updated = sql(
+                f"""WITH written AS (
+                    INSERT INTO contacts (account_id, msisdn, metadata, created_at, updated_at)
+                    SELECT %(account)s, c.msisdn, c.metadata, now(), now() FROM {rows} c
+                    WHERE {chunk} AND c.problem IS NULL
+                    ON CONFLICT ON CONSTRAINT index_contacts_on_account_id_and_msisdn {conflict}
+                    RETURNING (xmax = 0) AS created)
+                SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created) FROM written""",
+                span).one()
+            if bounded and good - created - updated > 0:
+                merged = merge.replace("contacts.", "k.").replace("EXCLUDED.", "c.")
+                too_large = sql(
+                    f"""UPDATE {rows} c SET problem = %(reason)s FROM contacts k
+                        WHERE {chunk} AND c.problem IS NULL AND k.account_id = %(account)s AND k.msisdn = c.msisdn
+                          AND octet_length(({merged})::text) > %(bound)s""",
+                    {**span, "bound": MAX_DOCUMENT_BYTES, "reason": merged_too_large_reason()}).rowcount
+                counts.refused += too_large
+                good -= too_large
+            if contact_import.callout_id is not None:
+                sql(f"""INSERT INTO callout_participations
+                        (account_id, callout_id, contact_id, msisdn, created_at, updated_at)
+                    SELECT %(account)s, %(callout)s, k.id, k.msisdn, now(), now()
+                    FROM {rows} c JOIN contacts k ON k.account_id = %(account)s AND k.msisdn = c.msisdn
+                    WHERE {chunk} AND c.problem IS NULL ORDER BY k.id ON CONFLICT DO NOTHING""",
+                    {**span, "callout": contact_import.callout_id})
+            counts.created, counts.updated = created, updated
+            counts.unchanged = good - created - updated
+        if counts.refused:
+            sql(f"""INSERT INTO contact_import_errors (contact_import_id, line, cells, reason)
+                SELECT %(id)s, c.line, c.cells::jsonb, c.problem FROM {rows} c
+                WHERE {chunk} AND c.problem IS NOT NULL""",
+                span)
+        return last_line, counts
 
     def record_chunk(self, import_id: int, last_line: int, counts: ChunkCounts) -> None:
         ci = t.contact_imports

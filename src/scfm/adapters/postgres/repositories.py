@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from functools import cache
 from typing import Any, Iterable
 
 from sqlalchemy import and_, delete, exists, func, insert, literal, select, update
@@ -58,6 +59,12 @@ def integrity_error_to_validation(error: IntegrityError, deleting: bool = False)
     return None
 
 
+@cache
+def _fields(entity: type, table: Any) -> frozenset[str]:
+    """The entity's fields that are the table's columns: a unit of work makes every repository per request."""
+    return frozenset({f.name for f in dataclasses.fields(entity)} & set(table.c.keys()))
+
+
 class Repository:
     """CRUD and filtered, paginated listing of one table, scoped by account where it has one."""
 
@@ -70,7 +77,7 @@ class Repository:
     def __init__(self, conn: Connection, account_id: int | None):
         self.conn = conn
         self.account_id = account_id
-        self.fields = {f.name for f in dataclasses.fields(self.entity)} & set(self.table.c.keys())
+        self.fields = _fields(self.entity, self.table)
 
     # -- reading
     def base_select(self):

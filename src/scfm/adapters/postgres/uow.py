@@ -10,7 +10,6 @@ from scfm.adapters.postgres.batch_operations import BatchOperationQueries
 from scfm.adapters.postgres.contact_imports import ContactImportRepository, ContactImportStore
 from scfm.adapters.postgres.exports import Exports
 from scfm.adapters.postgres.dial_queue import PostgresDialQueue
-from scfm.adapters.postgres.provider_reports import ProviderReports
 from scfm.domain import ports
 from scfm.domain.dial_queue import DialQueue
 
@@ -28,7 +27,6 @@ class SqlUnitOfWork:
     remote_phone_call_events: ports.RemotePhoneCallEventRepository
     batch_operations: ports.BatchOperationRepository
     batches: ports.BatchQueries
-    provider_reports: ports.ProviderReports
     contact_imports: ports.ContactImportRepository
     imports: ports.ContactImportStore
     exports: ports.Exports
@@ -57,7 +55,6 @@ class SqlUnitOfWork:
         self.batch_operations = repos.BatchOperationRepository(self.conn, a)
         self.batches = BatchOperationQueries(self)
         self.dial_queue = PostgresDialQueue(self.conn)
-        self.provider_reports = ProviderReports(self.conn)
         self.contact_imports = ContactImportRepository(self.conn, a)
         self.imports = ContactImportStore(self.conn)
         self.exports = Exports(self.conn)
@@ -70,12 +67,12 @@ class SqlUnitOfWork:
             self.conn.close()
             self.conn = None
 
-    def for_account(self, account_id: int) -> "SqlUnitOfWork":
-        """The same transaction, scoped to an account found within it (the webhook finds it by its AccountSid).
-        This unit of work ends it: the one returned is not entered."""
-        scoped = SqlUnitOfWork(self.engine, account_id)
-        scoped._open(self.conn)
-        return scoped
+    @classmethod
+    def within(cls, engine: Engine, conn: Connection, account_id: int | None) -> "SqlUnitOfWork":
+        """A unit of work in the transaction begun on `conn`, which its owner ends: this one is not entered."""
+        uow = cls(engine, account_id)
+        uow._open(conn)
+        return uow
 
     def commit(self) -> None:
         self.conn.commit()

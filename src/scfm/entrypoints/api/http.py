@@ -99,6 +99,31 @@ def check_depth(value, where: str = "the body") -> None:
 
 def check_text(value, where: str = "parameters"):
     """Refuse what PostgreSQL cannot store: NUL characters, lone surrogates, non-finite numbers."""
+    if _storable_parameters(value):
+        return value
+    return _check_text(value, where)
+
+
+def _storable_parameters(value) -> bool:
+    """Whether `value` is a query's or a form's parameters (names to lists of strings), every one storable:
+    checked at once, as one string (every status callback's form is; anything else is checked piece by piece,
+    to name the first fault)."""
+    if type(value) is not dict or not all(type(values) is list for values in value.values()):
+        return False
+    try:
+        text = "".join([*value, *(item for values in value.values() for item in values)])
+    except TypeError:  # a value that is not a string
+        return False
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_text(value, where: str):
     if isinstance(value, str):
         if "\x00" in value:
             raise BadRequest(f"{where} must not contain NUL characters")
@@ -110,11 +135,11 @@ def check_text(value, where: str = "parameters"):
         raise BadRequest(f"{where} must not contain NaN or infinite numbers")
     elif isinstance(value, dict):
         for key, inner in value.items():
-            check_text(key, where)
-            check_text(inner, where)
+            _check_text(key, where)
+            _check_text(inner, where)
     elif isinstance(value, list):
         for inner in value:
-            check_text(inner, where)
+            _check_text(inner, where)
     return value
 
 

@@ -1,16 +1,33 @@
 """The provider webhook (POST /api/remote_phone_call_events) and the events it records."""
 from __future__ import annotations
 
-from flask import Response, request
+import sys
+from functools import partial
+from typing import Callable, Iterable
+from urllib.parse import parse_qsl
+
+from flask import Flask, Request, Response, request
+from flask.ctx import RequestContext
 from flask.views import MethodView
 from marshmallow import fields
+from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import ClientDisconnected
+from werkzeug.http import HTTP_STATUS_CODES
 
+from scfm.adapters.postgres.reports_unit import SqlReportsUnitOfWork
 from scfm.adapters.provider import signature_is_valid
 from scfm.adapters.twiml import render
+from scfm.bootstrap import Deps
+from scfm.config import Settings
 from scfm.entrypoints.api.http import (
-    Blueprint, MetadataArgs, PaginationArgs, ResourceSchema, call_flows, deps, paginated, paging, uow,
+    Blueprint, MetadataArgs, PaginationArgs, ResourceSchema, check_text, deps, paginated, paging, uow,
 )
 from scfm.services import remote_events as services
+
+WEBHOOK_PATH = "/api/remote_phone_call_events"
+FORM_TYPE = "application/x-www-form-urlencoded"
+TWIML_TYPE = "application/xml; charset=utf-8"
+STATUS_LINES = {status: f"{status} {HTTP_STATUS_CODES[status].upper()}" for status in (200, 201)}  # as werkzeug's
 
 blp = Blueprint("remote_phone_call_events", __name__, url_prefix="/api", description="Remote phone call events")
 
@@ -47,17 +64,88 @@ WEBHOOK_DOC = {
 }
 
 
-def public_url() -> str:
+def public_url(req: Request, settings: Settings) -> str:
     """The URL the provider signed: the configured public base URL, or the forwarded one behind a proxy."""
-    settings = deps().settings
-    path = request.full_path if request.query_string else request.path
+    path = req.full_path if req.query_string else req.path
     if settings.public_url:
         return settings.public_url + path
-    if settings.trust_proxy and request.headers.get("X-Forwarded-Host"):
-        scheme = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
-        host = request.headers["X-Forwarded-Host"].split(",")[0].strip()
+    if settings.trust_proxy and req.headers.get("X-Forwarded-Host"):
+        scheme = req.headers.get("X-Forwarded-Proto", req.scheme).split(",")[0].strip()
+        host = req.headers["X-Forwarded-Host"].split(",")[0].strip()
         return f"{scheme}://{host}{path}"
-    return request.url
+    return req.url
+
+
+def answer(req: Request, form: MultiDict, d: Deps) -> tuple[int, str, dict[str, str]]:
+    """The webhook's answer to `req` and its `form`, as (status, TwiML, headers): 201 with the event recorded,
+    200 for a replay."""
+    result = services.handle_webhook(
+        partial(SqlReportsUnitOfWork, d.engine), d.call_flows, d.settings.provider, signature_is_valid,
+        public_url(req, d.settings), form, req.headers.get("X-Twilio-Signature", ""), req.args.get("phone_call_id"),
+    )
+    twiml = render(result.call_flow_response)
+    if result.event is None:  # a replay: nothing recorded, the call flow answers as the call now stands
+        return 200, twiml, {}
+    return 201, twiml, {"Location": f"/api/remote_phone_call_events/{result.event.id}"}
+
+
+class WebhookRoute:
+    """POST /api/remote_phone_call_events without Flask's dispatch: every status callback of every call comes
+    here, and Flask's request context, hooks, routing, view and response machinery, and werkzeug's form
+    parser around parse_qsl, cost more CPU than the webhook's own work. A form with a Content-Length within
+    the limits (as providers send it) is parsed as werkzeug parses it, checked as the app's hooks check every
+    request (text PostgreSQL can store), and answered by `answer`, as the Flask view answers it; an error
+    goes to the app's own error handlers. Anything else (a chunked body, another content type, a body over
+    a limit) goes to Flask. The app's before_request and after_request hooks do not run here: what they do
+    for every request (check_text, today) this route does too."""
+
+    def __init__(self, app: Flask, deps: Deps):
+        self.app, self.deps, self.flask = app, deps, app.wsgi_app
+        self.limit = app.config["MAX_CONTENT_LENGTH"] or sys.maxsize
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        length = environ.get("CONTENT_LENGTH") or ""
+        if (environ.get("PATH_INFO") != WEBHOOK_PATH or environ["REQUEST_METHOD"] != "POST"
+                or environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower() != FORM_TYPE
+                or not (length.isascii() and length.isdigit() and int(length) <= self.limit)
+                or "HTTP_TRANSFER_ENCODING" in environ):
+            return self.flask(environ, start_response)
+        req = self.app.request_class(environ)
+        try:
+            form = _form(environ["wsgi.input"], int(length))
+            check_text(req.args.to_dict(flat=False), "the query")
+            check_text(form.to_dict(flat=False), "the body")
+            status, twiml, headers = answer(req, form, self.deps)
+        except Exception as error:  # noqa: BLE001 - answered as Flask answers it
+            return self._failed(environ, req, error, start_response)
+        body = twiml.encode()
+        start_response(STATUS_LINES[status], [*headers.items(), ("Content-Type", TWIML_TYPE),
+                                              ("Content-Length", str(len(body)))])
+        return [body]
+
+    def _failed(self, environ: dict, req: Request, error: Exception, start_response: Callable) -> Iterable[bytes]:
+        """As Flask's wsgi_app and full_dispatch_request answer an exception: the app's handler for it, else
+        a logged 500."""
+        with RequestContext(self.app, environ, request=req):
+            try:
+                response = self.app.finalize_request(self.app.handle_user_exception(error))
+            except Exception as unhandled:  # noqa: BLE001
+                response = self.app.handle_exception(unhandled)
+            return response(environ, start_response)
+
+
+def _form(stream, length: int) -> MultiDict:
+    """A urlencoded body of `length` bytes, as werkzeug's form parser reads it: parse_qsl, blank values kept,
+    undecodable escapes kept as they are; a body that is not UTF-8 is no form (werkzeug's parser is silent);
+    a body shorter than its Content-Length is a client gone (400)."""
+    data = stream.read(length)
+    if len(data) < length:
+        raise ClientDisconnected()
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        return MultiDict()
+    return MultiDict(parse_qsl(text, keep_blank_values=True, errors="werkzeug.url_quote"))
 
 
 def _list(args, **parents):
@@ -75,15 +163,8 @@ class RemotePhoneCallEvents(MethodView):
     @blp.doc(security=[], summary="The provider's webhook (signed with X-Twilio-Signature)", **WEBHOOK_DOC)
     def post(self):
         """Record a provider status or voice request and answer with TwiML."""
-        d = deps()
-        result = services.handle_webhook(
-            d.uow, call_flows(), d.settings.provider, signature_is_valid, public_url(), request.form,
-            request.headers.get("X-Twilio-Signature", ""), request.args.get("phone_call_id"),
-        )
-        if result.event is None:  # a replay: nothing recorded, the call flow answers as the call now stands
-            return Response(render(result.call_flow_response), status=200, mimetype="application/xml")
-        return Response(render(result.call_flow_response), status=201, mimetype="application/xml",
-                        headers={"Location": f"/api/remote_phone_call_events/{result.event.id}"})
+        status, twiml, headers = answer(request, request.form, deps())
+        return Response(twiml, status=status, mimetype="application/xml", headers=headers)
 
 
 @blp.route("/remote_phone_call_events/<int:event_id>")
