@@ -9,12 +9,13 @@ from scfm.entrypoints.api.http import (
     Blueprint, MetadataArgs, PaginationArgs, ResourceSchema, call_flows, created, deps, paginated, paging,
     uow,
 )
+from scfm.entrypoints.api.statistics import CalloutFinished
 from scfm.services import callouts as services
 
 blp = Blueprint("callouts", __name__, url_prefix="/api", description="Callouts")
 
 
-class CalloutSchema(ResourceSchema):
+class CalloutSchema(ResourceSchema, CalloutFinished):
     status = fields.String()
     call_flow_logic = fields.String(allow_none=True)
     account_id = fields.Integer()
