@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any, Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -116,13 +116,9 @@ class Window:
                 continue
             opens = datetime.combine(day, self.opens, self.zone)
             close_day = day if self.closes > self.opens else day + timedelta(days=1)
-            closes = _local(close_day, self.closes, self.zone)
+            closes = datetime.combine(close_day, self.closes, self.zone)
             if closes > start:
                 yield max(opens, start), closes
-
-
-def _local(day: date, at: time, zone: ZoneInfo) -> datetime:
-    return datetime.combine(day, at, zone)
 
 
 def _parse_time(value: Any) -> time | None:
@@ -144,7 +140,8 @@ def parse_window(document: Any) -> Window | None:
     except (ZoneInfoNotFoundError, ValueError):
         zone = ZoneInfo("UTC")
     days: set[int] = set()
-    for day in document.get("days") or range(1, 8):
+    given = document.get("days")
+    for day in range(1, 8) if given is None else given if isinstance(given, list) else []:
         if isinstance(day, int) and 1 <= day <= 7:
             days.add(day)
         elif str(day).strip().lower()[:3] in _DAYS:
