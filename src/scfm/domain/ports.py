@@ -271,8 +271,8 @@ class StatisticsStore(Protocol):
     def minute_counts(self, callout_ids: Sequence[int], since: datetime) -> list[tuple[int, datetime, int]]:
         """(callout id, minute, attempts made in it) from `since` on."""
 
-    def callout_ids(self, account_id: int) -> list[int]:
-        """The account's callouts that have counters."""
+    def callouts(self, account_id: int) -> list[model.Callout]:
+        """The account's callouts that have counters (their id, status and call plan)."""
 
     def answer_paths(self, callout_id: int) -> list[tuple[str, ...]]:
         """The metadata paths of the callout's latest answered calls."""

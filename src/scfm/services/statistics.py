@@ -347,7 +347,7 @@ def account_statistics(uow: UnitOfWork, provider_defaults: dict[str, Any], minut
     """The statistics of all the account's callouts together."""
     with uow:
         account = uow.accounts.get(uow.account_id)
-        callouts = [uow.callouts.get(callout_id) for callout_id in uow.statistics.callout_ids(stored(account.id))]
+        callouts = uow.statistics.callouts(stored(account.id))
         return _statistics(uow, account, callouts, provider_defaults, minutes)
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import and_, func, literal_column, select
 
 from scfm.adapters.postgres import tables as t
 from scfm.adapters.postgres.exports import STREAM_BATCH, Exports
+from scfm.domain.model import Callout
 from scfm.domain.state_machines import PhoneCallStatus
 
 ANSWERED = PhoneCallStatus.COMPLETED.value
@@ -46,13 +47,15 @@ class PostgresStatistics:
             .group_by(k.c.callout_id, k.c.minute))
         return [(callout_id, minute, int(count)) for callout_id, minute, count in rows]
 
-    def callout_ids(self, account_id: int) -> list[int]:
+    def callouts(self, account_id: int) -> list[Callout]:
         k, callouts = t.callout_participation_counters, t.callouts
-        return list(self.conn.execute(
-            select(callouts.c.id).where(and_(
-                callouts.c.account_id == account_id,
-                select(k.c.callout_id).where(k.c.callout_id == callouts.c.id).exists()))
-            .order_by(callouts.c.id)).scalars())
+        rows = self.conn.execute(
+            select(callouts.c.id, callouts.c.account_id, callouts.c.status, callouts.c.call_plan)
+            .where(and_(callouts.c.account_id == account_id,
+                        select(k.c.callout_id).where(k.c.callout_id == callouts.c.id).exists()))
+            .order_by(callouts.c.id))
+        return [Callout(id=id_, account_id=account, status=status, call_plan=plan)
+                for id_, account, status, plan in rows]
 
     # -- results
 
