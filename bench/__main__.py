@@ -23,6 +23,8 @@ SUITES = {
                 ["--calls", "300", "--minutes", "1"]),
     "imports": ("imports", "a 1,000,000-row CSV imported through the API and worker vs the same rows by hand",
                 ["--rows", "3000", "--small", "1000"]),
+    "statistics": ("statistics", "GET /api/callouts/:id/statistics on 1,000,000 participations vs a bare count(*)",
+                   ["--participations", "3000", "--requests", "30"]),
 }
 GROUPS = {
     "all": ("every benchmark, each with its defaults", tuple(SUITES)),
