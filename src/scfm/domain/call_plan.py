@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any
+from typing import Any, Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -120,6 +120,20 @@ class Window:
             if opening > instant and self.contains(opening, zone):
                 return opening
         raise AssertionError("a window with a day opens within a week")  # parse guarantees one day at least
+
+    def open_intervals(self, start: datetime, days_ahead: int = 400) -> Iterator[tuple[datetime, datetime]]:
+        """The open hours from `start` on, in order, the first clipped to `start`."""
+        zone = self.zone()
+        today = start.astimezone(zone).date()
+        for offset in range(-1, days_ahead):
+            day = today + timedelta(days=offset)
+            if day.weekday() not in self.days:
+                continue
+            opens = _first_instant_at(day, self.opens, zone)
+            closes = (_first_instant_at(day + timedelta(days=1), 0, zone) if self.closes == END_OF_DAY
+                      else _first_instant_at(day, self.closes, zone))
+            if closes > start:
+                yield max(opens, start), closes
 
 
 def _first_instant_at(day: date, minute: int, zone: ZoneInfo) -> datetime:

@@ -256,6 +256,36 @@ class Exports(Protocol):
         """The matching records by id, as `columns` (times as the API shows them) then metadata."""
 
 
+class StatisticsStore(Protocol):
+    """Callout statistics (issue 12): the counters the database keeps per callout, and its participations as
+    result rows."""
+
+    def now(self) -> datetime:
+        """The database's time, which the minute counters are stamped with."""
+
+    def state_counts(self, callout_ids: Sequence[int]) -> list[tuple[int, str, int, int, int]]:
+        """(callout id, raw state, participations, calls, attempts)."""
+
+    def duration_counts(self, callout_ids: Sequence[int]) -> list[tuple[int, int, int]]:
+        """(callout id, seconds, answered participations whose latest call lasted that long)."""
+
+    def minute_counts(self, callout_ids: Sequence[int], since: datetime) -> list[tuple[int, datetime, int]]:
+        """(callout id, minute, attempts made in it) from `since` on."""
+
+    def callouts(self, account_id: int) -> list[model.Callout]:
+        """The account's callouts that have counters (their id, status and call plan)."""
+
+    def answer_paths(self, callout_id: int) -> list[tuple[str, ...]]:
+        """The metadata paths of the callout's latest answered calls."""
+
+    def contact_paths(self, callout_id: int) -> list[tuple[str, ...]]:
+        """The metadata paths of the callout's contacts."""
+
+    def results(self, callout_id: int) -> Iterator[tuple[Any, ...]]:
+        """Its participations by id: (id, contact id, msisdn, calls, attempts, last status, outcome,
+        finished_at, duration of the latest answered call, the contact's metadata, that call's metadata)."""
+
+
 @dataclass
 class ReportTarget:
     account: model.Account  # its id, provider account SIDs and auth tokens: what the webhook reads of it
@@ -292,6 +322,7 @@ class UnitOfWork(Protocol):
     contact_imports: ContactImportRepository
     imports: ContactImportStore
     exports: Exports
+    statistics: StatisticsStore
 
     def __enter__(self) -> UnitOfWork: ...
 

@@ -17,7 +17,7 @@ from scfm.domain.errors import NotFound, ValidationFailed
 from scfm.entrypoints import dashboard
 from scfm.entrypoints.api import (
     access_tokens, accounts, batch_operations, callout_participations, callouts, contact_imports, contacts, exports,
-    phone_calls, remote_phone_call_events,
+    phone_calls, remote_phone_call_events, statistics,
 )
 from scfm.entrypoints.api.http import BadRequest, ErrorSchema, JsonObject, check_text
 from scfm.services import accounts as account_services
@@ -30,6 +30,7 @@ PUBLIC_PATHS = ("/api/openapi.json", "/api/docs")
 BLUEPRINTS = [
     accounts.blp, accounts.own_blp, access_tokens.blp, contacts.blp, callouts.blp, callout_participations.blp,
     phone_calls.blp, remote_phone_call_events.blp, batch_operations.blp, contact_imports.blp, exports.blp,
+    statistics.blp,
 ]
 WEBHOOK_PATH = "/api/remote_phone_call_events"
 SWAGGER_UI_ASSETS = "/swagger-ui"  # Swagger UI's files, from the swagger-ui-bundle package: no CDN

@@ -32,9 +32,14 @@ class Exports:
         return str(compiled), params
 
     def metadata_paths(self, repo, conditions, within) -> list[tuple[str, ...]]:
-        """The paths (as tuples) of every metadata value that is not an object, in the matching rows: the
-        keys of each level, grouped by PostgreSQL, then those of the objects among them, level by level."""
-        matching, params = self._matching(repo, conditions, within)
+        """The paths (as tuples) of every metadata value that is not an object, in the matching rows."""
+        return self.paths_of(*self._matching(repo, conditions, within))
+
+    def paths_of(self, matching: str, params: dict) -> list[tuple[str, ...]]:
+        """The paths of every metadata value that is not an object, in the `metadata` column of the rows of
+        `matching` (SQL text, with `params`): the keys of each level, grouped by PostgreSQL, then those of the
+        objects among them, level by level."""
+        params = dict(params)
         leaves: list[tuple[str, ...]] = []
         frontier: list[tuple[str, ...]] = [()]
         for depth in range(MAX_DEPTH):

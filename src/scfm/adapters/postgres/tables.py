@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from sqlalchemy import (
-    BigInteger, Boolean, Column, DateTime, LargeBinary, Float, ForeignKey, Integer, MetaData, Table, Text, func, text,
+    BigInteger, Boolean, Column, DateTime, LargeBinary, Float, ForeignKey, Integer, MetaData, SmallInteger, Table, Text,
+    func, text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -75,6 +76,9 @@ callout_participations = Table(
     Column("last_phone_call_id", BigInteger), Column("last_phone_call_status", Text),
     Column("calls_count", Integer, nullable=False, server_default="0"),
     Column("attempts", Integer, nullable=False, server_default="0"),
+    # and its latest call's window and duration (migration 0008)
+    Column("last_phone_call_waiting_for_window", Boolean, nullable=False, server_default=text("false")),
+    Column("last_phone_call_duration", Integer),
     # written by the call plan's runner once no call is left to make
     Column("outcome", Text), Column("finished_at", DateTime(timezone=True)),
     *_timestamps(),
@@ -137,3 +141,25 @@ contact_import_errors = Table(
     Column("line", Integer, primary_key=True), Column("cells", JSONB, nullable=False),
     Column("reason", Text, nullable=False),
 )
+
+
+# Counters of callout statistics, kept by statement triggers on callout_participations (migration 0008); each
+# key has a few shards (by the writing backend), summed when read.
+def _counter(name: str, key: Column, *counts: str) -> Table:
+    return Table(
+        name, metadata_obj,
+        Column("callout_id", BigInteger, ForeignKey("callouts.id", ondelete="CASCADE"), primary_key=True),
+        key, Column("shard", SmallInteger, primary_key=True),
+        *[Column(count, BigInteger, nullable=False, server_default="0") for count in counts],
+    )
+
+
+# participations, calls made and attempts per raw state ("outcome:busy", "call:queued", "window:queued", "none")
+callout_participation_counters = _counter(
+    "callout_participation_counters", Column("state", Text, primary_key=True), "participations", "calls", "attempts")
+# the participations whose latest call was answered, by its duration in whole seconds
+callout_duration_counters = _counter(
+    "callout_duration_counters", Column("seconds", Integer, primary_key=True), "participations")
+# the attempts (calls that reached the provider) made in each minute
+callout_minute_counters = _counter(
+    "callout_minute_counters", Column("minute", DateTime(timezone=True), primary_key=True), "attempts")

@@ -10,6 +10,7 @@ from scfm.adapters.postgres.batch_operations import BatchOperationQueries
 from scfm.adapters.postgres.contact_imports import ContactImportRepository, ContactImportStore
 from scfm.adapters.postgres.exports import Exports
 from scfm.adapters.postgres.dial_queue import PostgresDialQueue
+from scfm.adapters.postgres.statistics import PostgresStatistics
 from scfm.domain import ports
 from scfm.domain.dial_queue import DialQueue
 
@@ -30,6 +31,7 @@ class SqlUnitOfWork:
     contact_imports: ports.ContactImportRepository
     imports: ports.ContactImportStore
     exports: ports.Exports
+    statistics: ports.StatisticsStore
 
     def __init__(self, engine: Engine, account_id: int | None):
         self.engine = engine
@@ -58,6 +60,7 @@ class SqlUnitOfWork:
         self.contact_imports = ContactImportRepository(self.conn, a)
         self.imports = ContactImportStore(self.conn)
         self.exports = Exports(self.conn)
+        self.statistics = PostgresStatistics(self.conn)
 
     def __exit__(self, *exc) -> None:
         try:

@@ -9,6 +9,7 @@ from scfm.entrypoints.api.http import (
     Blueprint, JsonObject, MetadataArgs, PaginationArgs, ResourceSchema, call_flows, created, deps, paginated, paging,
     uow,
 )
+from scfm.entrypoints.api.statistics import CalloutFinished
 from scfm.services import callouts as services
 
 blp = Blueprint("callouts", __name__, url_prefix="/api", description="Callouts")
@@ -22,7 +23,7 @@ CALL_PLAN = (
 )
 
 
-class CalloutSchema(ResourceSchema):
+class CalloutSchema(ResourceSchema, CalloutFinished):
     status = fields.String()
     call_flow_logic = fields.String(allow_none=True)
     call_plan = fields.Dict(allow_none=True, metadata={"description": CALL_PLAN})
