@@ -81,6 +81,7 @@ def pages(ids: dict, args) -> list[tuple[str, str, int]]:
         ("callout: contacts", f"/callouts/{ids['big']}", args.participations),
         ("callout: calls", f"/callouts/{ids['big']}?show=calls", args.calls),
         ("callout: busy calls", f"/callouts/{ids['big']}?show=calls&status=busy&page=3", calls_fifth),
+        ("callout: live statistics", f"/callouts/{ids['big']}/live", 0),
         ("contacts", "/contacts", args.contacts),
         ("contacts: province", f"/contacts?key=province&value={PROVINCES[2]}&page=40", fifth),
         ("contacts: number", "/contacts?msisdn=%2B855960000123", 0),

@@ -300,7 +300,7 @@ def test_malformed_parameters_are_a_page_too(browser, api):
     assert big.status_code in (200, 400) and big.mimetype == "text/html"
 
 
-def test_the_callouts_page_counts_every_callout_in_one_read(browser, api, deps):
+def test_the_callouts_page_shows_each_callouts_progress_from_one_read_of_the_counters(browser, api, deps):
     from sqlalchemy import event
 
     contacts = [api.post("/api/contacts", data={"msisdn": f"+8551234500{n}"}).get_json() for n in range(3)]
@@ -318,10 +318,73 @@ def test_the_callouts_page_counts_every_callout_in_one_read(browser, api, deps):
         page = text(browser.get("/callouts"))
     finally:
         event.remove(deps.engine, "before_cursor_execute", record)
-    assert len([s for s in seen if "callout_participations" in s]) == 1, seen
+    assert len([s for s in seen if "callout_participation_counters" in s]) == 1, seen
+    assert not [s for s in seen if "FROM callout_participations" in s], seen  # counters, not counts
     for size in range(4):
         row = re.search(rf">Callout of {size}</a></td>.*?</tr>", page, re.S).group(0)
-        assert re.findall(r"<td>(\d+)</td>", row) == [str(size), "0"], row
+        assert f">0 of {size}</span>" in row and f'max="{size or 1}" value="0"' in row, row
+
+
+def test_a_callouts_live_statistics_are_a_fragment_that_refreshes_while_the_callout_runs(
+        browser, api, app):
+    callout = api.post("/api/callouts").get_json()
+    contact = api.post("/api/contacts", data={"msisdn": "+85512345001"}).get_json()
+    participation = api.post(f"/api/callouts/{callout['id']}/callout_participations",
+                             data={"contact_id": contact["id"]}).get_json()
+    live = browser.get(f"/callouts/{callout['id']}/live")
+    assert live.status_code == 200 and live.mimetype == "text/html" and len(live.data) < 20 * 1024
+    assert text(live).startswith("<section id=\"live\"") and "data-refresh" not in text(live)  # not started
+    assert "0 of 1 contacts done" in text(live)
+    api.post(f"/api/callouts/{callout['id']}/callout_events", data={"event": "start"})
+    assert "data-refresh" in text(browser.get(f"/callouts/{callout['id']}/live"))
+    api.post(f"/api/callout_participations/{participation['id']}/phone_calls",
+             data={"remote_request_params[url]": "https://flows.example/a.xml"})
+    page = text(browser.get(f"/callouts/{callout['id']}"))
+    assert '<section id="live"' in page and 'data-source="/callouts/' in page and '<svg viewBox=' in page
+    assert "Calls that ended per minute, by outcome" in page and " style=" not in page
+    other = app.test_client()
+    assert other.get(f"/callouts/{callout['id']}/live").status_code == 302  # signed in only
+
+
+def test_the_call_plan_form_saves_the_callouts_plan_and_a_bad_one_names_the_field(browser, api):
+    callout = api.post("/api/callouts").get_json()
+    path = f"/callouts/{callout['id']}"
+    page = text(browser.get(path))
+    assert 'id="call-plan"' in page and "Preview the calls" in page  # no plan yet: the batch operations
+    saved = browser.post(f"{path}/call_plan", {
+        "plan_url": "https://flows.example/storm.xml", "plan_method": "POST", "plan_from": "1294",
+        "max_attempts": "3", "retry_busy": "60, 600", "retry_not_answered": "", "time_zone": "Asia/Phnom_Penh",
+        "days": ["mon", "tue"], "window_from": "08:00", "window_to": "18:00", "not_after": "2026-12-24T18:00"})
+    assert saved.status_code == 302 and saved.headers["Location"].endswith("#call-plan")
+    plan = api.get(f"/api/callouts/{callout['id']}").get_json()["call_plan"]
+    assert plan == {"remote_request_params": {"url": "https://flows.example/storm.xml", "method": "POST",
+                                              "from": "1294"},
+                    "max_attempts": 3, "retries": {"busy": [60, 600]},
+                    "window": {"time_zone": "Asia/Phnom_Penh", "days": ["mon", "tue"], "from": "08:00", "to": "18:00"},
+                    "not_after": "2026-12-24T18:00:00+07:00"}  # in the window's time zone
+    page = text(browser.get(path))
+    assert 'value="60, 600"' in page and 'value="2026-12-24T18:00"' in page and 'value="mon" checked' in page
+    assert "Preview the calls" not in page  # the plan calls
+    refused = browser.post(f"{path}/call_plan", {"retry_busy": "often"})
+    assert refused.status_code == 422 and refused.mimetype == "text/html"
+    assert "call_plan[retries][busy]" in text(refused)
+    assert api.get(f"/api/callouts/{callout['id']}").get_json()["call_plan"] == plan
+    assert browser.post(f"{path}/call_plan", {"plan_method": "POST"}).status_code == 302  # empty: none
+    assert api.get(f"/api/callouts/{callout['id']}").get_json()["call_plan"] is None
+
+
+def test_a_callouts_results_download_as_csv_for_its_account_only(browser, api, app, other_api):
+    contact = api.post("/api/contacts", data={"msisdn": "+85512345001", "metadata[district]": "Kep"}).get_json()
+    callout = api.post("/api/callouts").get_json()
+    api.post(f"/api/callouts/{callout['id']}/callout_participations", data={"contact_id": contact["id"]})
+    answer = browser.get(f"/callouts/{callout['id']}/results.csv")
+    assert answer.status_code == 200 and answer.mimetype == "text/csv"
+    header, row = text(answer).splitlines()[:2]
+    assert header.startswith("callout_participation_id,contact_id,msisdn") and "metadata.district" in header
+    assert "+85512345001" in row and "Kep" in row
+    other = Browser(app.test_client())
+    other.sign_in(other_api.token)
+    assert other.get(f"/callouts/{callout['id']}/results.csv").status_code == 404
 
 
 def test_without_a_key_one_is_made_once_and_kept_in_the_data_folder(tmp_path):
@@ -336,7 +399,7 @@ def test_without_a_key_one_is_made_once_and_kept_in_the_data_folder(tmp_path):
     assert not (tmp_path / "other").exists()
 
 
-def test_a_callouts_page_counts_its_calls_by_status(browser, api):
+def test_a_callouts_page_counts_its_contacts_by_state_and_its_calls(browser, api):
     callout = api.post("/api/callouts").get_json()
     for number in ("+85512345001", "+85512345002"):
         contact = api.post("/api/contacts", data={"msisdn": number}).get_json()
@@ -345,4 +408,4 @@ def test_a_callouts_page_counts_its_calls_by_status(browser, api):
         api.post(f"/api/callout_participations/{participation['id']}/phone_calls",
                  data={"remote_request_params[url]": "https://flows.example/a.xml"})
     page = text(browser.get(f"/callouts/{callout['id']}"))
-    assert "<dt>Phone calls</dt><dd>2</dd>" in page and "<dt>created</dt><dd>2</dd>" in page
+    assert "<dt>Calls made</dt><dd>2</dd>" in page and "<dt>to call</dt><dd>2</dd>" in page

@@ -6,6 +6,8 @@ node_modules/axe-core (`npm ci`). Without them the tests are skipped, except in 
 """
 from __future__ import annotations
 
+import csv
+import io
 import os
 import re
 import threading
@@ -204,3 +206,96 @@ def test_an_officer_warns_a_district(new_page, live_url, calling_api, other_api,
     assert answer.status == 404
     assert_accessible(other)
     print(f"\nthe officer's job in the browser took {time.monotonic() - started:.1f} s")
+
+
+def report(app, call, status):
+    """The provider tells us how a call ended (a signed status callback)."""
+    params = {"CallSid": call["remote_call_id"], "AccountSid": PROVIDER_SID, "From": "1294", "To": call["msisdn"],
+              "CallStatus": status, "Direction": "outbound-api", "ApiVersion": "2010-04-01", "CallDuration": "9"}
+    assert signed_webhook(app.test_client(), params).status_code in (200, 201)
+
+
+def test_an_officer_runs_a_callout_by_its_call_plan(new_page, live_url, calling_api, provider, run_jobs, deps, app):
+    from playwright.sync_api import expect
+
+    from scfm.services import sweeper
+
+    api = calling_api
+    for number in ("+85512345001", "+85512345002"):
+        api.post("/api/contacts", data={"msisdn": number, "metadata[district]": "Kampot"})
+    page = new_page()
+    sign_in(page, live_url, api.token)
+    page.get_by_label("Name").fill("Storm warning")
+    page.get_by_role("button", name="Create the callout").click()
+    page.wait_for_url(re.compile(r"/callouts/\d+$"))
+    callout_url, callout_id = page.url, int(page.url.rsplit("/", 1)[1])
+
+    # the plan: what the calls say, and a busy number called again at once
+    page.get_by_label("Address of the call flow (URL)").fill("https://flows.example/storm.xml")
+    page.get_by_label("Number shown to the contacts").fill("1294")
+    page.get_by_label("After busy").fill("0")
+    page.get_by_role("button", name="Save the call plan").click()
+    expect(page.get_by_label("After busy")).to_have_value("0")
+    expect(page.get_by_role("button", name="Preview the calls")).to_have_count(0)  # the plan makes the calls
+    assert api.get(f"/api/callouts/{callout_id}").get_json()["call_plan"] == {
+        "remote_request_params": {"url": "https://flows.example/storm.xml", "method": "POST", "from": "1294"},
+        "retries": {"busy": [0]}}
+
+    # its contacts, by a field, after a preview
+    page.locator("#key-1").fill("district")
+    page.locator("#value-1").fill("Kampot")
+    page.get_by_role("button", name="Preview", exact=True).click()
+    page.get_by_role("button", name="Confirm and run").click()
+    run_jobs()
+    expect(page.locator("#operation")).to_contain_text("finished")
+    page.goto(callout_url)
+    progress = page.locator("#progress-text")
+    expect(progress).to_contain_text("0 of 2 contacts done")
+    assert_accessible(page)
+
+    # start: the plan calls both; one is busy, the other answers, and the page follows by itself
+    page.get_by_role("button", name="Start").click()
+    expect(page.locator("h1")).to_contain_text("running")
+    run_jobs()  # start ran the plan at once; the dialer dialed both
+    calls = {call["msisdn"]: call for call in api.get(f"/api/callouts/{callout_id}/phone_calls").get_json()}
+    assert sorted(calls) == ["+85512345001", "+85512345002"]
+    report(app, calls["+85512345001"], "busy")
+    report(app, calls["+85512345002"], "completed")
+    expect(progress).to_contain_text("1 of 2 contacts done (50%)")
+    expect(page.locator("#live")).to_contain_text("busy")
+
+    # paused, nothing is called again; resumed, the busy number is
+    page.get_by_role("button", name="Pause").click()
+    expect(page.locator("h1")).to_contain_text("paused")
+    sweeper.sweep(deps.uow, deps.jobs, deps.settings.timings, deps.settings.max_attempts)
+    run_jobs()
+    assert [call["params"]["To"] for call in provider.created_calls].count("+85512345001") == 1
+    page.get_by_role("button", name="Resume").click()
+    expect(page.locator("h1")).to_contain_text("running")
+    run_jobs()  # resume ran the plan at once: the retry is made and dialed
+    assert [call["params"]["To"] for call in provider.created_calls].count("+85512345001") == 2
+    retry = [c for c in api.get(f"/api/callouts/{callout_id}/phone_calls").get_json() if c["msisdn"] == "+85512345001"
+             and c["status"] != "busy"]
+    report(app, retry[0], "completed")
+    expect(progress).to_contain_text("Finished: all 2 contacts done")
+    expect(page.locator("#live")).not_to_have_attribute("data-refresh", "3")  # it stopped asking
+    assert_accessible(page)
+    page.get_by_role("link", name="Phone calls").last.click()
+    statuses = page.locator("table tbody tr td:nth-child(3)").all_inner_texts()
+    assert sorted(statuses) == ["busy", "completed", "completed"]
+
+    # the results, as CSV
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download the results (CSV)").click()
+    rows = {row["msisdn"]: row for row in csv.DictReader(io.StringIO(Path(download.value.path()).read_text()))}
+    assert rows["+85512345001"]["calls"] == "2" and rows["+85512345002"]["calls"] == "1"
+    assert rows["+85512345001"]["last_status"] == rows["+85512345002"]["last_status"] == "completed"
+
+    # the list shows it done
+    page.get_by_role("link", name="Callouts").first.click()
+    row = page.locator("tr", has_text="Storm warning")
+    expect(row).to_contain_text("2 of 2")
+    expect(row).to_contain_text("finished")
+    assert_accessible(page)
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile(r"/sign_in$"))

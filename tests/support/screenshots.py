@@ -66,13 +66,21 @@ def seed(deps, app) -> tuple[str, dict]:
                          {"account": account["id"], "callout": callout_id, "district": district})
         conn.execute(text("""
             INSERT INTO phone_calls (account_id, callout_participation_id, contact_id, msisdn, status, duration,
-                                     remote_request_params, created_at, updated_at)
+                                     remote_request_params, remote_call_id, remote_status_updated_at, created_at,
+                                     updated_at)
             SELECT p.account_id, p.id, p.contact_id, p.msisdn, (CAST(:statuses AS text[]))[1 + p.id % 8],
                    CASE WHEN p.id % 8 < 3 THEN 20 + p.id % 40 END,
                    '{"url": "https://flows.example/flood.xml", "method": "POST", "from": "1294"}',
-                   now() - make_interval(mins => (p.id % 50)::int), now()
+                   'CA' || md5(p.id::text), now() - make_interval(mins => (p.id % 25)::int),
+                   now() - make_interval(mins => (p.id % 25)::int), now()
             FROM callout_participations p WHERE p.callout_id IN (:flood, :drill)"""),
                      {"statuses": list(CALL_STATUSES), "flood": flood, "drill": drill})
+        # made-up history: the calls rang out over the last 25 minutes, not in the one of this transaction
+        conn.execute(text("DELETE FROM callout_minute_counters WHERE callout_id = :flood"), {"flood": flood})
+        conn.execute(text("""
+            INSERT INTO callout_minute_counters (callout_id, minute, shard, attempts)
+            SELECT :flood, date_trunc('minute', now()) - make_interval(mins => m), 0, 2 + (m * 7) % 5
+            FROM generate_series(0, 24) AS m"""), {"flood": flood})
         call = conn.execute(text("""
             SELECT pc.id FROM phone_calls pc JOIN callout_participations p ON p.id = pc.callout_participation_id
             WHERE p.callout_id = :flood AND pc.status = 'completed' ORDER BY pc.id LIMIT 1"""),
@@ -89,7 +97,7 @@ def seed(deps, app) -> tuple[str, dict]:
 def shots(ids: dict) -> list[tuple[str, str]]:
     return [
         ("callouts", "/callouts"),
-        ("callout", f"/callouts/{ids['flood']}?show=calls"),
+        ("callout", f"/callouts/{ids['flood']}"),
         ("contacts", "/contacts?key=district&value=Kampot"),
         ("phone_call", f"/phone_calls/{ids['call']}"),
     ]

@@ -3,23 +3,28 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
+from babel.dates import get_day_names
+from flask_babel import format_percent, format_timedelta, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 
+from scfm.adapters.postgres.repositories import EXACT_TOTAL_UP_TO
 from scfm.domain import batch_operation as bo
 from scfm.domain.errors import NotFound, ValidationFailed
+from scfm.domain.call_plan import DAYS, RETRYABLE_OUTCOMES
 from scfm.domain.filters import PHONE_CALL_STATUSES
 from scfm.domain.model import AccessToken, stored
 from scfm.domain.state_machines import CALLOUT_TRANSITIONS, CalloutStatus, PhoneCallStatus
 from scfm.domain.values import normalize_msisdn
 from scfm.entrypoints.api.exports import csv_response
 from scfm.entrypoints.api.http import BadRequest, call_flows, check_text, deps, uow
-from scfm.entrypoints.dashboard import reads
+from scfm.entrypoints.dashboard import charts, plans, reads
 from scfm.services import accounts as account_services
 from scfm.services import batch_operations as batch_services
 from scfm.services import callouts as callout_services
@@ -28,12 +33,14 @@ from scfm.services import contacts as contact_services
 from scfm.services import exports as export_services
 from scfm.services import phone_calls as call_services
 from scfm.services import remote_events as event_services
+from scfm.services import statistics as statistics_services
 from scfm.services.common import MAX_PER_PAGE, Page, PageRequest
 
 blp = Blueprint("dashboard", __name__, url_prefix="", template_folder="templates", static_folder="static",
                 static_url_path="/assets")
 
 PER_PAGE = 25
+LIVE_MINUTES = 30  # the minutes a callout's charts cover
 MAX_PAGE = 400_000  # 10,000,000 rows at 25 a page: deeper pages are found by filtering, not by paging
 METADATA_PAIRS = 3  # the rows of key = value a metadata filter form offers
 PUBLIC_ENDPOINTS = {"dashboard.sign_in", "dashboard.static"}
@@ -53,7 +60,10 @@ STATUS_LABELS = {
     "remotely_queued": lazy_gettext("at the provider"), "remote_fetch_queued": lazy_gettext("status asked"),
     "in_progress": lazy_gettext("in progress"), "errored": lazy_gettext("errored"), "busy": lazy_gettext("busy"),
     "not_answered": lazy_gettext("not answered"), "canceled": lazy_gettext("canceled"),
-    "completed": lazy_gettext("completed"),
+    "completed": lazy_gettext("completed"), "expired": lazy_gettext("expired"),
+    # a participation's state (the statistics')
+    "to_call": lazy_gettext("to call"), "waiting_for_window": lazy_gettext("waiting for its hours"),
+    "in_flight": lazy_gettext("on the line"), "done": lazy_gettext("done"),
 }
 EVENT_LABELS = {"start": lazy_gettext("Start"), "pause": lazy_gettext("Pause"), "resume": lazy_gettext("Resume"),
                 "stop": lazy_gettext("Stop")}
@@ -254,9 +264,8 @@ def home():
 def callouts():
     q, status = _status_query(CALLOUT_STATUSES)
     page = callout_services.list_callouts(uow(), q, _paging())
-    counts = _page_counts([callout.id for callout in page.items])
-    return render_template("callouts.html", page=page, counts=counts, status=status, statuses=CALLOUT_STATUSES,
-                           call_flow_names=_call_flow_names(), events=_events)
+    return render_template("callouts.html", page=page, summaries=_summaries(page.items), status=status,
+                           statuses=CALLOUT_STATUSES, call_flow_names=_call_flow_names(), events=_events)
 
 
 @blp.route("/callouts", methods=["POST"])
@@ -278,33 +287,74 @@ def _events(status: str) -> list[str]:
     return [event for event, (sources, _target) in CALLOUT_TRANSITIONS.items() if CalloutStatus(status) in sources]
 
 
-def _page_counts(callout_ids: list[int]) -> dict[int, dict[str, tuple[int, bool]]]:
-    """Each callout's participations and calls, in one read; a count past the exact bound is the estimate the
-    API gives (a list query for that callout alone)."""
-    one = PageRequest(page=1, per_page=1)
-    estimates = {"participations": lambda callout_id: callout_services.list_participations(
-                     uow(), None, one, callout_id=callout_id),
-                 "calls": lambda callout_id: call_services.list_phone_calls(uow(), None, one, callout_id=callout_id)}
-    counts: dict[int, dict[str, tuple[int, bool]]] = {}
-    for callout_id, exact in reads.callout_counts(deps().engine, g.account.id, callout_ids).items():
-        counts[callout_id] = {}
-        for name, value in exact.items():
-            if value is None:
-                page = estimates[name](callout_id)
-                counts[callout_id][name] = (page.total, page.total_is_estimate)
-            else:
-                counts[callout_id][name] = (value, False)
-    return counts
+def _summaries(callouts) -> dict[int, dict[str, Any]]:
+    """Each callout's progress (done of all), outcomes and time left, from the statistics' counters of the whole
+    page read at once (the API's callout statistics, without their durations and minutes)."""
+    if not callouts:
+        return {}
+    unit = uow()
+    with unit:
+        account = unit.accounts.get(unit.account_id)
+        rows = unit.statistics.state_counts([callout.id for callout in callouts])
+        now = unit.statistics.now()
+    counts: dict[int, dict[str, statistics_services.StateCount]] = {callout.id: {} for callout in callouts}
+    for callout_id, raw, participations, calls, attempts in rows:
+        counts[callout_id][raw] = statistics_services.StateCount(participations, calls, attempts)
+    summaries = {}
+    for callout in callouts:
+        work = statistics_services.CalloutWork(callout, bool(statistics_services.effective_plan(account, callout)),
+                                               counts[callout.id])
+        states = dict.fromkeys(statistics_services.STATES, 0)
+        outcomes: dict[str, int] = {}
+        for state, outcome, count in work.states():
+            states[state] += count.participations
+            if outcome is not None and count.participations:
+                outcomes[outcome] = outcomes.get(outcome, 0) + count.participations
+        estimate = statistics_services._estimate([work], account, deps().settings.provider, now)
+        summaries[callout.id] = {
+            "participations": sum(states.values()), "done": states[statistics_services.DONE],
+            "outcomes": _in_order(outcomes), "finished": statistics_services.is_finished(states),
+            "time_left": _time_left(estimate["seconds_left"]),
+        }
+    return summaries
 
 
-def _callout_counts(callout_id: int) -> dict[str, Any]:
-    """A callout's participations and calls (each exact up to 10,000, else the API's estimate), and its calls
-    in each status when both are at most 10,000."""
-    counts: dict[str, Any] = _page_counts([callout_id])[callout_id]
-    if not counts["calls"][1] and not counts["participations"][1]:  # past the bound, this walks too many
-        counts["by_status"] = {status: (value, False) for status, value in reads.call_status_counts(
-            deps().engine, g.account.id, callout_id, CALL_STATUSES).items()}
-    return counts
+OUTCOME_ORDER = ["completed", *RETRYABLE_OUTCOMES]
+
+
+def _in_order(outcomes: dict[str, int]) -> list[tuple[str, int]]:
+    return [(outcome, outcomes[outcome]) for outcome in OUTCOME_ORDER if outcomes.get(outcome)]
+
+
+def _time_left(seconds: float | None) -> str | None:
+    """"3 minutes" (in the page's language); None when nothing dials on its own, or nothing is left to dial."""
+    if not seconds:
+        return None
+    return format_timedelta(timedelta(seconds=seconds), threshold=1.1, add_direction=False)
+
+
+def _live(callout) -> dict[str, Any]:
+    """The callout's statistics as its page shows them, and whether the page should ask again."""
+    figures = statistics_services.callout_statistics(uow(), callout.id, deps().settings.provider, LIVE_MINUTES)
+    minutes = [row["minute"] for row in figures.calls_per_minute]
+    calls = charts.stacked(minutes, {row["minute"]: {"calls": row["calls"]} for row in figures.calls_per_minute},
+                           ["calls"])
+    ended = None
+    if figures.participations <= EXACT_TOTAL_UP_TO:
+        ended = charts.stacked(minutes, reads.ended_calls_per_minute(
+            deps().engine, g.account.id, callout.id, list(statistics_services.OUTCOMES), minutes[0]), OUTCOME_ORDER)
+    states = figures.states
+    moving = states["queued"] + states["in_flight"] + states["waiting_for_window"]
+    return {
+        "figures": figures, "outcomes": _in_order(figures.outcomes),
+        "share_done": format_percent(states[statistics_services.DONE] / figures.participations
+                                     if figures.participations else 0),
+        "time_left": _time_left(figures.estimate.get("seconds_left")), "calls_chart": calls, "ended_chart": ended,
+        "answer_rate": None if figures.answer_rate is None else format_percent(figures.answer_rate),
+        "refresh": not figures.finished and (callout.status == CalloutStatus.RUNNING.value or moving > 0),
+        "part_labels": {"calls": _("calls"), **{outcome: status_label(outcome) for outcome in OUTCOME_ORDER}},
+        "exact_up_to": EXACT_TOTAL_UP_TO,
+    }
 
 
 @blp.route("/callouts/<int:callout_id>")
@@ -322,11 +372,41 @@ def callout(callout_id: int):
             uow(), {"msisdn": msisdn} if msisdn else None, _paging(), callout_id=callout_id)
     operations = batch_services.list_batch_operations(uow(), None, PageRequest(1, MAX_PER_PAGE),
                                                       callout_id=callout_id)
-    return render_template("callout.html", callout=item, counts=_callout_counts(callout_id),
-                           events=_events(item.status), showing=showing, page=page, status=status,
-                           statuses=CALL_STATUSES, operations=operations, pairs=_pairs_for_form({}),
-                           msisdn=request.args.get("msisdn", ""), number_problem=number_problem), \
+    effective = statistics_services.effective_plan(g.account, item)
+    return render_template("callout.html", callout=item, live=_live(item), events=_events(item.status),
+                           showing=showing, page=page, status=status, statuses=CALL_STATUSES, operations=operations,
+                           pairs=_pairs_for_form({}), msisdn=request.args.get("msisdn", ""),
+                           number_problem=number_problem, plan=plans.form_values(item.call_plan),
+                           account_plan=g.account.call_plan, plan_calls=bool(effective.get("remote_request_params")),
+                           retry_outcomes=RETRYABLE_OUTCOMES, days=_day_names()), \
         422 if number_problem else 200
+
+
+@blp.route("/callouts/<int:callout_id>/live")
+def callout_live(callout_id: int):
+    """The callout page's live statistics alone: what its script asks for every few seconds."""
+    item = callout_services.get_callout(uow(), callout_id)
+    return render_template("_live.html", callout=item, live=_live(item))
+
+
+def _day_names() -> list[tuple[str, str]]:
+    names = get_day_names("abbreviated", locale=get_locale())
+    return [(day, names[index]) for index, day in enumerate(DAYS)]
+
+
+@blp.route("/callouts/<int:callout_id>/call_plan", methods=["POST"])
+def save_call_plan(callout_id: int):
+    """The callout's own call plan (the account's applies where it says nothing); an empty form clears it."""
+    callout_services.update_callout(uow(), call_flows(), callout_id, {"call_plan": plans.from_form(request.form)},
+                                    deps().settings.max_attempts)
+    return redirect(url_for("dashboard.callout", callout_id=callout_id) + "#call-plan")
+
+
+@blp.route("/callouts/<int:callout_id>/results.csv")
+def callout_results(callout_id: int):
+    callout_services.get_callout(uow(), callout_id)
+    rows = statistics_services.results(deps().uow, g.account.id, callout_id)
+    return csv_response(rows, f"callout-{callout_id}-results.csv")
 
 
 @blp.route("/callouts/<int:callout_id>/events", methods=["POST"])

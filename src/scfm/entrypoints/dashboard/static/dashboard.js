@@ -1,5 +1,7 @@
 // The dashboard's only script: confirmations before a form that changes a callout, and regions that refresh
-// themselves while work goes on (an import, a batch operation). Every page works without it.
+// themselves while work goes on (an import, a batch operation, a callout's statistics): a region asks its
+// data-source (a fragment of the dashboard), else the page again, every data-refresh seconds, and is replaced
+// by the same region of the answer. Every page works without it.
 "use strict";
 
 document.addEventListener("submit", (event) => {
@@ -13,7 +15,7 @@ function refresh(region) {
   const seconds = Number(region.dataset.refresh) || 5;
   window.setTimeout(async () => {
     try {
-      const response = await fetch(window.location.href, {credentials: "same-origin"});
+      const response = await fetch(region.dataset.source || window.location.href, {credentials: "same-origin"});
       if (response.ok) {
         const page = new DOMParser().parseFromString(await response.text(), "text/html");
         const fresh = page.getElementById(region.id);
