@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import secrets
 import time
 from contextlib import closing
 
@@ -156,7 +157,10 @@ def run(env, procs, args) -> list[Result]:
 
 def main(args: argparse.Namespace) -> int:
     def body():
-        with throwaway_env("dashboard", keep=args.keep) as env, processes(env.child_env()) as procs:
+        # a key of this run for gunicorn's workers (else the app keeps one in ./.scfm/)
+        key = {"SCFM_SECRET_KEY": secrets.token_urlsafe(32)}
+        with throwaway_env("dashboard", keep=args.keep, extra_env=key) as env, \
+                processes(env.child_env()) as procs:
             results = run(env, procs, args)
         print("\n" + summary(f"dashboard pages through gunicorn, {args.contacts:,} contacts, {args.requests} "
                              "requests each", results), flush=True)
