@@ -319,7 +319,7 @@ def _summaries(callouts) -> dict[int, dict[str, Any]]:
     return summaries
 
 
-OUTCOME_ORDER = ["completed", *RETRYABLE_OUTCOMES]
+OUTCOME_ORDER = [PhoneCallStatus.COMPLETED.value, *RETRYABLE_OUTCOMES]
 
 
 def _in_order(outcomes: dict[str, int]) -> list[tuple[str, int]]:
@@ -344,7 +344,8 @@ def _live(callout) -> dict[str, Any]:
         ended = charts.stacked(minutes, reads.ended_calls_per_minute(
             deps().engine, g.account.id, callout.id, list(statistics_services.OUTCOMES), minutes[0]), OUTCOME_ORDER)
     states = figures.states
-    moving = states["queued"] + states["in_flight"] + states["waiting_for_window"]
+    moving = sum(states[state] for state in (statistics_services.QUEUED_STATE, statistics_services.IN_FLIGHT,
+                                             statistics_services.WAITING_FOR_WINDOW))
     return {
         "figures": figures, "outcomes": _in_order(figures.outcomes),
         "share_done": format_percent(states[statistics_services.DONE] / figures.participations
@@ -353,7 +354,7 @@ def _live(callout) -> dict[str, Any]:
         "answer_rate": None if figures.answer_rate is None else format_percent(figures.answer_rate),
         "refresh": not figures.finished and (callout.status == CalloutStatus.RUNNING.value or moving > 0),
         "part_labels": {"calls": _("calls"), **{outcome: status_label(outcome) for outcome in OUTCOME_ORDER}},
-        "exact_up_to": EXACT_TOTAL_UP_TO,
+        "exact_up_to": EXACT_TOTAL_UP_TO, "states": statistics_services.STATES,
     }
 
 
