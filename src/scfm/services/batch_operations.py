@@ -103,8 +103,8 @@ def preview(uow: UnitOfWork, operation_id: int, kind: str, paging: PageRequest) 
         if kind not in bo.PREVIEWS[stored(operation.type)]:
             raise NotFound("preview")
         plan = bo.plan(stored(operation.type), operation.parameters)
-        items, total = uow.batches.preview(operation, plan, kind, paging.page, paging.per_page)
-    return Page(items, total, paging.page, paging.per_page)
+        items, total, estimated = uow.batches.preview(operation, plan, kind, paging.page, paging.per_page)
+    return Page(items, total, paging.page, paging.per_page, estimated)
 
 
 def results(uow: UnitOfWork, operation_id: int, kind: str, paging: PageRequest) -> Page:
@@ -112,8 +112,8 @@ def results(uow: UnitOfWork, operation_id: int, kind: str, paging: PageRequest) 
         operation = uow.batch_operations.get(operation_id)
         if kind not in bo.RESULTS[stored(operation.type)]:
             raise NotFound("results")
-        items, total = uow.batches.results(operation, kind, paging.page, paging.per_page)
-    return Page(items, total, paging.page, paging.per_page)
+        items, total, estimated = uow.batches.results(operation, kind, paging.page, paging.per_page)
+    return Page(items, total, paging.page, paging.per_page, estimated)
 
 
 def run(uow: UnitOfWork, jobs: JobQueue, operation_id: int) -> str:

@@ -222,7 +222,7 @@ def _tally(works: list[CalloutWork], durations: dict[int, int], minutes: dict[da
     return result
 
 
-def _estimate(works: list[CalloutWork], account: Account, provider_defaults: dict[str, Any],
+def estimate(works: list[CalloutWork], account: Account, provider_defaults: dict[str, Any],
               now: datetime) -> dict[str, Any]:
     """Calls left and when they will have been dialed at the account's rate, inside the calling window (when
     every callout with work left has the same one) and before not_after."""
@@ -230,13 +230,13 @@ def _estimate(works: list[CalloutWork], account: Account, provider_defaults: dic
     lefts = [(work, work.calls_left()) for work in works]
     calls_left = sum(left for _work, left in lefts)
     dialing = [work for work, left in lefts if left]
-    estimate: dict[str, Any] = {"calls_left": calls_left, "calls_per_second": rate, "seconds_left": None,
+    figures: dict[str, Any] = {"calls_left": calls_left, "calls_per_second": rate, "seconds_left": None,
                                 "finishes_at": None}
     if calls_left == 0:
-        estimate.update(seconds_left=0, finishes_at=now)
-        return estimate
+        figures.update(seconds_left=0, finishes_at=now)
+        return figures
     if not all(work.dials_on_its_own() for work in dialing):
-        return estimate
+        return figures
     plans = [effective_plan(account, work.callout) for work in dialing]
     windows = {repr(plan.get("window")) for plan in plans}
     window = parse_window(plans[0].get("window")) if len(windows) == 1 else None
@@ -244,8 +244,8 @@ def _estimate(works: list[CalloutWork], account: Account, provider_defaults: dic
     not_after = max(expiry for expiry in expiries if expiry is not None) if None not in expiries else None
     finish = finishes_at(now, calls_left, rate, window, not_after)
     if finish is not None:
-        estimate.update(seconds_left=round((finish - now).total_seconds(), 1), finishes_at=finish)
-    return estimate
+        figures.update(seconds_left=round((finish - now).total_seconds(), 1), finishes_at=finish)
+    return figures
 
 
 def _minutes(minutes: Any) -> int:
@@ -275,7 +275,7 @@ def _statistics(uow: UnitOfWork, account: Account, callouts: list[Callout], prov
     for _callout_id, minute, count in store.minute_counts(ids, since):
         per_minute[minute] = per_minute.get(minute, 0) + count
     result = _tally(works, durations, per_minute, now, minute_count)
-    result.estimate = _estimate(works, account, provider_defaults, now)
+    result.estimate = estimate(works, account, provider_defaults, now)
     return result
 
 

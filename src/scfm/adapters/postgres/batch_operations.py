@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from scfm.adapters.postgres import tables as t
 from scfm.adapters.postgres.filters import compile_conditions
+from scfm.adapters.postgres.repositories import count_matches
 from scfm.domain import batch_operation as bo
 from scfm.domain import state_machines as sm
 
@@ -109,11 +110,11 @@ class BatchOperationQueries:
     # ------------------------------------------------------------ previews and results
     def _page(self, repo, ids_query, page: int, per_page: int):
         ids = ids_query.subquery()
-        total = self.conn.execute(select(func.count()).select_from(ids)).scalar_one()
+        total, estimated = count_matches(self.conn, select(ids.c.id))
         # page the ids first: the limit then reaches into the selection instead of joining every row
         page_ids = select(ids.c.id).order_by(ids.c.id).limit(per_page).offset((page - 1) * per_page)
         query = repo.base_select().where(repo.table.c.id.in_(page_ids)).order_by(repo.table.c.id)
-        return [repo.to_entity(row) for row in self.conn.execute(query)], total
+        return [repo.to_entity(row) for row in self.conn.execute(query)], total, estimated
 
     def preview(self, operation, plan, kind: str, page: int, per_page: int):
         candidates = self.candidates(operation, plan).subquery()

@@ -5,7 +5,7 @@ import dataclasses
 from functools import cache
 from typing import Any, Iterable
 
-from sqlalchemy import and_, delete, exists, func, insert, literal, select, update
+from sqlalchemy import Select, and_, delete, exists, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -63,6 +63,22 @@ def integrity_error_to_validation(error: IntegrityError, deleting: bool = False)
 def _fields(entity: type, table: Any) -> frozenset[str]:
     """The entity's fields that are the table's columns: a unit of work makes every repository per request."""
     return frozenset({f.name for f in dataclasses.fields(entity)} & set(table.c.keys()))
+
+
+def count_matches(conn: Connection, matches: Select[Any]) -> tuple[int, bool]:
+    """How many rows `matches` selects, and whether that is the planner's estimate: exact up to
+    EXACT_TOTAL_UP_TO; beyond, estimated. Counting a million matches reads every page of the table (100 ms and
+    more), which a list must not wait for."""
+    capped = select(func.count()).select_from(matches.limit(EXACT_TOTAL_UP_TO + 1).subquery())
+    total = conn.execute(capped).scalar_one()
+    if total <= EXACT_TOTAL_UP_TO:
+        return total, False
+    compiled = matches.compile(dialect=conn.dialect)
+    processors: Any = compiled._bind_processors
+    params = {key: processors[key](value) if key in processors else value
+              for key, value in compiled.construct_params().items()}
+    plan: Any = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), params).scalar()
+    return max(EXACT_TOTAL_UP_TO + 1, int(plan[0]["Plan"]["Plan Rows"])), True
 
 
 class Repository:
@@ -149,19 +165,7 @@ class Repository:
         return [self.to_entity(row) for row in self.conn.execute(query)], total, estimated
 
     def _total(self, where) -> tuple[int, bool]:
-        """Exact up to EXACT_TOTAL_UP_TO matches; beyond, the planner's estimate. Counting a million matches
-        reads every page of the table (100 ms and more), which a list must not wait for."""
-        matches = select(literal(1)).select_from(self.table).where(where)
-        capped = select(func.count()).select_from(matches.limit(EXACT_TOTAL_UP_TO + 1).subquery())
-        total = self.conn.execute(capped).scalar_one()
-        if total <= EXACT_TOTAL_UP_TO:
-            return total, False
-        compiled = matches.compile(dialect=self.conn.dialect)
-        processors: Any = compiled._bind_processors
-        params = {key: processors[key](value) if key in processors else value
-                  for key, value in compiled.construct_params().items()}
-        plan: Any = self.conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), params).scalar()
-        return max(EXACT_TOTAL_UP_TO + 1, int(plan[0]["Plan"]["Plan Rows"])), True
+        return count_matches(self.conn, select(literal(1)).select_from(self.table).where(where))
 
     def exists(self, *clauses) -> bool:
         return bool(self.conn.execute(select(exists().where(and_(*clauses)))).scalar())

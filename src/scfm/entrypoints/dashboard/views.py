@@ -310,7 +310,7 @@ def _summaries(callouts) -> dict[int, dict[str, Any]]:
             states[state] += count.participations
             if outcome is not None and count.participations:
                 outcomes[outcome] = outcomes.get(outcome, 0) + count.participations
-        estimate = statistics_services._estimate([work], account, deps().settings.provider, now)
+        estimate = statistics_services.estimate([work], account, deps().settings.provider, now)
         summaries[callout.id] = {
             "participations": sum(states.values()), "done": states[statistics_services.DONE],
             "outcomes": _in_order(outcomes), "finished": statistics_services.is_finished(states),
