@@ -21,6 +21,8 @@ SUITES = {
               ["--contacts", "25000", "--requests", "40", "--pages", "1,2,500"]),
     "sweeper": ("sweeper", "the sweeper's enqueues per minute and Redis memory with 100,000 silent calls",
                 ["--calls", "300", "--minutes", "1"]),
+    "capacity": ("capacity", "the highest rate of calls one machine dials end to end, every status callback ingested",
+                 ["--rates", "10,20", "--seconds", "4"]),
     "imports": ("imports", "a 1,000,000-row CSV imported through the API and worker vs the same rows by hand",
                 ["--rows", "3000", "--small", "1000"]),
 }

@@ -10,7 +10,7 @@ K cycles through --pages. Every answer is checked: 25 items (fewer past the end)
 and Total: the number that match, or with `Total-Estimated: true` (past EXACT_TOTAL_UP_TO matches) within a
 factor of 2 of it. The same requests are then made as bare SQL with psycopg2 on one kept connection: what
 the app's repository runs (the count capped at EXACT_TOTAL_UP_TO + 1 rows, the planner's estimate past it,
-the page). Printed: the API's p50 and p99 beside the bare SQL's; issue 15's target is a p99 at most 3x.
+the page). Printed: the API's p50 and p99 beside the bare SQL's on the same data; target: a p99 at most 3x.
 """
 from __future__ import annotations
 
@@ -20,12 +20,12 @@ import time
 from contextlib import closing
 
 from bench.common import (
-    BenchError, CpuMeter, PROVINCES, admin_api, basic_auth, free_port, guarded, load_contacts, new_account,
-    percentile, processes, progress, summary, throwaway_env, versus,
+    BenchError, CpuMeter, PROVINCES, admin_api, basic_auth, free_port, guarded, http_session, load_contacts,
+    new_account, percentile, processes, progress, summary, throwaway_env, versus,
 )
 from scfm.adapters.postgres.repositories import EXACT_TOTAL_UP_TO as CAP
 
-TARGET_MS, TARGET_RATIO = 50.0, 3.0
+TARGET_RATIO = 3.0
 DEFAULT_PAGES = (1, 2, 3, 4, 5, 10, 20, 50, 100, 400)
 MATCHES = "FROM contacts WHERE account_id = %(account)s AND metadata @> %(filter)s::jsonb"
 
@@ -44,10 +44,7 @@ def expected_total(n: int, key: str, value: str) -> int:
 
 
 def through_api(base: str, token: str, n: int, requests_: list) -> list[float]:
-    import requests
-
-    session = requests.Session()
-    session.trust_env = False
+    session = http_session()
     session.headers["Authorization"] = basic_auth(token)
     seconds = []
     for key, value, page in requests_:
@@ -102,8 +99,8 @@ def run(env, procs, args) -> list:
     p99, bare_p99 = percentile(api, 99) * 1000, percentile(bare, 99) * 1000
     note = f"{args.requests} requests, {args.contacts:,} contacts"
     return [versus("lists p50", percentile(api, 50) * 1000, percentile(bare, 50) * 1000, "ms", digits=1, note=note),
-            versus("lists p99", p99, bare_p99, "ms", f"<= {TARGET_RATIO:g}x; < {TARGET_MS:g} ms",
-                   p99 <= TARGET_RATIO * bare_p99 and p99 < TARGET_MS, digits=1, note=note)]
+            versus("lists p99", p99, bare_p99, "ms", f"<= {TARGET_RATIO:g}x", p99 <= TARGET_RATIO * bare_p99, digits=1,
+                   note=note)]
 
 
 def main(args: argparse.Namespace) -> int:
