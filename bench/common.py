@@ -17,9 +17,8 @@ from pathlib import Path
 
 import psutil
 
-ROOT = Path(__file__).resolve().parents[1]  # the repository: `tests.support` is importable from here
+ROOT = Path(__file__).resolve().parents[1]  # the repository: children run there, `tests.support` importable
 PROVINCES = ("phnom_penh", "siem_reap", "battambang", "kampot", "kandal")
-PROVIDER_SETTINGS = ("TWILIO_", "SOMLENG_", "PLATFORM_PROVIDER")  # the server's defaults stay out of a benchmark
 _started = time.perf_counter()
 
 
@@ -36,7 +35,7 @@ def guarded(body) -> int:
     try:
         body()
         return 0
-    except (KeyboardInterrupt, SystemExit):  # SystemExit: RQ's cold shutdown on a second Ctrl-C
+    except KeyboardInterrupt:
         progress("interrupted")
         return 130
     except BenchError as error:
@@ -48,20 +47,19 @@ def guarded(body) -> int:
 
 @dataclass
 class Result:
-    """One printed figure, compared to what it should be."""
-
+    """One figure of a summary, and whether it meets its target (None: it has none)."""
     name: str
     value: str
     target: str = "-"
-    meets: bool | None = None  # None: a figure with nothing to meet
+    meets: bool | None = None
     note: str = ""
 
 
 def versus(name: str, ours: float, by_hand: float, unit: str = "s", target: str = "-",
            meets: bool | None = None, note: str = "", digits: int = 2) -> Result:
     """A figure beside the same work by hand: `R.RRx (ours X unit, by hand Y unit)`, printed at once."""
-    ratio = ours / by_hand if by_hand > 0 else float("inf")
-    value = f"{ratio:.2f}x ({ours:.{digits}f} {unit}, by hand {by_hand:.{digits}f} {unit})"
+    value = f"{ours / by_hand if by_hand > 0 else float('inf'):.2f}x ({ours:.{digits}f} {unit}, by hand " \
+            f"{by_hand:.{digits}f} {unit})"
     print(f"{name}: {value}" + (f"; {note}" if note else ""), flush=True)
     return Result(name, value, target, meets, note)
 
@@ -72,9 +70,10 @@ def load_average() -> str:
 
 def summary(title: str, results: list[Result]) -> str:
     """The results as a table, with the machine's load at the end (it is shared: figures are noisy)."""
-    rows = [("benchmark", "figure", "target", "meets", "notes"), ("-----",) * 5]
+    rows = [("benchmark", "figure", "target", "meets", "notes")]
     rows += [(r.name, r.value, r.target, {True: "yes", False: "NO", None: "-"}[r.meets], r.note) for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    rows.insert(1, ["-" * width for width in widths] + ["-----"])
     lines = ["  ".join([cell.ljust(width) for cell, width in zip(row, widths)] + [row[4]]).rstrip() for row in rows]
     return "\n".join([title, *lines, f"({load_average()} at the end)"])
 
@@ -101,13 +100,11 @@ def busiest_window(stamps: list[float], seconds: float = 1.0) -> int:
 class Env:
     deps: object
     database_url: str  # SQLAlchemy's form (postgresql+psycopg2://...)
-    name: str  # of the database and of the queue
 
     @staticmethod
     def child_env(**extra) -> dict:
         """This process's environment (which throwaway_env points at the database and queue), and `extra`."""
-        return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-                **{key: str(value) for key, value in extra.items()}}
+        return {**os.environ, **{key: str(value) for key, value in extra.items()}}
 
     def connect(self):
         import psycopg2
@@ -120,8 +117,8 @@ class Env:
 @contextmanager
 def throwaway_env(label: str, keep: bool = False, extra_env: dict | None = None):
     """A migrated database scfm_bench_<random> next to DATABASE_URL's, and a queue of the same name; this
-    process's environment and bootstrap() point at them until the end, when both are removed (also on
-    Ctrl-C, SIGTERM or an error)."""
+    process's environment points at them (without the server's provider settings) until the end, when both
+    are removed (also on Ctrl-C, SIGTERM or an error)."""
     from scfm.adapters.postgres import db
     from scfm.bootstrap import bootstrap
     from scfm.config import Settings
@@ -131,29 +128,22 @@ def throwaway_env(label: str, keep: bool = False, extra_env: dict | None = None)
     try:
         database_url = db.create_database(server_url, name)
         progress(f"{label}: database and queue {name}")
-        for key in [key for key in os.environ if key.startswith(PROVIDER_SETTINGS)]:
+        for key in [key for key in os.environ if key.startswith(("TWILIO_", "SOMLENG_", "PLATFORM_PROVIDER"))]:
             del os.environ[key]
-        os.environ.update(DATABASE_URL=database_url, SCFM_QUEUE=name, **(extra_env or {}))
         os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+        os.environ.update(DATABASE_URL=database_url, SCFM_QUEUE=name, **(extra_env or {}))
         deps = bootstrap(Settings.from_env())
         db.upgrade(deps.engine)
-        yield Env(deps, database_url, name)
+        yield Env(deps, database_url)
     finally:
         if deps is not None:
-            with suppress(Exception):  # the queue's keys, its jobs' and its workers'
-                job_ids = set(deps.queue.get_job_ids()) | {
-                    job_id for registry in (deps.queue.started_job_registry, deps.queue.finished_job_registry,
-                                            deps.queue.failed_job_registry, deps.queue.scheduled_job_registry)
-                    for job_id in registry.get_job_ids()}
-                keys = [f"rq:{kind}:{job_id}" for job_id in job_ids for kind in ("job", "results")]
-                deps.redis.delete(*keys, *deps.redis.scan_iter(f"*{name}*"))
+            with suppress(Exception):  # the queue, its jobs and registries (finished jobs expire by themselves)
+                deps.queue.delete(delete_jobs=True)
+                deps.redis.delete(*deps.redis.scan_iter(f"*{name}*"))
             deps.engine.dispose()
-        if database_url and keep:
-            progress(f"kept database {name}")
-        elif database_url:
-            with suppress(Exception):
-                db.drop_database(server_url, name)
-                progress(f"dropped database {name}")
+        if database_url and not keep:
+            db.drop_database(server_url, name)
+        progress(f"{'kept' if keep else 'dropped'} database {name}")
         os.environ.clear()
         os.environ.update(saved_env)
 
@@ -214,15 +204,62 @@ class Process:
     popen: subprocess.Popen
     log: Path
 
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
-
     def check_alive(self) -> None:
         if self.popen.poll() is not None:
-            raise BenchError(f"{self.label} exited with {self.popen.returncode}:\n{self.tail()}")
+            lines = self.log.read_text(errors="replace").splitlines()[-30:]
+            raise BenchError(f"{self.label} exited with {self.popen.returncode}:\n" + "\n".join(lines))
 
-    def tree(self) -> list[psutil.Process]:
-        return tree(self.popen.pid)
+
+class Processes:
+    """Child processes in sessions of their own (Ctrl-C reaches only the benchmark), logging to `folder`."""
+
+    def __init__(self, env: dict, folder: Path):
+        self.env, self.started, self.folder = env, [], folder
+
+    def start(self, label: str, *argv: str, env: dict | None = None) -> Process:
+        log = self.folder / f"{len(self.started):02d}-{label.replace(' ', '_').replace('/', '_')}.log"
+        with open(log, "wb") as out:
+            popen = subprocess.Popen([sys.executable, *argv], env=env or self.env, cwd=ROOT, start_new_session=True,
+                                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        self.started.append(Process(label, popen, log))
+        return self.started[-1]
+
+    def scfm(self, label: str, *args: str) -> Process:
+        return self.start(label, "-m", "scfm.entrypoints.cli", *args)
+
+    def api(self, port: int, workers: int = 2) -> Process:
+        process = self.start("api", "-m", "scfm.entrypoints.cli", "serve", "--port", str(port), "--workers",
+                             str(workers), env={**self.env, "PUBLIC_URL": f"http://127.0.0.1:{port}"})
+        wait_for_http(f"http://127.0.0.1:{port}/api/openapi.json", process)
+        return process
+
+    def stop(self, *processes: Process, seconds: float = 10) -> None:
+        """SIGTERM to the processes and all their descendants, SIGKILL to what is left after `seconds`."""
+        every = [each for process in processes for each in tree(process.popen.pid)]
+        for each in every:
+            with suppress(psutil.Error):
+                each.terminate()
+        for each in psutil.wait_procs(every, timeout=seconds)[1]:
+            with suppress(psutil.Error):
+                each.kill()
+        for process in processes:
+            process.popen.wait(5)
+            self.started.remove(process)
+
+    def check_alive(self) -> None:
+        for process in self.started:
+            process.check_alive()
+
+
+@contextmanager
+def processes(env: dict | None = None):
+    """Processes started with `env` (default: this process's environment then), all stopped at the end."""
+    with tempfile.TemporaryDirectory(prefix="scfm-bench-") as folder:
+        group = Processes(env or dict(os.environ), Path(folder))
+        try:
+            yield group
+        finally:
+            group.stop(*group.started)
 
 
 def wait_for_http(url: str, process: Process, seconds: float = 30) -> None:
@@ -235,63 +272,7 @@ def wait_for_http(url: str, process: Process, seconds: float = 30) -> None:
             session.get(url, timeout=1)
             return
         time.sleep(0.1)
-    raise BenchError(f"{url} did not come up in {seconds}s:\n{process.tail()}")
-
-
-class Processes:
-    """Child processes, each in its own session (Ctrl-C reaches only the benchmark), logging to a folder."""
-
-    def __init__(self, env: dict):
-        self.env, self.started, self.folder = env, [], Path(tempfile.mkdtemp(prefix="scfm-bench-"))
-
-    def start(self, label: str, *argv: str, env: dict | None = None) -> Process:
-        log = self.folder / f"{len(self.started):02d}-{label.replace(' ', '_').replace('/', '_')}.log"
-        with open(log, "wb") as out:
-            popen = subprocess.Popen([sys.executable, *argv], env=env or self.env, cwd=ROOT, start_new_session=True,
-                                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-        self.started.append(Process(label, popen, log))
-        return self.started[-1]
-
-    def scfm(self, label: str, *args: str, env: dict | None = None) -> Process:
-        return self.start(label, "-m", "scfm.entrypoints.cli", *args, env=env)
-
-    def api(self, port: int, workers: int = 2, threads: int = 4) -> Process:
-        process = self.scfm("api", "serve", "--port", str(port), "--workers", str(workers), "--threads", str(threads),
-                            env={**self.env, "PUBLIC_URL": f"http://127.0.0.1:{port}"})
-        wait_for_http(f"http://127.0.0.1:{port}/api/openapi.json", process)
-        return process
-
-    def stop(self, *processes: Process, seconds: float = 10) -> None:
-        """SIGTERM to the processes and all their descendants, SIGKILL to what is left after `seconds`."""
-        tree = [each for process in processes for each in process.tree()]
-        for each in tree:
-            with suppress(psutil.Error):
-                each.terminate()
-        _gone, alive = psutil.wait_procs(tree, timeout=seconds)
-        for each in alive:
-            with suppress(psutil.Error):
-                each.kill()
-        psutil.wait_procs(alive, timeout=5)
-        for process in processes:
-            with suppress(subprocess.TimeoutExpired):
-                process.popen.wait(1)
-            self.started.remove(process)
-
-    def check_alive(self) -> None:
-        for process in self.started:
-            process.check_alive()
-
-
-@contextmanager
-def processes(env: dict):
-    group = Processes(env)
-    try:
-        yield group
-    finally:
-        group.stop(*group.started)
-        for log in group.folder.glob("*.log"):
-            log.unlink()
-        group.folder.rmdir()
+    raise BenchError(f"{url} did not come up in {seconds}s")
 
 
 # ---------------------------------------------------------------- accounts, through the API
@@ -301,7 +282,7 @@ def basic_auth(token: str) -> str:
 
 
 class Api:
-    """The Flask test client with an access token, bodies form-encoded like curl -d."""
+    """The Flask test client of this process with an access token, bodies form-encoded like curl -d."""
 
     def __init__(self, client, token: str):
         self.client, self.headers = client, {"Authorization": basic_auth(token)}
@@ -317,6 +298,20 @@ class Api:
 
     def post(self, path: str, data: dict | None = None, status: int = 201):
         return self.request("POST", path, data or {}, status)
+
+
+def admin_api(deps) -> Api:
+    """A super admin (made in the database) on the Flask test client of this process."""
+    from scfm.entrypoints.app import create_app
+    from scfm.services import accounts
+
+    return Api(create_app(deps).test_client(), accounts.create_super_admin(deps.uow())[1].token)
+
+
+def new_account(admin: Api, **fields) -> tuple[int, str]:
+    """An account made as the reference does (a super admin creates it and its token): (id, token)."""
+    account = admin.post("/api/accounts", {"metadata[name]": "bench", **fields}).json
+    return account["id"], admin.post("/api/access_tokens", {"account_sid": account["id"]}).json["token"]
 
 
 def wait_finished(api: Api, operation_id: int, procs: Processes, seconds: float = 1800) -> None:
@@ -335,21 +330,6 @@ def wait_finished(api: Api, operation_id: int, procs: Processes, seconds: float 
     raise BenchError(f"batch operation {operation_id} did not finish in {seconds:g}s")
 
 
-def admin_api(deps) -> Api:
-    """A super admin (made in the database) on the Flask test client of this process."""
-    from scfm.entrypoints.app import create_app
-    from scfm.services import accounts
-
-    _account, token = accounts.create_super_admin(deps.uow())
-    return Api(create_app(deps).test_client(), token.token)
-
-
-def new_account(admin: Api, **fields) -> tuple[int, str]:
-    """An account made as the reference does (a super admin creates it and its token): (id, token)."""
-    account = admin.post("/api/accounts", {"metadata[name]": "bench", **fields}).get_json()
-    return account["id"], admin.post("/api/access_tokens", {"account_sid": account["id"]}).get_json()["token"]
-
-
 # ---------------------------------------------------------------- CPU: where the cores went
 
 def _cpu_seconds(process: psutil.Process, reaped: bool = True) -> float:
@@ -361,25 +341,25 @@ def _cpu_seconds(process: psutil.Process, reaped: bool = True) -> float:
 
 class CpuMeter:
     """Cores used over a window: by each process we started with its descendants (`groups`: pid -> label),
-    PostgreSQL (the whole server), Redis, this process, and the rest of the machine (`other`).
-
-    A process's CPU counts its reaped children's, so a child that ends within its group (an RQ work horse, a
-    PostgreSQL backend) moves its CPU to its parent: the group's sum at the end less at the start is right."""
+    PostgreSQL's backends of this database, Redis, this process, and the rest of the machine (`other`: on a
+    shared machine, other work too). A process's CPU counts its reaped children's, so a child that ends within
+    its group (an RQ work horse) moves its CPU to its parent: the group's sum at the end less at the start is
+    right; a backend that ends within the window takes its CPU to `other`."""
 
     def __init__(self, groups: dict[int, str]):
-        self.groups = groups
+        self.groups, self.database = groups, os.environ.get("DATABASE_URL", "").rsplit("/", 1)[-1]
 
     def _seconds(self) -> Counter:
-        seconds, grouped = Counter(), set()
+        seconds, grouped = Counter({"this process": _cpu_seconds(psutil.Process(), reaped=False)}), set()
         for pid, label in self.groups.items():
             processes = tree(pid)
             seconds[label] += sum(map(_cpu_seconds, processes))
             grouped.update(each.pid for each in processes)
-        for each in psutil.process_iter(["name"]):
-            for server in ("postgres", "redis"):
-                if each.pid not in grouped and (each.info["name"] or "").startswith(server):
-                    seconds[server] += _cpu_seconds(each)
-        seconds["this process"] = _cpu_seconds(psutil.Process(), reaped=False)
+        for each in psutil.process_iter(["name", "cmdline"]):  # a backend's title names its database
+            if each.info["name"] == "postgres" and f" {self.database} " in " ".join(each.info["cmdline"] or ()):
+                seconds["postgres (its backends)"] += _cpu_seconds(each)
+            elif (each.info["name"] or "").startswith("redis") and each.pid not in grouped:
+                seconds["redis"] += _cpu_seconds(each)
         return seconds
 
     def __enter__(self):
@@ -388,12 +368,10 @@ class CpuMeter:
 
     def __exit__(self, *exc):
         self.seconds = time.monotonic() - self.started
-        after, machine = self._seconds(), psutil.cpu_times()
-        busy = [sum(times) - times.idle - getattr(times, "iowait", 0) for times in (self.machine_before, machine)]
+        after, busy = self._seconds(), [sum(t) - t.idle - t.iowait for t in (self.machine_before, psutil.cpu_times())]
         self.cores = {label: max(0.0, after[label] - self.before[label]) / self.seconds for label in after}
         self.machine = (busy[1] - busy[0]) / self.seconds
         self.cores["other"] = max(0.0, self.machine - sum(self.cores.values()))
-        return False
 
     def line(self) -> str:
         shares = ", ".join(f"{label} {cores:.2f}" for label, cores in sorted(self.cores.items(), key=lambda kv: -kv[1])

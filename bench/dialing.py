@@ -1,16 +1,13 @@
-"""Dialing against the Twilio-compatible fake provider, on the real cluster: the API under gunicorn (the status
-callbacks land there), `scfm worker` processes, one `scfm dialer` and `scfm scheduler`, on a throwaway
-database and queue. Each fake provider runs in its own process and enforces its account's rate (429 above).
+"""Dialing against the fake provider (its own process, 429 above its rate) on the real cluster: the API under
+gunicorn, `scfm worker`s, one `scfm dialer`, `scfm scheduler`. Rates are judged from the provider's create
+timestamps: the steady rate (after the first second) and the busiest second (any sliding 1-second window).
 
-rates     for each rate R (default 1, 10, 100 calls/s): one account with calls_per_second=R and its own
-          provider account, R x --seconds calls queued by a PhoneCallQueue batch operation: the achieved rate
-          over the steady part (after the first second) and the busiest second (any sliding 1-second window),
-          from the provider's create timestamps: target >= 95% from 10/s on, never above R.
-accounts  six accounts, each with its own provider account at --accounts-rate, queueing at the same moment,
-          while a seventh account's CalloutPopulation is queued: each one's rate (>= 95%), how long after its
-          queue request its first call left (< 5 s), whether the dialing periods overlap, and how long the
-          population waited for a worker (< 5 s).
-shared    the same, all six on the server's provider account, whose rate the operator sets
+rates     for each rate R (default 1, 10, 100 calls/s) one account at R on its own provider account, R x
+          --seconds calls queued by a PhoneCallQueue: target >= 95% from 10/s on, never above R.
+accounts  six accounts on their own provider accounts at --accounts-rate, queued at once while a seventh
+          account's CalloutPopulation is queued: each one's rate (>= 95%), its first call's wait (< 5 s),
+          whether they overlap, and the population's wait for a worker (< 5 s).
+shared    the same six on the server's provider account, whose rate the operator sets
           (SCFM_SERVER_CALLS_PER_SECOND = --accounts-rate): the total (>= 95%, never above) and its split.
 
 The dialer spaces its slots by rate / 1.04 (SPACING_MARGIN in scfm.domain.dialing): 96.2% is its ceiling.
@@ -89,17 +86,12 @@ class Provider:
 
 @dataclass
 class Tenant:
-    """An account with a started callout whose calls are created, and what its provider saw."""
+    """An account with a started callout whose calls are created."""
     account_id: int
     api: Api
     callout_id: int
     calls: int
     queued_at: float = 0.0  # time.monotonic() of its queue request
-    creates: list | None = None
-
-    def period(self) -> tuple[float, float]:
-        stamps = [c["at"] for c in self.creates if c["status_code"] == 201]
-        return min(stamps), max(stamps)
 
 
 class Cluster:
@@ -195,30 +187,29 @@ class Bench(Cluster):
             for tenant, operation_id in [(quiet, population), *zip(tenants, operations)]:
                 self.wait_finished(tenant, operation_id)
             self.wait_dialed([tenant.account_id for tenant in tenants], calls / own_rate)
-        reports = [provider.report()["creates"] for provider in providers]
+        creates = [provider.report()["creates"] for provider in providers]
         self.procs.stop(*(provider.process for provider in providers))
         waited = float(self.scalar("SELECT extract(epoch FROM started_at - %s) FROM batch_operations WHERE id = %s",
                                    (queued_at, population)))
         with self.raw.cursor() as cur:
-            cur.execute("SELECT id, account_id FROM phone_calls WHERE account_id = ANY(%s)",
-                        ([tenant.account_id for tenant in tenants],))
+            cur.execute("SELECT id, account_id FROM phone_calls")
             owner = dict(cur.fetchall())
         self.raw.commit()
-        for tenant, creates in zip(tenants, reports * ACCOUNTS if server else reports):
-            tenant.creates = [c for c in creates if owner.get(c["phone_call_id"]) == tenant.account_id]
-        figures = [Figures(own_rate, tenant.calls, tenant.creates) for tenant in tenants]
-        waits = [tenant.period()[0] - tenant.queued_at for tenant in tenants]
-        periods = [tenant.period() for tenant in tenants]
-        overlap = max(first for first, _ in periods) < min(last for _, last in periods)
-        for tenant, figure, wait, (first, last) in zip(tenants, figures, waits, periods):
+        figures = [Figures(own_rate, tenant.calls, [c for each in creates for c in each
+                                                    if owner.get(c["phone_call_id"]) == tenant.account_id])
+                   for tenant in tenants]
+        waits = [figure.ok[0] - tenant.queued_at for tenant, figure in zip(tenants, figures)]
+        start = min(figure.ok[0] for figure in figures)
+        overlap = max(figure.ok[0] for figure in figures) < min(figure.ok[-1] for figure in figures)
+        for tenant, figure, wait in zip(tenants, figures, waits):
             print(f"{label}: account {tenant.account_id}: {figure.steady:.2f}/s over {len(figure.ok)} calls "
                   f"({figure.share:.1%} of {'its share' if server else 'its rate'}), first call {wait:.2f}s after "
-                  f"its queue request, dialing from {first - periods[0][0]:.1f}s to {last - periods[0][0]:.1f}s")
+                  f"its queue request, dialing from {figure.ok[0] - start:.1f}s to {figure.ok[-1] - start:.1f}s")
         print(f"{label}: the seventh account's CalloutPopulation started {waited:.2f}s after it was queued; dialing "
               f"periods overlap: {overlap}\n  {cpu.line()}", flush=True)
         if server:
             split = [figure.steady for figure in figures]
-            results = [Figures(rate, calls * ACCOUNTS, reports[0]).result(f"shared: the server's account at {rate:g}/s"),
+            results = [Figures(rate, calls * ACCOUNTS, creates[0]).result(f"shared: the server's account at {rate:g}/s"),
                        Result(f"shared: split of {ACCOUNTS}", f"{min(split):.2f}..{max(split):.2f}/s",
                               f"~{own_rate / SPACING_MARGIN:.2f}/s each", max(split) <= min(split) * 1.1)]
         else:

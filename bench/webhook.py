@@ -1,16 +1,13 @@
-"""Webhook ingest: signed provider status callbacks through the real app under gunicorn, and their CPU against
-the same work by hand.
+"""Webhook ingest: signed status callbacks through the app under gunicorn, and their CPU against the same work
+by hand.
 
-The API (`scfm serve`) on a throwaway database, one account with somleng credentials and --calls remotely
-queued phone calls (inserted by SQL). --processes load-generator processes of --threads threads, each on
-its own kept-alive connection, POST status callbacks for --seconds, signed as the provider signs them (over
-the public URL with ?phone_call_id=ID): ringing, in-progress, completed, then further completed ones.
-Printed: signed requests/s (target 500), p50/p99 latency, whether every answer was 201 with one event row
-each, and where the CPU went.
-
-Then --in-process callbacks of other calls through the Flask app in this process, one at a time: CPU, wall
-time and statements per request, against the same work by hand (the signature checked, then the account
-found, the call updated and the event inserted in one transaction, with psycopg2). Target: CPU <= 2x by hand.
+One account with somleng credentials and --calls remotely queued calls (inserted by SQL). --processes load
+generators of --threads threads, each on a kept-alive connection, POST callbacks for --seconds, signed as the
+provider signs them: ringing, in-progress, then completed ones. Printed: signed requests/s (target 500),
+p50/p99 latency, whether each answer was 201 with one event, and where the CPU went. Then --in-process
+callbacks of other calls through the Flask app in this process, one at a time: CPU, wall time and statements
+per request, against the same work by hand (the signature checked, then the account found, the call updated
+and the event inserted in one transaction, with psycopg2). Target: CPU <= 2x by hand.
 """
 from __future__ import annotations
 
@@ -49,11 +46,11 @@ def callback(public: str, call: tuple, status: str, sequence: int = 0) -> tuple[
     return path, params, RequestValidator(TOKEN).compute_signature(public + path, params)
 
 
-def send(index: int, step: int, port: int, calls: list, start_at: float, seconds: float) -> tuple:
-    """One load-generator thread: the callbacks index, index + step, ... on one connection, until the end:
+def send(index: int, step: int, port: int, calls: list, until: float) -> tuple:
+    """One load-generator thread: the callbacks index, index + step, ... on one connection until `until`:
     (latencies, status codes, errors)."""
     connection, latencies, codes, errors = http.client.HTTPConnection("127.0.0.1", port, timeout=30), [], Counter(), []
-    while time.time() < start_at + seconds:
+    while time.time() < until:
         rounds = index // len(calls)
         path, params, signature = callback(f"http://127.0.0.1:{port}", calls[index % len(calls)],
                                            STATUSES[min(rounds, len(STATUSES) - 1)], rounds)
@@ -80,8 +77,8 @@ def generate(process: int, threads: int, step: int, port: int, calls: list, star
     time.sleep(max(0.0, start_at - time.time()))
     cpu = time.process_time()
     with ThreadPoolExecutor(threads) as pool:
-        outcomes = list(pool.map(lambda thread: send(process * threads + thread, step, port, calls, start_at,
-                                                     seconds), range(threads)))
+        outcomes = list(pool.map(lambda thread: send(process * threads + thread, step, port, calls,
+                                                     start_at + seconds), range(threads)))
     return ([x for o in outcomes for x in o[0]], sum((o[1] for o in outcomes), Counter()),
             [x for o in outcomes for x in o[2]], time.process_time() - cpu)
 
