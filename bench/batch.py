@@ -1,7 +1,5 @@
-"""Batch operations at scale: the API and a `scfm worker` against the same SQL written by hand.
-
-One account with --contacts contacts (gender f/m alternating, province among 5, age), then each of these
-through the API and the worker, from the queue request to `finished`, and as hand-written SQL with psycopg2:
+"""Batch operations on --contacts contacts through the API and a `scfm worker` (from the queue request to
+`finished`) against the same SQL written by hand, with psycopg2:
 
   populate half         a CalloutPopulation filtered on metadata gender=f (by hand: INSERT ... SELECT ...
                         ON CONFLICT DO NOTHING into a fresh callout)
@@ -11,7 +9,7 @@ through the API and the worker, from the queue request to `finished`, and as han
                         Total (by hand: count(*) and the first 25 rows)
   preview create calls  the first page of /preview/callout_participations of a fresh PhoneCallCreate
 
-Each is printed as `ratio (ours, by hand)`; the rows made and the pages shown must be the same.
+Printed as `ratio (ours, by hand)`; the rows made and the pages shown must be the same.
 """
 from __future__ import annotations
 
@@ -39,12 +37,11 @@ class Bench:
         self.api = Api(admin.client, token)
         load_contacts(self.raw, self.account_id, contacts)
 
-    def by_hand(self, *queries: str, **params) -> tuple[float, list]:
-        """Seconds of the queries in one transaction, commit included, and the last one's rows."""
+    def by_hand(self, query: str, **params) -> tuple[float, list]:
+        """Seconds of the query, commit included, and its rows."""
         started = time.perf_counter()
         with self.raw.cursor() as cur:
-            for query in queries:
-                cur.execute(query, {"account": self.account_id, **params})
+            cur.execute(query, {"account": self.account_id, **params})
             rows = cur.fetchall() if cur.description else []
         self.raw.commit()
         return time.perf_counter() - started, rows

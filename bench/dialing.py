@@ -1,9 +1,14 @@
-"""Dialing against the fake provider (its own process, 429 above its rate) on the real cluster: the API under
-gunicorn, `scfm worker`s, one `scfm dialer`, `scfm scheduler`. Rates are judged from the provider's create
+"""Dialing on the real cluster (the API under gunicorn, `scfm worker`s, one `scfm dialer`, `scfm scheduler`)
+against the fake provider of tests/support, in a process of its own (`python -m bench.dialing`) that enforces
+its account's rate (429 above it) and plays the far end of each call: the signed status callbacks the dialer
+asks for, queued (initiated), ringing, then in-progress and completed (70%), busy or no-answer (25%), or
+failed without ringing (5%): 2 to 4, 3.65 a call on average. Rates are judged from the provider's create
 timestamps: the steady rate (after the first second) and the busiest second (any sliding 1-second window).
 
 rates     for each rate R (default 1, 10, 100 calls/s) one account at R on its own provider account, R x
-          --seconds calls queued by a PhoneCallQueue: target >= 95% from 10/s on, never above R.
+          --seconds calls queued by a PhoneCallQueue: target >= 95% from 10/s on, never above R; every callback
+          answered 2xx, 99% within 1 s; nothing left behind (every call ended here as at the provider, one
+          event per callback).
 accounts  six accounts on their own provider accounts at --accounts-rate, queued at once while a seventh
           account's CalloutPopulation is queued: each one's rate (>= 95%), its first call's wait (< 5 s),
           whether they overlap, and the population's wait for a worker (< 5 s).
@@ -15,21 +20,92 @@ The dialer spaces its slots by rate / 1.04 (SPACING_MARGIN in scfm.domain.dialin
 from __future__ import annotations
 
 import argparse
+import heapq
+import json
+import random
+import threading
 import time
 import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from bench.common import (
     Api, BenchError, CpuMeter, Result, admin_api, busiest_window, free_port, guarded, http_session, new_account,
-    processes, progress, summary, throwaway_env, wait_finished, wait_for_http,
+    percentile, processes, progress, summary, throwaway_env, wait_finished, wait_for_http,
 )
 from scfm.domain.dialing import SPACING_MARGIN
-from scfm.domain.state_machines import PhoneCallStatus
+from scfm.domain.state_machines import REMOTE_STATUS_MAP, TERMINAL_PHONE_CALL_STATUSES, PhoneCallStatus
 
 TARGET_SHARE, TARGET_FROM_RATE, TARGET_WAIT = 0.95, 10, 5.0  # the share's target applies from TARGET_FROM_RATE
-ACCOUNTS = 6
+ANSWER_WITHIN = 1.0  # seconds, for 99% of the callbacks
+ACCOUNTS, PROVIDER_THREADS = 6, 16
+OUTCOMES = {"completed": 70, "busy": 10, "no-answer": 15, "failed": 5}
 REMOTE_REQUEST_PARAMS = {"parameters[remote_request_params][from]": "1234",
                          "parameters[remote_request_params][url]": "https://demo.twilio.com/docs/voice.xml"}
+
+
+def far_end(rng: random.Random) -> list[tuple[float, str, int | None]]:
+    """A call's status callbacks: (seconds after its create, CallStatus, CallDuration)."""
+    outcome, ringing = rng.choices(list(OUTCOMES), list(OUTCOMES.values()))[0], rng.uniform(0.3, 1.0)
+    steps = [(rng.uniform(0.05, 0.2), "queued", None)] + ([] if outcome == "failed" else [(ringing, "ringing", None)])
+    if outcome == "completed":
+        answered = ringing + rng.uniform(0.5, 1.5)
+        return steps + [(answered, "in-progress", None), (answered + rng.uniform(1, 3), "completed", rng.randint(1, 60))]
+    return steps + [(ringing + rng.uniform(0.5, 2.0), outcome, None)]
+
+
+def serve_provider() -> None:
+    """The provider process: tests/support's FakeProvider, every call it creates played out on schedule from
+    PROVIDER_THREADS threads; a GET on the report port answers its creates, the callbacks' (latency, status
+    code), the calls' final statuses and how many callbacks are still to send."""
+    from tests.support.fake_provider import FakeProvider
+    from tests.support.provider_process import phone_call_id
+
+    parser = argparse.ArgumentParser()
+    for name, kind in [("port", int), ("report-port", int), ("account", str), ("rate", float)]:
+        parser.add_argument(f"--{name}", type=kind, required=True)
+    args = parser.parse_args()
+    sid, token = args.account.split(":", 1)
+    provider = FakeProvider({sid: token}, rate_limit_per_second=args.rate, port=args.port).start()
+    pool, rng, due, answers, finals = ThreadPoolExecutor(PROVIDER_THREADS), random.Random(1), [], [], Counter()
+    seen = scheduled = 0
+
+    def deliver(call_sid: str, status: str) -> None:
+        started = time.monotonic()
+        try:
+            code = provider.send_status_callback(call_sid, status)[0]
+        except OSError:  # refused, reset or timed out
+            code = 0
+        answers.append((time.monotonic() - started, code))
+
+    class Report(BaseHTTPRequestHandler):
+        def do_GET(self):
+            done, creates = list(answers), [{"at": c["at"], "status_code": c.get("status_code"),
+                                             "phone_call_id": phone_call_id(c["params"])}
+                                            for c in list(provider.created_calls)]
+            body = json.dumps({"creates": creates, "answers": done, "finals": dict(finals),
+                               "pending": scheduled - len(done)}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", args.report_port), Report)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    while True:
+        while seen < len(provider.created_calls) and "status_code" in provider.created_calls[seen]:
+            created, seen = provider.created_calls[seen], seen + 1
+            for after, status, duration in (far_end(rng) if created["status_code"] == 201 else []):
+                heapq.heappush(due, (created["at"] + after, seen, created["sid"], status, duration))
+                finals.update([status] if status in OUTCOMES else [])
+                scheduled += 1
+        while due and due[0][0] <= time.monotonic():
+            _at, _seen, call_sid, status, duration = heapq.heappop(due)
+            provider.set_status(call_sid, status, duration)
+            pool.submit(deliver, call_sid, status)
+        time.sleep(0.005)
 
 
 @dataclass
@@ -64,14 +140,12 @@ class Figures:
 
 
 class Provider:
-    """A fake provider in its own process (`module`: tests/support's, or the capacity benchmark's), for one
-    account, enforcing `rate` (429 above it)."""
+    """A fake provider process for one account (`sid`, `token`: the server's own), enforcing `rate`."""
 
-    def __init__(self, procs, rate: float, port: int, sid: str | None = None, token: str | None = None,
-                 module: str = "tests.support.provider_process"):
+    def __init__(self, procs, rate: float, port: int, sid: str | None = None, token: str | None = None):
         self.sid, self.token, report_port = sid or "AC" + uuid.uuid4().hex, token or uuid.uuid4().hex, free_port()
         self.url, self.report_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{report_port}/"
-        self.process = procs.start(f"provider {rate:g}/s", "-m", module, "--port", str(port), "--report-port",
+        self.process = procs.start(f"provider {rate:g}/s", "-m", "bench.dialing", "--port", str(port), "--report-port",
                                    str(report_port), "--account", f"{self.sid}:{self.token}", "--rate", str(rate))
         wait_for_http(self.report_url, self.process)
 
@@ -112,27 +186,25 @@ class Cluster:
         self.groups[provider.process.popen.pid] = "fake providers"
         return provider
 
-    def scalar(self, query: str, params=None):
+    def rows(self, query: str, params=None) -> list:
         with self.raw.cursor() as cur:
             cur.execute(query, params)
-            value = cur.fetchone()[0]
+            rows = cur.fetchall() if cur.description else []
         self.raw.commit()
-        return value
+        return rows
 
     def account(self, calls: int, **fields) -> Tenant:
         """An account with `calls` contacts, a started callout, its participations and phone calls created."""
         account_id, token = new_account(self.admin, **fields)
+        self.rows("INSERT INTO contacts (account_id, msisdn) SELECT %s, '+855' || lpad(%s::text, 3, '0') "
+                  "|| lpad(n::text, 6, '0') FROM generate_series(1, %s) AS n", (account_id, account_id, calls))
         api = Api(self.admin.client, token)
-        with self.raw.cursor() as cur:
-            cur.execute("INSERT INTO contacts (account_id, msisdn) SELECT %s, '+855' || lpad(%s::text, 3, '0') "
-                        "|| lpad(n::text, 6, '0') FROM generate_series(1, %s) AS n", (account_id, account_id, calls))
-        self.raw.commit()
         tenant = Tenant(account_id, api, api.post("/api/callouts").json["id"], calls)
         api.post(f"/api/callouts/{tenant.callout_id}/callout_events", {"event": "start"})
         if calls:
-            self.wait_finished(tenant, self.queue(tenant, {"type": "BatchOperation::CalloutPopulation"}))
-            self.wait_finished(tenant, self.queue(tenant, {"type": "BatchOperation::PhoneCallCreate",
-                                                           **REMOTE_REQUEST_PARAMS}))
+            for data in ({"type": "BatchOperation::CalloutPopulation"},
+                         {"type": "BatchOperation::PhoneCallCreate", **REMOTE_REQUEST_PARAMS}):
+                wait_finished(api, self.queue(tenant, data), self.procs)
         return tenant
 
     def queue(self, tenant: Tenant, data: dict) -> int:
@@ -141,31 +213,61 @@ class Cluster:
         tenant.api.post(f"/api/batch_operations/{operation_id}/batch_operation_events", {"event": "queue"})
         return operation_id
 
-    def wait_finished(self, tenant: Tenant, operation_id: int) -> None:
-        wait_finished(tenant.api, operation_id, self.procs)
-
-    def wait_dialed(self, account_ids: list[int], seconds: float) -> None:
-        """Until no call of these accounts is queued (every one was dialed), or long past when it should be."""
+    def dial(self, tenants: list[Tenant], seconds: float, meanwhile=lambda: None):
+        """Queue every tenant's calls, then do `meanwhile`; wait until no call is left queued (or long past when
+        none should be); what `meanwhile` gave."""
+        operations = []
+        for tenant in tenants:
+            tenant.queued_at = time.monotonic()
+            operations.append(self.queue(tenant, {"type": "BatchOperation::PhoneCallQueue"}))
+        also = meanwhile()
+        for tenant, operation_id in zip(tenants, operations):
+            wait_finished(tenant.api, operation_id, self.procs)
         deadline = time.monotonic() + seconds * 2 + 60
-        query = "SELECT count(*) FROM phone_calls WHERE account_id = ANY(%s) AND status = %s"
-        while self.scalar(query, (account_ids, PhoneCallStatus.QUEUED.value)) and time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.rows(
+                "SELECT 1 FROM phone_calls WHERE account_id = ANY(%s) AND status = %s LIMIT 1",
+                ([tenant.account_id for tenant in tenants], PhoneCallStatus.QUEUED.value)):
             self.procs.check_alive()
             time.sleep(0.25)
+        return also
 
-
-class Bench(Cluster):
-    def run_rate(self, rate: float, seconds: float) -> Result:
+    def run_rate(self, rate: float, seconds: float, label: str = "dialing") -> tuple[bool, list[Result]]:
+        """One account at `rate`: whether it held (the rate, every callback answered in time, nothing left
+        behind), and its figures."""
         calls = max(2, round(rate * seconds))
-        progress(f"{rate:g}/s: {calls} calls, provider enforcing {rate:g}/s")
+        progress(f"{label} {rate:g}/s: {calls} calls")
         provider = self.provider(rate)
         tenant = self.account(calls, calls_per_second=rate, **provider.credentials())
         with CpuMeter(self.groups) as cpu:
-            self.wait_finished(tenant, self.queue(tenant, {"type": "BatchOperation::PhoneCallQueue"}))
-            self.wait_dialed([tenant.account_id], calls / rate)
-        result = Figures(rate, calls, provider.report()["creates"]).result(f"dialing {rate:g}/s")
+            self.dial([tenant], seconds)
+            deadline = time.monotonic() + 30  # the last calls' callbacks come up to 6 s after their create
+            while (report := provider.report())["pending"] and time.monotonic() < deadline:
+                time.sleep(0.5)
         self.procs.stop(provider.process)
-        print(f"  {cpu.line()}", flush=True)
-        return result
+        latencies, codes = [latency for latency, _ in report["answers"]], [code for _, code in report["answers"]]
+        refused, late = sum(code // 100 != 2 for code in codes), sum(latency > ANSWER_WITHIN for latency in latencies)
+        p99 = percentile(latencies, 99)
+        ours = dict(self.rows("SELECT status, count(*) FROM phone_calls WHERE account_id = %s GROUP BY 1",
+                              (tenant.account_id,)))
+        events = self.rows("SELECT count(*) FROM remote_phone_call_events WHERE account_id = %s",
+                           (tenant.account_id,))[0][0]
+        theirs = {REMOTE_STATUS_MAP[status].value: count for status, count in report["finals"].items()}
+        behind = {status: count for status, count in ours.items() if status not in TERMINAL_PHONE_CALL_STATUSES}
+        left = behind or ours != theirs or events != len(codes) - refused or report["pending"]
+        print(f"{label} {rate:g}/s: {len(codes)} callbacks ({len(codes) / cpu.seconds:.0f}/s), {refused} not 2xx, "
+              f"p99 {p99 * 1000:.0f} ms; calls here {ours}, at the provider {theirs}; {events} events, "
+              f"{report['pending']} callbacks not sent\n  {cpu.line()}", flush=True)
+        results = [
+            Figures(rate, calls, report["creates"]).result(f"{label} {rate:g}/s"),
+            Result(f"{label} {rate:g}/s: callbacks", f"{len(codes)} ({len(codes) / calls:.2f} a call), p99 "
+                   f"{p99 * 1000:.0f} ms", f"2xx, p99 <= {ANSWER_WITHIN:g} s", not refused and p99 <= ANSWER_WITHIN,
+                   f"not 2xx: {dict(Counter(code for code in codes if code // 100 != 2))}, {late} over "
+                   f"{ANSWER_WITHIN:g} s"),
+            Result(f"{label} {rate:g}/s: left behind", f"{behind} open, {events} events" if left else "nothing",
+                   "nothing", not left, f"{sum(ours.values())} calls ended as at the provider: {ours == theirs}"),
+            Result(f"{label} {rate:g}/s: CPU", f"the machine {cpu.machine:.2f} cores", note=", ".join(
+                f"{name} {cores:.2f}" for name, cores in sorted(cpu.cores.items(), key=lambda kv: -kv[1])))]
+        return all(result.meets is not False for result in results), results
 
     def run_accounts(self, rate: float, seconds: float, server: dict | None) -> list[Result]:
         """Six accounts on their own provider accounts at `rate` each, or sharing the `server`'s at `rate`."""
@@ -176,25 +278,17 @@ class Bench(Cluster):
         providers = [self.provider(rate, **server)] if server else [self.provider(rate) for _ in range(ACCOUNTS)]
         tenants = [self.account(calls, calls_per_second=rate, **({} if server else provider.credentials()))
                    for provider in providers * (ACCOUNTS if server else 1)]
-        quiet = self.account(1)  # then another population of its callout, while the six dial
+        quiet = self.account(1)  # its second population is queued just after the six, while they dial
         with CpuMeter(self.groups) as cpu:
-            operations = []
-            for tenant in tenants:
-                tenant.queued_at = time.monotonic()
-                operations.append(self.queue(tenant, {"type": "BatchOperation::PhoneCallQueue"}))
-            queued_at = self.scalar("SELECT clock_timestamp()")
-            population = self.queue(quiet, {"type": "BatchOperation::CalloutPopulation"})
-            for tenant, operation_id in [(quiet, population), *zip(tenants, operations)]:
-                self.wait_finished(tenant, operation_id)
-            self.wait_dialed([tenant.account_id for tenant in tenants], calls / own_rate)
+            queued_at, population = self.dial(tenants, calls / own_rate, lambda: (
+                self.rows("SELECT clock_timestamp()")[0][0],
+                self.queue(quiet, {"type": "BatchOperation::CalloutPopulation"})))
+            wait_finished(quiet.api, population, self.procs)
         creates = [provider.report()["creates"] for provider in providers]
         self.procs.stop(*(provider.process for provider in providers))
-        waited = float(self.scalar("SELECT extract(epoch FROM started_at - %s) FROM batch_operations WHERE id = %s",
-                                   (queued_at, population)))
-        with self.raw.cursor() as cur:
-            cur.execute("SELECT id, account_id FROM phone_calls")
-            owner = dict(cur.fetchall())
-        self.raw.commit()
+        waited = float(self.rows("SELECT extract(epoch FROM started_at - %s) FROM batch_operations WHERE id = %s",
+                                 (queued_at, population))[0][0])
+        owner = dict(self.rows("SELECT id, account_id FROM phone_calls"))
         figures = [Figures(own_rate, tenant.calls, [c for each in creates for c in each
                                                     if owner.get(c["phone_call_id"]) == tenant.account_id])
                    for tenant in tenants]
@@ -223,32 +317,39 @@ class Bench(Cluster):
             Result(f"{label}: batch operation wait", f"{waited:.2f}s", f"< {TARGET_WAIT:g}s", waited < TARGET_WAIT)]
 
 
-def main(args: argparse.Namespace) -> int:
+def with_cluster(label: str, args, max_rate: float, server_rate: float, measure) -> list[Result]:
+    """`measure(cluster, server)` on the cluster, the ceilings raised to `max_rate` through the environment,
+    and the server's own provider account (`server`) at `server_rate`."""
     api_port, server = free_port(), {"sid": "AC" + uuid.uuid4().hex, "token": uuid.uuid4().hex, "port": free_port()}
     provider_ports = [free_port() for _ in range(len(args.rates) + ACCOUNTS)]
-    extra_env = {"PUBLIC_URL": f"http://127.0.0.1:{api_port}",
-                 "SCFM_MAX_CALLS_PER_SECOND": str(max(args.rates + [args.accounts_rate])),
+    extra_env = {"PUBLIC_URL": f"http://127.0.0.1:{api_port}", "SCFM_MAX_CALLS_PER_SECOND": str(max_rate),
+                 "SCFM_MAX_CALLS_IN_FLIGHT": "100000", "SCFM_SERVER_CALLS_PER_SECOND": str(server_rate),
                  "SCFM_ALLOWED_PROVIDER_URLS": " ".join(f"http://127.0.0.1:{port}" for port in provider_ports),
                  "PLATFORM_PROVIDER": "somleng", "SOMLENG_ACCOUNT_SID": server["sid"],
                  "SOMLENG_AUTH_TOKEN": server["token"],
-                 "SOMLENG_CLIENT_REST_API_BASE_URL": f"http://127.0.0.1:{server['port']}",
-                 "SCFM_SERVER_CALLS_PER_SECOND": str(args.accounts_rate)}
+                 "SOMLENG_CLIENT_REST_API_BASE_URL": f"http://127.0.0.1:{server['port']}"}
+    with throwaway_env(label, keep=args.keep, extra_env=extra_env) as env, processes() as procs:
+        cluster = Cluster(env, procs, api_port, provider_ports, args.workers, args.api_workers)
+        try:
+            return measure(cluster, server)
+        finally:
+            cluster.raw.close()
 
-    def body():
+
+def main(args: argparse.Namespace) -> int:
+    def measure(cluster: Cluster, server: dict) -> list[Result]:
         results = []
-        with throwaway_env("dialing", keep=args.keep, extra_env=extra_env) as env, \
-                processes(env.child_env()) as procs:
-            bench = Bench(env, procs, api_port, provider_ports, args.workers)
-            for suite in args.suites:
-                if suite == "rates":
-                    results += [bench.run_rate(rate, args.seconds) for rate in args.rates]
-                else:
-                    results += bench.run_accounts(args.accounts_rate, args.seconds, server if suite == "shared" else None)
-            bench.raw.close()
-        print("\n" + summary(f"dialing against the fake provider ({args.workers} `scfm worker` processes, one "
-                             f"`scfm dialer`, ~{args.seconds:g}s of calls per run)", results), flush=True)
+        for suite in args.suites:
+            if suite == "rates":
+                results += [each for rate in args.rates for each in cluster.run_rate(rate, args.seconds)[1]]
+            else:
+                results += cluster.run_accounts(args.accounts_rate, args.seconds, server if suite == "shared" else None)
+        return results
 
-    return guarded(body)
+    return guarded(lambda: print("\n" + summary(
+        f"dialing against the fake provider ({args.workers} `scfm worker`s, one `scfm dialer`, ~{args.seconds:g}s "
+        f"of calls per run)", with_cluster("dialing", args, max(args.rates + [args.accounts_rate]),
+                                           args.accounts_rate, measure)), flush=True))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -260,5 +361,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="each account's rate in `accounts`, the server's provider account's in `shared` (10)")
     parser.add_argument("--seconds", type=float, default=20.0,
                         help="calls = rate (or share) x this: about how long each run dials (default 20)")
+    add_cluster_arguments(parser)
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="`scfm worker` processes (default 2)")
+    parser.add_argument("--api-workers", type=int, default=2, help="gunicorn worker processes (default 2)")
     parser.add_argument("--keep", action="store_true", help="keep the database at the end, to look into it")
+
+
+if __name__ == "__main__":
+    serve_provider()

@@ -1,11 +1,8 @@
-"""The sweeper during a callback outage: --calls silent calls, no worker to run the jobs.
-
-One account with --calls phone calls `remotely_queued` an hour ago that never heard from the provider again,
-on an embedded Redis of its own (so that its memory is the queue's alone). No worker runs: the jobs pile up
-as they would behind dead or slow workers. The sweeper (services/sweeper.py) runs --minutes times 6 sweeps
-back to back (a minute at the default SCFM_SWEEP_INTERVAL of 10 s), then one more minute with every fetch
-queued 11 minutes ago, when it finds all of them lost. Printed: the jobs enqueued and waiting per minute, and
-the Redis memory the queue uses at the end.
+"""The sweeper during a callback outage: --calls calls `remotely_queued` an hour ago that never heard from the
+provider again, on an embedded Redis of its own (its memory is the queue's alone), and no worker: the jobs pile
+up as behind dead workers. --minutes times 6 sweeps back to back (a minute at SCFM_SWEEP_INTERVAL=10), then a
+minute with every fetch queued 11 minutes ago (all lost). Printed: jobs enqueued and waiting per minute, and
+the queue's Redis memory at the end.
 """
 from __future__ import annotations
 
