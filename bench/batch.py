@@ -17,6 +17,8 @@ import argparse
 import time
 from contextlib import closing
 
+from rq import Worker
+
 from bench.common import (
     Api, BenchError, admin_api, guarded, load_contacts, new_account, processes, progress, summary, throwaway_env,
     versus, wait_finished,
@@ -52,51 +54,25 @@ class Bench:
     def new_operation(self, callout_id: int, type_: str, parameters: dict) -> int:
         return self.api.post(f"/api/callouts/{callout_id}/batch_operations", {"type": type_, **parameters}).json["id"]
 
-    def measure(self, name: str, callout: int, type_: str, parameters: dict, hand_sql: str, made: str,
-                expected: int, **hand_params) -> int:
+    def measure(self, name: str, callout: int, type_: str, parameters: dict, by_hand: str, made: str,
+                expected: int, **params) -> None:
         """The operation through the API and the worker (queue request to `finished`), then by hand into a fresh
-        callout (and an operation row to mark its rows with); both must make `expected` rows. Ours's id."""
+        callout and an operation row that marks its rows; both must make `expected` rows."""
         progress(name)
-        operation = self.new_operation(callout, type_, parameters)
-        started = time.perf_counter()
+        operation, started = self.new_operation(callout, type_, parameters), time.perf_counter()
         self.api.post(f"/api/batch_operations/{operation}/batch_operation_events", {"event": "queue"})
         wait_finished(self.api, operation, self.procs)
         ours = time.perf_counter() - started
-        hand_callout = self.value("INSERT INTO callouts (account_id) VALUES (%(account)s) RETURNING id")
-        hand_operation = self.value(
+        params["callout"] = self.value("INSERT INTO callouts (account_id) VALUES (%(account)s) RETURNING id")
+        params["operation"] = self.value(
             "INSERT INTO batch_operations (account_id, callout_id, type, parameters, status) "
             "VALUES (%(account)s, %(callout)s, %(type)s, '{}', %(status)s) RETURNING id",
-            callout=hand_callout, type=type_, status=BatchOperationStatus.FINISHED.value)
-        by_hand, _rows = self.by_hand(hand_sql, **{"callout": hand_callout, "operation": hand_operation, **hand_params})
-        counts = [self.value(made, operation=each) for each in (operation, hand_operation)]
+            callout=params["callout"], type=type_, status=BatchOperationStatus.FINISHED.value)
+        seconds, _rows = self.by_hand(by_hand, **params)
+        counts = [self.value(made, operation=each) for each in (operation, params["operation"])]
         if not counts[0] == counts[1] == expected:
             raise BenchError(f"{name}: ours made {counts[0]}, by hand {counts[1]}, expected {expected}")
-        self.results.append(versus(name, ours, by_hand, note=f"{expected:,} rows"))
-        return operation
-
-    def populate(self, name: str, gender: str | None) -> int:
-        callout = self.api.post("/api/callouts").json["id"]
-        self.measure(name, callout, POPULATION,
-                     {"parameters[contact_filter_params][metadata][gender]": gender} if gender else {}, f"""
-            INSERT INTO callout_participations (account_id, callout_id, contact_id, callout_population_id, msisdn,
-                                                created_at, updated_at)
-            SELECT %(account)s, %(callout)s, id, %(operation)s, msisdn, now(), now() FROM contacts
-            WHERE account_id = %(account)s AND {"metadata @> %(filter)s::jsonb" if gender else "TRUE"}
-            ON CONFLICT DO NOTHING""",
-                     "SELECT count(*) FROM callout_participations WHERE callout_population_id = %(operation)s",
-                     (self.n + 1) // 2 if gender else self.n, filter=f'{{"gender": "{gender}"}}')
-        return callout
-
-    def create_calls(self, callout: int) -> None:
-        """Of the callout populated by the API; by hand, of its participations too (into fresh phone calls)."""
-        self.measure("create calls", callout, PHONE_CALL_CREATE, CREATE_PARAMETERS, """
-            INSERT INTO phone_calls (account_id, callout_participation_id, contact_id, create_batch_operation_id,
-                                     status, msisdn, remote_request_params, created_at, updated_at)
-            SELECT %(account)s, id, contact_id, %(operation)s, %(status)s, msisdn, %(params)s::jsonb, now(), now()
-            FROM callout_participations WHERE account_id = %(account)s AND callout_id = %(source)s""",
-                     "SELECT count(*) FROM phone_calls WHERE create_batch_operation_id = %(operation)s", self.n,
-                     source=callout, status=PhoneCallStatus.CREATED.value,
-                     params='{"from": "1234", "url": "https://demo.twilio.com/docs/voice.xml"}')
+        self.results.append(versus(name, ours, seconds, note=f"{expected:,} rows"))
 
     def preview(self, name: str, path: str, where: str, columns: str, **params) -> None:
         """The first page through the API against count(*) and the same page by hand."""
@@ -113,9 +89,26 @@ class Bench:
                                    meets=ours < PREVIEW_TARGET_SECONDS, note=f"Total {total:,}", digits=3))
 
     def run(self) -> None:
-        self.populate("populate half", "f")
-        callout = self.populate("populate all", None)
-        self.create_calls(callout)
+        for name, gender in [("populate half", "f"), ("populate all", None)]:
+            callout = self.api.post("/api/callouts").json["id"]
+            self.measure(name, callout, POPULATION,
+                         {"parameters[contact_filter_params][metadata][gender]": gender} if gender else {}, f"""
+                INSERT INTO callout_participations (account_id, callout_id, contact_id, callout_population_id,
+                                                    msisdn, created_at, updated_at)
+                SELECT %(account)s, %(callout)s, id, %(operation)s, msisdn, now(), now() FROM contacts
+                WHERE account_id = %(account)s AND {"metadata @> %(filter)s::jsonb" if gender else "TRUE"}
+                ON CONFLICT DO NOTHING""",
+                         "SELECT count(*) FROM callout_participations WHERE callout_population_id = %(operation)s",
+                         (self.n + 1) // 2 if gender else self.n, filter=f'{{"gender": "{gender}"}}')
+        # of the callout populated with every contact; by hand, of its participations too (into fresh calls)
+        self.measure("create calls", callout, PHONE_CALL_CREATE, CREATE_PARAMETERS, """
+            INSERT INTO phone_calls (account_id, callout_participation_id, contact_id, create_batch_operation_id,
+                                     status, msisdn, remote_request_params, created_at, updated_at)
+            SELECT %(account)s, id, contact_id, %(operation)s, %(status)s, msisdn, %(params)s::jsonb, now(), now()
+            FROM callout_participations WHERE account_id = %(account)s AND callout_id = %(source)s""",
+                     "SELECT count(*) FROM phone_calls WHERE create_batch_operation_id = %(operation)s", self.n,
+                     source=callout, status=PhoneCallStatus.CREATED.value,
+                     params='{"from": "1234", "url": "https://demo.twilio.com/docs/voice.xml"}')
         fresh = self.api.post("/api/callouts").json["id"]
         operation = self.new_operation(fresh, POPULATION, {})
         self.preview("preview population", f"/api/batch_operations/{operation}/preview/contacts", """
@@ -137,6 +130,9 @@ def main(args: argparse.Namespace) -> int:
         with throwaway_env("batch", keep=args.keep) as env, closing(env.connect()) as raw, \
                 processes(env.child_env()) as procs:
             procs.scfm("worker", "worker")
+            while not Worker.count(queue=env.deps.queue):  # ready: its start is not the first operation's time
+                procs.check_alive()
+                time.sleep(0.1)
             bench = Bench(env, procs, args.contacts, raw)
             bench.run()
         print("\n" + summary(f"batch operations, {args.contacts:,} contacts (ours through the API and a `scfm worker`)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import math
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -16,6 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+import psycopg2
+import requests
+from sqlalchemy.engine import make_url
+
+from scfm.adapters.postgres import db
+from scfm.bootstrap import bootstrap
+from scfm.config import Settings
+from scfm.domain.state_machines import BatchOperationStatus, CalloutStatus, PhoneCallStatus
+from scfm.entrypoints.app import create_app
+from scfm.services import accounts
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository: children run there, `tests.support` importable
 PROVINCES = ("phnom_penh", "siem_reap", "battambang", "kampot", "kandal")
@@ -107,9 +118,6 @@ class Env:
         return {**os.environ, **{key: str(value) for key, value in extra.items()}}
 
     def connect(self):
-        import psycopg2
-        from sqlalchemy.engine import make_url
-
         return psycopg2.connect(make_url(self.database_url).set(drivername="postgresql")
                                 .render_as_string(hide_password=False))
 
@@ -119,10 +127,6 @@ def throwaway_env(label: str, keep: bool = False, extra_env: dict | None = None)
     """A migrated database scfm_bench_<random> next to DATABASE_URL's, and a queue of the same name; this
     process's environment points at them (without the server's provider settings) until the end, when both
     are removed (also on Ctrl-C, SIGTERM or an error)."""
-    from scfm.adapters.postgres import db
-    from scfm.bootstrap import bootstrap
-    from scfm.config import Settings
-
     server_url = os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
     name, saved_env, database_url, deps = f"scfm_bench_{uuid.uuid4().hex[:10]}", dict(os.environ), None, None
     try:
@@ -167,20 +171,40 @@ def load_contacts(conn, account_id: int, n: int) -> None:
     progress(f"{n:,} contacts loaded, vacuumed and analyzed in {time.perf_counter() - started:.1f}s")
 
 
+def remotely_queued_calls(conn, account_id: int, n: int, ago: str = "0 s") -> list[tuple]:
+    """n calls of a running callout remotely queued `ago`, as the dialer leaves them: [(id, remote sid, msisdn)]."""
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO contacts (account_id, msisdn) SELECT %s, '+85512' || lpad(n::text, 6, '0') "
+                    "FROM generate_series(1, %s) AS n", (account_id, n))
+        cur.execute("INSERT INTO callouts (account_id, status) VALUES (%s, %s) RETURNING id",
+                    (account_id, CalloutStatus.RUNNING.value))
+        cur.execute("INSERT INTO callout_participations (account_id, callout_id, contact_id, msisdn) "
+                    "SELECT account_id, %s, id, msisdn FROM contacts WHERE account_id = %s",
+                    (cur.fetchone()[0], account_id))
+        cur.execute(
+            "INSERT INTO phone_calls (account_id, callout_participation_id, contact_id, status, msisdn, remote_call_id, "
+            "remote_status, remote_direction, remotely_queued_at, queued_at, dial_attempts, created_at, updated_at) "
+            "SELECT account_id, id, contact_id, %(status)s, msisdn, 'CA' || md5(id::text), 'queued', 'outbound-api', "
+            "now() - %(ago)s::interval, now() - %(ago)s::interval, 1, now() - %(ago)s::interval, "
+            "now() - %(ago)s::interval FROM callout_participations WHERE account_id = %(account)s "
+            "RETURNING id, remote_call_id, msisdn",
+            {"status": PhoneCallStatus.REMOTELY_QUEUED.value, "ago": ago, "account": account_id})
+        calls = sorted(tuple(row) for row in cur.fetchall())
+        cur.execute("ANALYZE contacts; ANALYZE callout_participations; ANALYZE phone_calls")
+    conn.commit()
+    return calls
+
+
 # ---------------------------------------------------------------- processes
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def http_session():
+def http_session() -> requests.Session:
     """A `requests` session that ignores proxy settings: every benchmark talks to 127.0.0.1."""
-    import requests
-
     session = requests.Session()
     session.trust_env = False
     return session
@@ -263,8 +287,6 @@ def processes(env: dict | None = None):
 
 
 def wait_for_http(url: str, process: Process, seconds: float = 30) -> None:
-    import requests
-
     session, deadline = http_session(), time.monotonic() + seconds
     while time.monotonic() < deadline:
         process.check_alive()
@@ -302,9 +324,6 @@ class Api:
 
 def admin_api(deps) -> Api:
     """A super admin (made in the database) on the Flask test client of this process."""
-    from scfm.entrypoints.app import create_app
-    from scfm.services import accounts
-
     return Api(create_app(deps).test_client(), accounts.create_super_admin(deps.uow())[1].token)
 
 
@@ -316,8 +335,6 @@ def new_account(admin: Api, **fields) -> tuple[int, str]:
 
 def wait_finished(api: Api, operation_id: int, procs: Processes, seconds: float = 1800) -> None:
     """Until the batch operation is finished (its jobs run by `scfm worker` processes of `procs`)."""
-    from scfm.domain.state_machines import BatchOperationStatus
-
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         procs.check_alive()
@@ -373,8 +390,10 @@ class CpuMeter:
         self.machine = (busy[1] - busy[0]) / self.seconds
         self.cores["other"] = max(0.0, self.machine - sum(self.cores.values()))
 
+    def shares(self) -> str:
+        return ", ".join(f"{label} {cores:.2f}" for label, cores in sorted(self.cores.items(), key=lambda kv: -kv[1])
+                         if cores >= 0.01)
+
     def line(self) -> str:
-        shares = ", ".join(f"{label} {cores:.2f}" for label, cores in sorted(self.cores.items(), key=lambda kv: -kv[1])
-                           if cores >= 0.01)
         return (f"CPU over {self.seconds:.1f}s: the machine {self.machine:.2f} of {os.cpu_count()} cores busy "
-                f"({load_average()}); cores used by {shares}")
+                f"({load_average()}); cores used by {self.shares()}")

@@ -265,8 +265,7 @@ class Cluster:
                    f"{ANSWER_WITHIN:g} s"),
             Result(f"{label} {rate:g}/s: left behind", f"{behind} open, {events} events" if left else "nothing",
                    "nothing", not left, f"{sum(ours.values())} calls ended as at the provider: {ours == theirs}"),
-            Result(f"{label} {rate:g}/s: CPU", f"the machine {cpu.machine:.2f} cores", note=", ".join(
-                f"{name} {cores:.2f}" for name, cores in sorted(cpu.cores.items(), key=lambda kv: -kv[1])))]
+            Result(f"{label} {rate:g}/s: CPU", f"the machine {cpu.machine:.2f} cores", note=cpu.shares())]
         return all(result.meets is not False for result in results), results
 
     def run_accounts(self, rate: float, seconds: float, server: dict | None) -> list[Result]:
@@ -295,10 +294,10 @@ class Cluster:
         waits = [figure.ok[0] - tenant.queued_at for tenant, figure in zip(tenants, figures)]
         start = min(figure.ok[0] for figure in figures)
         overlap = max(figure.ok[0] for figure in figures) < min(figure.ok[-1] for figure in figures)
-        for tenant, figure, wait in zip(tenants, figures, waits):
-            print(f"{label}: account {tenant.account_id}: {figure.steady:.2f}/s over {len(figure.ok)} calls "
-                  f"({figure.share:.1%} of {'its share' if server else 'its rate'}), first call {wait:.2f}s after "
-                  f"its queue request, dialing from {figure.ok[0] - start:.1f}s to {figure.ok[-1] - start:.1f}s")
+        print(*(f"{label}: account {tenant.account_id}: {figure.steady:.2f}/s ({figure.share:.1%} of its "
+                f"{'share' if server else 'rate'}), first call {wait:.2f}s after its queue request, dialing from "
+                f"{figure.ok[0] - start:.1f}s to {figure.ok[-1] - start:.1f}s"
+                for tenant, figure, wait in zip(tenants, figures, waits)), sep="\n")
         print(f"{label}: the seventh account's CalloutPopulation started {waited:.2f}s after it was queued; dialing "
               f"periods overlap: {overlap}\n  {cpu.line()}", flush=True)
         if server:

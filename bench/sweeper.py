@@ -12,8 +12,7 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-from bench.common import Result, guarded, progress, summary, throwaway_env
-from scfm.domain.state_machines import PhoneCallStatus
+from bench.common import Result, guarded, progress, remotely_queued_calls, summary, throwaway_env
 
 SWEEPS_PER_MINUTE = 6
 
@@ -35,16 +34,7 @@ def run(env, args) -> list[Result]:
     with closing(env.connect()) as conn, conn.cursor() as cur:
         cur.execute("INSERT INTO accounts (created_at, updated_at) VALUES (now(), now()) RETURNING id")
         account_id = cur.fetchone()[0]
-        cur.execute("INSERT INTO contacts (account_id, msisdn) SELECT %s, '+85512' || lpad(n::text, 7, '0') "
-                    "FROM generate_series(1, %s) AS n", (account_id, args.calls))
-        cur.execute(
-            "INSERT INTO phone_calls (account_id, contact_id, status, msisdn, remote_call_id, remote_status, "
-            "remote_direction, remotely_queued_at, queued_at, dial_attempts, created_at, updated_at) "
-            "SELECT account_id, id, %s, msisdn, 'CA' || md5(id::text), 'queued', 'outbound-api', "
-            "now() - interval '1 hour', now() - interval '1 hour', 1, now() - interval '1 hour', "
-            "now() - interval '1 hour' FROM contacts WHERE account_id = %s",
-            (PhoneCallStatus.REMOTELY_QUEUED.value, account_id))
-        conn.commit()
+        remotely_queued_calls(conn, account_id, args.calls, ago="1 hour")
         progress(f"{args.calls:,} silent calls; sweeping")
         memory = env.deps.redis.info("memory")["used_memory"]
         results = [minute(env, f"minute {number}") for number in range(1, args.minutes + 1)]

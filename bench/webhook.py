@@ -14,8 +14,10 @@ import time
 from contextlib import closing
 from email.utils import formatdate
 
-from bench.common import BenchError, Result, admin_api, guarded, new_account, progress, summary, throwaway_env, versus
-from scfm.domain.state_machines import CalloutStatus, PhoneCallStatus
+from bench.common import (
+    BenchError, Result, admin_api, guarded, new_account, progress, remotely_queued_calls, summary, throwaway_env, versus,
+)
+from scfm.domain.state_machines import PhoneCallStatus
 
 CPU_TARGET = 2.0
 SID, TOKEN = "AC" + "5" * 32, "bench-webhook-token"
@@ -89,34 +91,12 @@ def by_hand(raw, public: str, calls: list) -> tuple[float, float]:
     return (time.perf_counter() - started) / len(requests_), (time.process_time() - cpu) / len(requests_)
 
 
-def insert_calls(raw, account_id: int, n: int) -> list[tuple]:
-    """n calls of a running callout, remotely queued, as the dialer leaves them: [(id, remote sid, msisdn)]."""
-    with raw.cursor() as cur:
-        cur.execute("INSERT INTO contacts (account_id, msisdn) SELECT %s, '+85512' || lpad(n::text, 6, '0') "
-                    "FROM generate_series(1, %s) AS n", (account_id, n))
-        cur.execute("INSERT INTO callouts (account_id, status) VALUES (%s, %s) RETURNING id",
-                    (account_id, CalloutStatus.RUNNING.value))
-        cur.execute("INSERT INTO callout_participations (account_id, callout_id, contact_id, msisdn) "
-                    "SELECT account_id, %s, id, msisdn FROM contacts WHERE account_id = %s",
-                    (cur.fetchone()[0], account_id))
-        cur.execute(
-            "INSERT INTO phone_calls (account_id, callout_participation_id, contact_id, status, msisdn, "
-            "remote_call_id, remote_status, remote_direction, remotely_queued_at, queued_at, dial_attempts) "
-            "SELECT account_id, id, contact_id, %s, msisdn, 'CA' || md5(id::text), 'queued', "
-            "'outbound-api', now(), now(), 1 FROM callout_participations WHERE account_id = %s "
-            "RETURNING id, remote_call_id, msisdn", (PhoneCallStatus.REMOTELY_QUEUED.value, account_id))
-        calls = sorted(tuple(row) for row in cur.fetchall())
-        cur.execute("ANALYZE contacts; ANALYZE callout_participations; ANALYZE phone_calls")
-    raw.commit()
-    return calls
-
-
 def run(env, args) -> list[Result]:
     public = "http://127.0.0.1:3000"  # PUBLIC_URL, which the signature covers
     account_id, _token = new_account(admin_api(env.deps), platform_provider_name="somleng",
                                      somleng_account_sid=SID, somleng_auth_token=TOKEN)
     with closing(env.connect()) as raw:
-        calls = insert_calls(raw, account_id, args.requests + 10)
+        calls = remotely_queued_calls(raw, account_id, args.requests + 10)
         progress(f"{args.requests} callbacks through the app, one at a time, then by hand")
         wall, cpu, statements = in_process(env, public, calls)
         hand_wall, hand_cpu = by_hand(raw, public, calls[10:])
