@@ -41,11 +41,6 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-def run(suite: str, options: list[str], smoke: bool) -> int:
-    args = parser().parse_args([suite, *(SUITES[suite][1] if smoke else []), *options])
-    return importlib.import_module(f"bench.{suite}").main(args)
-
-
 def interrupted(signum, _frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -53,19 +48,18 @@ def interrupted(signum, _frame):
 def main(argv: list[str]) -> int:
     smoke = "--smoke" in argv or bool(os.environ.get("SCFM_BENCH_SMOKE"))
     argv = [arg for arg in argv if arg != "--smoke"]  # before or after the suite's name
-    suite = parser().parse_args(argv).suite  # --help, and errors, before anything runs
+    chosen = parser().parse_args(argv).suite  # --help, and errors, before anything runs
     signal.signal(signal.SIGTERM, interrupted)
-    if suite != "all":
-        return run(suite, argv[argv.index(suite) + 1:], smoke)
-    failed = []
-    for each in SUITES:
-        progress(f"===== {each}{' (smoke)' if smoke else ''}")
-        print(f"\n===== {each}", flush=True)
-        code = run(each, [], smoke)
-        if code == 130:  # Ctrl-C: stop here
+    codes = {}
+    for suite in SUITES if chosen == "all" else [chosen]:
+        if chosen == "all":
+            print(f"\n===== {suite}{' (smoke)' if smoke else ''}", flush=True)
+        options = SUITES[suite][1] if smoke else []
+        args = parser().parse_args([suite, *options, *([] if chosen == "all" else argv[argv.index(suite) + 1:])])
+        codes[suite] = importlib.import_module(f"bench.{suite}").main(args)
+        if codes[suite] == 130:  # Ctrl-C, SIGTERM: stop here
             return 130
-        failed += [each] if code else []
-    if failed:
+    if failed := [suite for suite, code in codes.items() if code]:
         progress(f"failed: {', '.join(failed)}")
     return 1 if failed else 0
 

@@ -59,7 +59,7 @@ def far_end(rng: random.Random) -> list[tuple[float, str, int | None]]:
 def serve_provider() -> None:
     """The provider process: tests/support's FakeProvider, every call it creates played out on schedule from
     PROVIDER_THREADS threads; a GET on the report port answers its creates, the callbacks' (latency, status
-    code), the calls' final statuses and how many callbacks are still to send."""
+    code), the calls' final statuses and how many callbacks (or calls not yet looked at) are still to send."""
     from tests.support.fake_provider import FakeProvider
     from tests.support.provider_process import phone_call_id
 
@@ -86,7 +86,7 @@ def serve_provider() -> None:
                                              "phone_call_id": phone_call_id(c["params"])}
                                             for c in list(provider.created_calls)]
             body = json.dumps({"creates": creates, "answers": done, "finals": dict(finals),
-                               "pending": scheduled - len(done)}).encode()
+                               "pending": scheduled - len(done) + len(creates) - seen}).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
