@@ -37,6 +37,8 @@ from bench.common import (
 )
 from scfm.domain.dialing import SPACING_MARGIN
 from scfm.domain.state_machines import REMOTE_STATUS_MAP, TERMINAL_PHONE_CALL_STATUSES, PhoneCallStatus
+from tests.support.fake_provider import FakeProvider
+from tests.support.provider_process import phone_call_id
 
 TARGET_SHARE, TARGET_FROM_RATE, TARGET_WAIT = 0.95, 10, 5.0  # the share's target applies from TARGET_FROM_RATE
 ANSWER_WITHIN = 1.0  # seconds, for 99% of the callbacks
@@ -60,9 +62,6 @@ def serve_provider() -> None:
     """The provider process: tests/support's FakeProvider, every call it creates played out on schedule from
     PROVIDER_THREADS threads; a GET on the report port answers its creates, the callbacks' (latency, status
     code), the calls' final statuses and how many callbacks (or calls not yet looked at) are still to send."""
-    from tests.support.fake_provider import FakeProvider
-    from tests.support.provider_process import phone_call_id
-
     parser = argparse.ArgumentParser()
     for name, kind in [("port", int), ("report-port", int), ("account", str), ("rate", float)]:
         parser.add_argument(f"--{name}", type=kind, required=True)

@@ -1,16 +1,10 @@
-"""List latency: GET /api/contacts with a metadata filter through gunicorn, against the bare SQL.
-
-One account with --contacts contacts (gender f/m alternating, province among 5), the API under gunicorn, then
---requests requests after ten untimed ones, each followed at once by the same as bare SQL with psycopg2 on a
-kept connection (so that both see the machine as it is): what the app's repository runs, the count capped at
-EXACT_TOTAL_UP_TO + 1 rows, the planner's estimate past it, then the page.
-
-  GET /api/contacts?q[metadata][province]=<one of 5>&page=K   (4 in 5 requests; 1/5 of the contacts match)
-  GET /api/contacts?q[metadata][gender]=f&page=K              (1 in 5; half of them match)
-
-K cycles through --pages. Every answer is checked: 25 items (fewer past the end), each matching the filter,
-and Total: the number that match, or with `Total-Estimated: true` within a factor of 2 of it. Printed: the
-API's p50 and p99 beside the bare SQL's; target: a p99 at most 3x the bare SQL's.
+"""List latency: GET /api/contacts?q[metadata][province]=<one of 5>&page=K (4 in 5 requests) or
+?q[metadata][gender]=f&page=K through gunicorn on --contacts contacts, K cycling through --pages, each request
+followed at once by the same as bare SQL on a kept psycopg2 connection (so both see the machine as it is): what
+the repository runs, the count capped at EXACT_TOTAL_UP_TO + 1 rows, the planner's estimate past it, the page.
+Every answer is checked: 25 items (fewer past the end), each matching, and Total: the number that match, or
+(`Total-Estimated: true`) within a factor of 2 of it. Printed: p50 and p99 beside the bare SQL's; target: a p99
+at most 3x the bare SQL's.
 """
 from __future__ import annotations
 

@@ -13,13 +13,13 @@ from contextlib import closing
 from pathlib import Path
 
 from bench.common import Result, guarded, progress, remotely_queued_calls, summary, throwaway_env
+from scfm.adapters import embedded
+from scfm.services import sweeper
 
 SWEEPS_PER_MINUTE = 6
 
 
 def minute(env, label: str) -> Result:
-    from scfm.services import sweeper
-
     queue = env.deps.queue
     before, started = queue.count + queue.scheduled_job_registry.count, time.perf_counter()
     for _ in range(SWEEPS_PER_MINUTE):
@@ -49,8 +49,6 @@ def run(env, args) -> list[Result]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from scfm.adapters import embedded
-
     def body():
         with tempfile.TemporaryDirectory(prefix="scfm-bench-sweeper-") as folder:
             redis, url = embedded.start_redis(Path(folder))

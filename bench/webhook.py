@@ -14,10 +14,14 @@ import time
 from contextlib import closing
 from email.utils import formatdate
 
+from sqlalchemy import event
+from twilio.request_validator import RequestValidator
+
 from bench.common import (
     BenchError, Result, admin_api, guarded, new_account, progress, remotely_queued_calls, summary, throwaway_env, versus,
 )
 from scfm.domain.state_machines import PhoneCallStatus
+from scfm.entrypoints.app import create_app
 
 CPU_TARGET = 2.0
 SID, TOKEN = "AC" + "5" * 32, "bench-webhook-token"
@@ -25,8 +29,6 @@ SID, TOKEN = "AC" + "5" * 32, "bench-webhook-token"
 
 def callback(public: str, call: tuple, status: str) -> tuple[str, dict, str]:
     """(path, form, signature) of one status callback of `call` (id, sid, msisdn) as the provider sends it."""
-    from twilio.request_validator import RequestValidator
-
     call_id, call_sid, msisdn = call
     params = {"CallSid": call_sid, "AccountSid": SID, "From": "1234", "To": msisdn, "Called": msisdn,
               "Caller": "1234", "CallStatus": status, "Direction": "outbound-api", "ApiVersion": "2010-04-01",
@@ -39,10 +41,6 @@ def callback(public: str, call: tuple, status: str) -> tuple[str, dict, str]:
 def in_process(env, public: str, calls: list) -> tuple[float, float, float]:
     """Ringing callbacks through the Flask app in this process, one at a time, after ten to warm up:
     (wall seconds, CPU seconds, statements) per request."""
-    from sqlalchemy import event
-
-    from scfm.entrypoints.app import create_app
-
     client, seen = create_app(env.deps).test_client(), []
     requests_ = [callback(public, call, "ringing") for call in calls]
 
@@ -66,8 +64,6 @@ def in_process(env, public: str, calls: list) -> tuple[float, float, float]:
 
 def by_hand(raw, public: str, calls: list) -> tuple[float, float]:
     """The same work by hand, completed callbacks of the same calls: (wall, CPU seconds) per request."""
-    from twilio.request_validator import RequestValidator
-
     requests_ = [callback(public, call, "completed") for call in calls]
     started, cpu = time.perf_counter(), time.process_time()
     with raw.cursor() as cur:
