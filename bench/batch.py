@@ -1,15 +1,12 @@
 """Batch operations on --contacts contacts through the API and a `scfm worker` (from the queue request to
-`finished`) against the same SQL written by hand, with psycopg2:
+`finished`) against the same SQL written by hand, with psycopg2; the rows made and pages shown must be the same:
 
-  populate half         a CalloutPopulation filtered on metadata gender=f (by hand: INSERT ... SELECT ...
-                        ON CONFLICT DO NOTHING into a fresh callout)
-  populate all          a CalloutPopulation of every contact, into a second callout
-  create calls          a PhoneCallCreate of that callout (by hand: INSERT INTO phone_calls ... SELECT)
+  populate half / all   a CalloutPopulation filtered on metadata gender=f, then of every contact (by hand:
+                        INSERT ... SELECT ... ON CONFLICT DO NOTHING into a fresh callout)
+  create calls          a PhoneCallCreate of the second callout (by hand: INSERT INTO phone_calls ... SELECT)
   preview population    the first page of /preview/contacts of a fresh population of every contact, with its
                         Total (by hand: count(*) and the first 25 rows)
   preview create calls  the first page of /preview/callout_participations of a fresh PhoneCallCreate
-
-Printed as `ratio (ours, by hand)`; the rows made and the pages shown must be the same.
 """
 from __future__ import annotations
 
@@ -28,7 +25,7 @@ from scfm.domain.state_machines import BatchOperationStatus, PhoneCallStatus
 POPULATION, PHONE_CALL_CREATE = "BatchOperation::CalloutPopulation", "BatchOperation::PhoneCallCreate"
 CREATE_PARAMETERS = {"parameters[remote_request_params][from]": "1234",
                      "parameters[remote_request_params][url]": "https://demo.twilio.com/docs/voice.xml"}
-PREVIEW_TARGET_SECONDS = 1.0
+PREVIEW_TARGET_SECONDS = 1.0  # the first page of a preview
 
 
 class Bench:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import os
 import random
 import threading
 import time
@@ -126,10 +127,9 @@ class Figures:
 
     def result(self, name: str) -> Result:
         """Printed at once; the share has a target from TARGET_FROM_RATE on, the busiest second always."""
-        codes = [c["status_code"] for c in self.creates]
+        codes, share_target = [c["status_code"] for c in self.creates], self.rate >= TARGET_FROM_RATE
         gaps = sum(1 for a, b in zip(self.ok, self.ok[1:]) if b - a >= 1.9 * SPACING_MARGIN / self.rate)
-        share_target = self.rate >= TARGET_FROM_RATE
-        result = Result(name, f"{self.steady:.2f}/s ({self.share * 100:.1f}%), busiest second {self.busiest}",
+        result = Result(name, f"{self.steady:.2f}/s ({self.share:.1%}), busiest second {self.busiest}",
                         (f">= {TARGET_SHARE:.0%}, " if share_target else "") + f"busiest <= {self.rate:g}",
                         self.busiest <= self.rate and (self.share >= TARGET_SHARE or not share_target),
                         f"{len(self.ok)} of {self.calls} calls dialed, {codes.count(429)} x 429, "
@@ -252,6 +252,9 @@ class Cluster:
                            (tenant.account_id,))[0][0]
         theirs = {REMOTE_STATUS_MAP[status].value: count for status, count in report["finals"].items()}
         behind = {status: count for status, count in ours.items() if status not in TERMINAL_PHONE_CALL_STATUSES}
+        # CPU seconds a call of our processes (PostgreSQL's backends included), whatever else the machine ran
+        per_call = sum(cores for name, cores in cpu.cores.items() if name not in ("other", "this process")) \
+            * cpu.seconds / calls
         left = behind or ours != theirs or events != len(codes) - refused or report["pending"]
         print(f"{label} {rate:g}/s: {len(codes)} callbacks ({len(codes) / cpu.seconds:.0f}/s), {refused} not 2xx, "
               f"p99 {p99 * 1000:.0f} ms; calls here {ours}, at the provider {theirs}; {events} events, "
@@ -264,15 +267,15 @@ class Cluster:
                    f"{ANSWER_WITHIN:g} s"),
             Result(f"{label} {rate:g}/s: left behind", f"{behind} open, {events} events" if left else "nothing",
                    "nothing", not left, f"{sum(ours.values())} calls ended as at the provider: {ours == theirs}"),
-            Result(f"{label} {rate:g}/s: CPU", f"the machine {cpu.machine:.2f} cores", note=cpu.shares())]
+            Result(f"{label} {rate:g}/s: CPU", f"{per_call * 1000:.1f} ms a call (ours)", note=f"the machine's "
+                   f"{os.cpu_count()} cores at that cost: {os.cpu_count() / per_call:.0f} calls/s; {cpu.shares()}")]
         return all(result.meets is not False for result in results), results
 
     def run_accounts(self, rate: float, seconds: float, server: dict | None) -> list[Result]:
         """Six accounts on their own provider accounts at `rate` each, or sharing the `server`'s at `rate`."""
         label, own_rate = ("shared", rate / ACCOUNTS) if server else ("accounts", rate)
         calls = max(2, round(own_rate * seconds))
-        progress(f"{label}: {ACCOUNTS} accounts x {calls} calls, {rate:g}/s "
-                 f"{'on the server provider account' if server else 'each on its own provider account'}")
+        progress(f"{label}: {ACCOUNTS} accounts x {calls} calls, {rate:g}/s {'shared' if server else 'each'}")
         providers = [self.provider(rate, **server)] if server else [self.provider(rate) for _ in range(ACCOUNTS)]
         tenants = [self.account(calls, calls_per_second=rate, **({} if server else provider.credentials()))
                    for provider in providers * (ACCOUNTS if server else 1)]
