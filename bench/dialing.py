@@ -1,14 +1,9 @@
-"""Dialing on the real cluster (the API under gunicorn, `scfm worker`s, one `scfm dialer`, `scfm scheduler`)
-against the fake provider of tests/support, in a process of its own (`python -m bench.dialing`) that enforces
-its account's rate (429 above it) and plays the far end of each call: the signed status callbacks the dialer
-asks for, queued (initiated), ringing, then in-progress and completed (70%), busy or no-answer (25%), or
-failed without ringing (5%): 2 to 4, 3.65 a call on average. Rates are judged from the provider's create
-timestamps: the steady rate (after the first second) and the busiest second (any sliding 1-second window).
+"""Many accounts dialing at once on the real cluster (`scfm serve`, `scfm worker`s, one `scfm dialer`, `scfm
+scheduler`) against tests/support's fake provider in a process of its own: 429 above its account's rate, and
+each call's status callbacks (ringing, its end). `python -m bench.dialing` runs the far end `capacity` uses.
+Rates are judged from the provider's create timestamps: the steady rate (after the first second) and the
+busiest second (any sliding 1-second window). One account at a time is the `capacity` benchmark.
 
-rates     for each rate R (default 1, 10, 100 calls/s) one account at R on its own provider account, R x
-          --seconds calls queued by a PhoneCallQueue: target >= 95% from 10/s on, never above R; every callback
-          answered 2xx, 99% within 1 s; nothing left behind (every call ended here as at the provider, one
-          event per callback).
 accounts  six accounts on their own provider accounts at --accounts-rate, queued at once while a seventh
           account's CalloutPopulation is queued: each one's rate (>= 95%), its first call's wait (< 5 s),
           whether they overlap, and the population's wait for a worker (< 5 s).
@@ -50,7 +45,8 @@ REMOTE_REQUEST_PARAMS = {"parameters[remote_request_params][from]": "1234",
 
 
 def far_end(rng: random.Random) -> list[tuple[float, str, int | None]]:
-    """A call's status callbacks: (seconds after its create, CallStatus, CallDuration)."""
+    """A call's status callbacks, (seconds after its create, CallStatus, CallDuration): queued (initiated), ringing,
+    then in-progress and completed (70%), busy or no-answer (25%), or failed without ringing (5%)."""
     outcome, ringing = rng.choices(list(OUTCOMES), list(OUTCOMES.values()))[0], rng.uniform(0.3, 1.0)
     steps = [(rng.uniform(0.05, 0.2), "queued", None)] + ([] if outcome == "failed" else [(ringing, "ringing", None)])
     if outcome == "completed":
@@ -139,12 +135,14 @@ class Figures:
 
 
 class Provider:
-    """A fake provider process for one account (`sid`, `token`: the server's own), enforcing `rate`."""
+    """A fake provider process for one account (`sid`, `token`: the server's own), enforcing `rate`: the far end
+    of this module, or tests/support's (2 callbacks a call from one thread, as the figures of issue 11 had it)."""
 
-    def __init__(self, procs, rate: float, port: int, sid: str | None = None, token: str | None = None):
+    def __init__(self, procs, rate: float, port: int, sid: str | None = None, token: str | None = None,
+                 module: str = "tests.support.provider_process"):
         self.sid, self.token, report_port = sid or "AC" + uuid.uuid4().hex, token or uuid.uuid4().hex, free_port()
         self.url, self.report_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{report_port}/"
-        self.process = procs.start(f"provider {rate:g}/s", "-m", "bench.dialing", "--port", str(port), "--report-port",
+        self.process = procs.start(f"provider {rate:g}/s", "-m", module, "--port", str(port), "--report-port",
                                    str(report_port), "--account", f"{self.sid}:{self.token}", "--rate", str(rate))
         wait_for_http(self.report_url, self.process)
 
@@ -235,7 +233,7 @@ class Cluster:
         behind), and its figures."""
         calls = max(2, round(rate * seconds))
         progress(f"{label} {rate:g}/s: {calls} calls")
-        provider = self.provider(rate)
+        provider = self.provider(rate, module="bench.dialing")
         tenant = self.account(calls, calls_per_second=rate, **provider.credentials())
         with CpuMeter(self.groups) as cpu:
             self.dial([tenant], seconds)
@@ -318,11 +316,11 @@ class Cluster:
             Result(f"{label}: batch operation wait", f"{waited:.2f}s", f"< {TARGET_WAIT:g}s", waited < TARGET_WAIT)]
 
 
-def with_cluster(label: str, args, max_rate: float, server_rate: float, measure) -> list[Result]:
+def with_cluster(label: str, args, providers: int, max_rate: float, server_rate: float, measure) -> list[Result]:
     """`measure(cluster, server)` on the cluster, the ceilings raised to `max_rate` through the environment,
     and the server's own provider account (`server`) at `server_rate`."""
     api_port, server = free_port(), {"sid": "AC" + uuid.uuid4().hex, "token": uuid.uuid4().hex, "port": free_port()}
-    provider_ports = [free_port() for _ in range(len(args.rates) + ACCOUNTS)]
+    provider_ports = [free_port() for _ in range(providers)]
     extra_env = {"PUBLIC_URL": f"http://127.0.0.1:{api_port}", "SCFM_MAX_CALLS_PER_SECOND": str(max_rate),
                  "SCFM_MAX_CALLS_IN_FLIGHT": "100000", "SCFM_SERVER_CALLS_PER_SECOND": str(server_rate),
                  "SCFM_ALLOWED_PROVIDER_URLS": " ".join(f"http://127.0.0.1:{port}" for port in provider_ports),
@@ -339,29 +337,22 @@ def with_cluster(label: str, args, max_rate: float, server_rate: float, measure)
 
 def main(args: argparse.Namespace) -> int:
     def measure(cluster: Cluster, server: dict) -> list[Result]:
-        results = []
-        for suite in args.suites:
-            if suite == "rates":
-                results += [each for rate in args.rates for each in cluster.run_rate(rate, args.seconds)[1]]
-            else:
-                results += cluster.run_accounts(args.accounts_rate, args.seconds, server if suite == "shared" else None)
-        return results
+        return [each for suite in args.suites
+                for each in cluster.run_accounts(args.accounts_rate, args.seconds, server if suite == "shared" else None)]
 
     return guarded(lambda: print("\n" + summary(
         f"dialing against the fake provider ({args.workers} `scfm worker`s, one `scfm dialer`, ~{args.seconds:g}s "
-        f"of calls per run)", with_cluster("dialing", args, max(args.rates + [args.accounts_rate]),
+        f"of calls per run)", with_cluster("dialing", args, ACCOUNTS, args.accounts_rate,
                                            args.accounts_rate, measure)), flush=True))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--suites", type=lambda text: text.split(","), default=["rates", "accounts", "shared"],
-                        metavar="S,S,...", help="rates, accounts, shared (default all three)")
-    parser.add_argument("--rates", type=lambda text: [float(x) for x in text.split(",")], default=[1.0, 10.0, 100.0],
-                        metavar="R,R,...", help="calls per second to try, one account at a time (default 1,10,100)")
+    parser.add_argument("--suites", type=lambda text: text.split(","), default=["accounts", "shared"],
+                        metavar="S,S,...", help="accounts, shared (default both)")
     parser.add_argument("--accounts-rate", type=float, default=10.0,
                         help="each account's rate in `accounts`, the server's provider account's in `shared` (10)")
     parser.add_argument("--seconds", type=float, default=20.0,
-                        help="calls = rate (or share) x this: about how long each run dials (default 20)")
+                        help="calls = rate (or share) x this: about how long each dials (default 20)")
     add_cluster_arguments(parser)
 
 
