@@ -1,6 +1,6 @@
 """Many accounts dialing at once on the real cluster (`scfm serve`, `scfm worker`s, one `scfm dialer`, `scfm
 scheduler`) against tests/support's fake provider in a process of its own: 429 above its account's rate, and
-each call's status callbacks (ringing, its end). `python -m bench.dialing` runs the far end `capacity` uses.
+each call's status callbacks (ringing, then its end).
 Rates are judged from the provider's create timestamps: the steady rate (after the first second) and the
 busiest second (any sliding 1-second window). One account at a time is the `capacity` benchmark.
 
@@ -15,93 +15,21 @@ The dialer spaces its slots by rate / 1.04 (SPACING_MARGIN in scfm.domain.dialin
 from __future__ import annotations
 
 import argparse
-import heapq
-import json
-import os
-import random
-import threading
 import time
 import uuid
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from bench.common import (
     Api, BenchError, CpuMeter, Result, admin_api, busiest_window, free_port, guarded, http_session, new_account,
-    percentile, processes, progress, summary, throwaway_env, wait_finished, wait_for_http,
+    processes, progress, summary, throwaway_env, wait_finished, wait_for_http,
 )
 from scfm.domain.dialing import SPACING_MARGIN
-from scfm.domain.state_machines import REMOTE_STATUS_MAP, TERMINAL_PHONE_CALL_STATUSES, PhoneCallStatus
-from tests.support.fake_provider import FakeProvider
-from tests.support.provider_process import phone_call_id
+from scfm.domain.state_machines import PhoneCallStatus
 
 TARGET_SHARE, TARGET_FROM_RATE, TARGET_WAIT = 0.95, 10, 5.0  # the share's target applies from TARGET_FROM_RATE
-ANSWER_WITHIN = 1.0  # seconds, for 99% of the callbacks
-ACCOUNTS, PROVIDER_THREADS = 6, 16
-OUTCOMES = {"completed": 70, "busy": 10, "no-answer": 15, "failed": 5}
+ACCOUNTS = 6
 REMOTE_REQUEST_PARAMS = {"parameters[remote_request_params][from]": "1234",
                          "parameters[remote_request_params][url]": "https://demo.twilio.com/docs/voice.xml"}
-
-
-def far_end(rng: random.Random) -> list[tuple[float, str, int | None]]:
-    """A call's status callbacks, (seconds after its create, CallStatus, CallDuration): queued (initiated), ringing,
-    then in-progress and completed (70%), busy or no-answer (25%), or failed without ringing (5%)."""
-    outcome, ringing = rng.choices(list(OUTCOMES), list(OUTCOMES.values()))[0], rng.uniform(0.3, 1.0)
-    steps = [(rng.uniform(0.05, 0.2), "queued", None)] + ([] if outcome == "failed" else [(ringing, "ringing", None)])
-    if outcome == "completed":
-        answered = ringing + rng.uniform(0.5, 1.5)
-        return steps + [(answered, "in-progress", None), (answered + rng.uniform(1, 3), "completed", rng.randint(1, 60))]
-    return steps + [(ringing + rng.uniform(0.5, 2.0), outcome, None)]
-
-
-def serve_provider() -> None:
-    """The provider process: tests/support's FakeProvider, every call it creates played out on schedule from
-    PROVIDER_THREADS threads; a GET on the report port answers its creates, the callbacks' (latency, status
-    code), the calls' final statuses and how many callbacks (or calls not yet looked at) are still to send."""
-    parser = argparse.ArgumentParser()
-    for name, kind in [("port", int), ("report-port", int), ("account", str), ("rate", float)]:
-        parser.add_argument(f"--{name}", type=kind, required=True)
-    args = parser.parse_args()
-    sid, token = args.account.split(":", 1)
-    provider = FakeProvider({sid: token}, rate_limit_per_second=args.rate, port=args.port).start()
-    pool, rng, due, answers, finals = ThreadPoolExecutor(PROVIDER_THREADS), random.Random(1), [], [], Counter()
-    seen = scheduled = 0
-
-    def deliver(call_sid: str, status: str) -> None:
-        started = time.monotonic()
-        try:
-            code = provider.send_status_callback(call_sid, status)[0]
-        except OSError:  # refused, reset or timed out
-            code = 0
-        answers.append((time.monotonic() - started, code))
-
-    class Report(BaseHTTPRequestHandler):
-        def do_GET(self):
-            done, creates = list(answers), [{"at": c["at"], "status_code": c.get("status_code"),
-                                             "phone_call_id": phone_call_id(c["params"])}
-                                            for c in list(provider.created_calls)]
-            body = json.dumps({"creates": creates, "answers": done, "finals": dict(finals),
-                               "pending": scheduled - len(done) + len(creates) - seen}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", args.report_port), Report)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    while True:
-        while seen < len(provider.created_calls) and "status_code" in provider.created_calls[seen]:
-            created, seen = provider.created_calls[seen], seen + 1
-            for after, status, duration in (far_end(rng) if created["status_code"] == 201 else []):
-                heapq.heappush(due, (created["at"] + after, seen, created["sid"], status, duration))
-                finals.update([status] if status in OUTCOMES else [])
-                scheduled += 1
-        while due and due[0][0] <= time.monotonic():
-            _at, _seen, call_sid, status, duration = heapq.heappop(due)
-            provider.set_status(call_sid, status, duration)
-            pool.submit(deliver, call_sid, status)
-        time.sleep(0.005)
 
 
 @dataclass
@@ -136,7 +64,7 @@ class Figures:
 
 class Provider:
     """A fake provider process for one account (`sid`, `token`: the server's own), enforcing `rate`: the far end
-    of this module, or tests/support's (2 callbacks a call from one thread, as the figures of issue 11 had it)."""
+    of `capacity`, or tests/support's (2 callbacks a call from one thread, as the figures of issue 11 had it)."""
 
     def __init__(self, procs, rate: float, port: int, sid: str | None = None, token: str | None = None,
                  module: str = "tests.support.provider_process"):
@@ -227,47 +155,6 @@ class Cluster:
             self.procs.check_alive()
             time.sleep(0.25)
         return also
-
-    def run_rate(self, rate: float, seconds: float, label: str = "dialing") -> tuple[bool, list[Result]]:
-        """One account at `rate`: whether it held (the rate, every callback answered in time, nothing left
-        behind), and its figures."""
-        calls = max(2, round(rate * seconds))
-        progress(f"{label} {rate:g}/s: {calls} calls")
-        provider = self.provider(rate, module="bench.dialing")
-        tenant = self.account(calls, calls_per_second=rate, **provider.credentials())
-        with CpuMeter(self.groups) as cpu:
-            self.dial([tenant], seconds)
-            deadline = time.monotonic() + 30  # the last calls' callbacks come up to 6 s after their create
-            while (report := provider.report())["pending"] and time.monotonic() < deadline:
-                time.sleep(0.5)
-        self.procs.stop(provider.process)
-        latencies, codes = [latency for latency, _ in report["answers"]], [code for _, code in report["answers"]]
-        refused, late = sum(code // 100 != 2 for code in codes), sum(latency > ANSWER_WITHIN for latency in latencies)
-        p99 = percentile(latencies, 99)
-        ours = dict(self.rows("SELECT status, count(*) FROM phone_calls WHERE account_id = %s GROUP BY 1",
-                              (tenant.account_id,)))
-        events = self.rows("SELECT count(*) FROM remote_phone_call_events WHERE account_id = %s",
-                           (tenant.account_id,))[0][0]
-        theirs = {REMOTE_STATUS_MAP[status].value: count for status, count in report["finals"].items()}
-        behind = {status: count for status, count in ours.items() if status not in TERMINAL_PHONE_CALL_STATUSES}
-        # CPU seconds a call of our processes (PostgreSQL's backends included), whatever else the machine ran
-        per_call = sum(cores for name, cores in cpu.cores.items() if name not in ("other", "this process")) \
-            * cpu.seconds / calls
-        left = behind or ours != theirs or events != len(codes) - refused or report["pending"]
-        print(f"{label} {rate:g}/s: {len(codes)} callbacks ({len(codes) / cpu.seconds:.0f}/s), {refused} not 2xx, "
-              f"p99 {p99 * 1000:.0f} ms; calls here {ours}, at the provider {theirs}; {events} events, "
-              f"{report['pending']} callbacks not sent\n  {cpu.line()}", flush=True)
-        results = [
-            Figures(rate, calls, report["creates"]).result(f"{label} {rate:g}/s"),
-            Result(f"{label} {rate:g}/s: callbacks", f"{len(codes)} ({len(codes) / calls:.2f} a call), p99 "
-                   f"{p99 * 1000:.0f} ms", f"2xx, p99 <= {ANSWER_WITHIN:g} s", not refused and p99 <= ANSWER_WITHIN,
-                   f"not 2xx: {dict(Counter(code for code in codes if code // 100 != 2))}, {late} over "
-                   f"{ANSWER_WITHIN:g} s"),
-            Result(f"{label} {rate:g}/s: left behind", f"{behind} open, {events} events" if left else "nothing",
-                   "nothing", not left, f"{sum(ours.values())} calls ended as at the provider: {ours == theirs}"),
-            Result(f"{label} {rate:g}/s: CPU", f"{per_call * 1000:.1f} ms a call (ours)", note=f"the machine's "
-                   f"{os.cpu_count()} cores at that cost: {os.cpu_count() / per_call:.0f} calls/s; {cpu.shares()}")]
-        return all(result.meets is not False for result in results), results
 
     def run_accounts(self, rate: float, seconds: float, server: dict | None) -> list[Result]:
         """Six accounts on their own provider accounts at `rate` each, or sharing the `server`'s at `rate`."""
@@ -360,7 +247,3 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="`scfm worker` processes (default 2)")
     parser.add_argument("--api-workers", type=int, default=2, help="gunicorn worker processes (default 2)")
     parser.add_argument("--keep", action="store_true", help="keep the database at the end, to look into it")
-
-
-if __name__ == "__main__":
-    serve_provider()
