@@ -108,6 +108,7 @@ def run_rate(cluster: Cluster, rate: float, seconds: float) -> tuple[bool, list[
         deadline = time.monotonic() + 30  # the last calls' callbacks come up to 6 s after their create
         while (report := provider.report())["pending"] and time.monotonic() < deadline:
             time.sleep(0.5)
+    tenant.api.post(f"/api/callouts/{tenant.callout_id}/callout_events", {"event": "stop"})  # what is left: held
     cluster.procs.stop(provider.process)
     latencies, codes = [latency for latency, _ in report["answers"]], [code for _, code in report["answers"]]
     refused, late = sum(code // 100 != 2 for code in codes), sum(latency > ANSWER_WITHIN for latency in latencies)
