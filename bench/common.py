@@ -374,7 +374,7 @@ class CpuMeter:
             grouped.update(each.pid for each in processes)
         for each in psutil.process_iter(["name", "cmdline"]):  # a backend's title names its database
             if each.info["name"] == "postgres" and f" {self.database} " in " ".join(each.info["cmdline"] or ()):
-                seconds["postgres (its backends)"] += _cpu_seconds(each)
+                seconds[f"postgres {each.pid}"] += _cpu_seconds(each)  # one by one: pools end and start some
             elif (each.info["name"] or "").startswith("redis") and each.pid not in grouped:
                 seconds["redis"] += _cpu_seconds(each)
         return seconds
@@ -387,6 +387,8 @@ class CpuMeter:
         self.seconds = time.monotonic() - self.started
         after, busy = self._seconds(), [sum(t) - t.idle - t.iowait for t in (self.machine_before, psutil.cpu_times())]
         self.cores = {label: max(0.0, after[label] - self.before[label]) / self.seconds for label in after}
+        backends = [label for label in self.cores if label.startswith("postgres ")]
+        self.cores["postgres (its backends)"] = sum(self.cores.pop(label) for label in backends)
         self.machine = (busy[1] - busy[0]) / self.seconds
         self.cores["other"] = max(0.0, self.machine - sum(self.cores.values()))
 
