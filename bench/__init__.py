@@ -1,5 +1,3 @@
-"""Benchmarks of scfm against the real PostgreSQL and Redis: `python -m bench SUBCOMMAND` (`./dev bench ...`).
-
-Each benchmark builds its own throwaway database and queue, drives the real API and worker, and removes
-both when it ends. They print figures, never assert on time.
-"""
+"""Benchmarks of scfm against the real PostgreSQL and Redis: `python -m bench SUITE` (`./dev bench ...`). Each
+builds its own throwaway database and queue, drives the real API and processes, prints figures (never asserts
+on time) and removes both when it ends."""

@@ -1,4 +1,4 @@
-"""`python -m bench [--smoke] SUITE [OPTIONS]` (`./dev bench ...`): run a benchmark, or a group of them."""
+"""`python -m bench [--smoke] SUITE [OPTIONS]` (`./dev bench ...`): run a benchmark, or all of them."""
 from __future__ import annotations
 
 import argparse
@@ -9,29 +9,26 @@ import sys
 
 from bench.common import progress
 
-# suite -> (module in bench/, what it measures, its options at smoke size)
+# suite (its module in bench/) -> (what it measures, its options at smoke size)
 SUITES = {
-    "batch": ("batch", "populating a callout, creating its calls and the preview pages vs the same SQL by hand",
+    "batch": ("populating a callout, creating its calls and the preview pages vs the same SQL by hand",
               ["--contacts", "2000"]),
-    "dialing": ("dialing", "dialing at 1, 10 and 100 calls/s, six accounts at once, and six sharing the server's provider account",
-                ["--rates", "5", "--accounts-rate", "5", "--seconds", "2"]),
-    "webhook": ("webhook", "signed status callbacks per second through gunicorn, and their CPU vs by hand",
-                ["--seconds", "2", "--processes", "1", "--threads", "2", "--calls", "300", "--in-process", "40"]),
-    "lists": ("lists", "GET /api/contacts with a metadata filter on 1,000,000 contacts vs the bare SQL",
+    "dialing": ("six accounts dialing at once, and six sharing the server's provider account",
+                ["--accounts-rate", "5", "--seconds", "2"]),
+    "webhook": ("a signed status callback's CPU through the app vs the same work by hand", ["--requests", "40"]),
+    "lists": ("GET /api/contacts with a metadata filter on 1,000,000 contacts vs the bare SQL",
               ["--contacts", "25000", "--requests", "40", "--pages", "1,2,500"]),
-    "sweeper": ("sweeper", "the sweeper's enqueues per minute and Redis memory with 100,000 silent calls",
+    "sweeper": ("the sweeper's enqueues per minute and Redis memory with 100,000 silent calls",
                 ["--calls", "300", "--minutes", "1"]),
-    "imports": ("imports", "a 1,000,000-row CSV imported through the API and worker vs the same rows by hand",
+    "capacity": ("the highest rate one machine dials end to end, every status callback ingested",
+                 ["--rates", "5,20", "--seconds", "4"]),
+    "imports": ("a 1,000,000-row CSV imported through the API and worker vs the same rows by hand",
                 ["--rows", "3000", "--small", "1000"]),
     "statistics": ("statistics", "GET /api/callouts/:id/statistics on 1,000,000 participations vs a bare count(*)",
                    ["--participations", "3000", "--requests", "30"]),
     "dashboard": ("dashboard", "the dashboard's pages on an account with 1,000,000 contacts: p50, p99 and size",
                   ["--contacts", "3000", "--participations", "1500", "--calls", "600", "--callouts", "3",
                    "--requests", "3"]),
-}
-GROUPS = {
-    "all": ("every benchmark, each with its defaults", tuple(SUITES)),
-    "quick": ("dialing, webhook and lists, each with its defaults", ("dialing", "webhook", "lists")),
 }
 
 
@@ -41,46 +38,36 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--smoke", action="store_true",
                       help="every benchmark at a tiny size, to check that it still runs (also SCFM_BENCH_SMOKE=1)")
     sub = root.add_subparsers(dest="suite", required=True)
-    for suite, (module_name, help_text, _smoke) in SUITES.items():
-        module = importlib.import_module(f"bench.{module_name}")
+    for suite, (help_text, _smoke) in SUITES.items():
+        module = importlib.import_module(f"bench.{suite}")
         module.add_arguments(sub.add_parser(suite, help=help_text, description=module.__doc__,
                                             formatter_class=argparse.RawDescriptionHelpFormatter))
-    for group, (help_text, suites) in GROUPS.items():
-        sub.add_parser(group, help=help_text, description=f"Runs {', '.join(suites)} one after the other; "
-                       "exits non-zero if one failed.")
+    sub.add_parser("all", help="every benchmark, each with its defaults; exits non-zero if one failed")
     return root
 
 
-def run(suite: str, options: list[str], smoke: bool) -> int:
-    module_name, _help, smoke_options = SUITES[suite]
-    args = parser().parse_args([suite, *(smoke_options if smoke else []), *options])
-    return importlib.import_module(f"bench.{module_name}").main(args)
-
-
-def _interrupted(signum, _frame):
+def interrupted(signum, _frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+def main(argv: list[str]) -> int:
     smoke = "--smoke" in argv or bool(os.environ.get("SCFM_BENCH_SMOKE"))
     argv = [arg for arg in argv if arg != "--smoke"]  # before or after the suite's name
-    suite = parser().parse_args(argv).suite  # --help, and errors, before anything runs
-    signal.signal(signal.SIGTERM, _interrupted)
-    if suite in SUITES:
-        return run(suite, argv[argv.index(suite) + 1:], smoke)
+    chosen = parser().parse_args(argv).suite  # --help, and errors, before anything runs
+    signal.signal(signal.SIGTERM, interrupted)
     codes = {}
-    for each in GROUPS[suite][1]:
-        progress(f"===== {each}{' (smoke)' if smoke else ''}")
-        print(f"\n===== {each}", flush=True)
-        codes[each] = run(each, [], smoke)
-        if codes[each] == 130:  # Ctrl-C: stop here
+    for suite in SUITES if chosen == "all" else [chosen]:
+        if chosen == "all":
+            print(f"\n===== {suite}{' (smoke)' if smoke else ''}", flush=True)
+        options = SUITES[suite][1] if smoke else []
+        args = parser().parse_args([suite, *options, *([] if chosen == "all" else argv[argv.index(suite) + 1:])])
+        codes[suite] = importlib.import_module(f"bench.{suite}").main(args)
+        if codes[suite] == 130:  # Ctrl-C, SIGTERM: stop here
             return 130
-    failed = [each for each, code in codes.items() if code]
-    if failed:
+    if failed := [suite for suite, code in codes.items() if code]:
         progress(f"failed: {', '.join(failed)}")
     return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

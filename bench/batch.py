@@ -1,118 +1,75 @@
-"""Batch operations at scale: the API and the worker against the same SQL written by hand.
+"""Batch operations on --contacts contacts through the API and a `scfm worker` (from the queue request to
+`finished`) against the same SQL written by hand, with psycopg2; the rows made and pages shown must be the same:
 
-One account with --contacts contacts (gender f/m alternating, province among 5, age), then each of these
-through the API and an RQ worker in this process (the real job code path), from the queue request to
-`finished`, and as hand-written SQL with psycopg2 on the same database:
-
-  populate half         a CalloutPopulation filtered on metadata gender=f (by hand: INSERT ... SELECT ...
-                        ON CONFLICT DO NOTHING into a fresh callout)
-  populate all          a CalloutPopulation of every contact, into a second callout
-  create calls          a PhoneCallCreate of that callout (by hand: INSERT INTO phone_calls ... SELECT)
+  populate half / all   a CalloutPopulation filtered on metadata gender=f, then of every contact (by hand:
+                        INSERT ... SELECT ... ON CONFLICT DO NOTHING into a fresh callout)
+  create calls          a PhoneCallCreate of the second callout (by hand: INSERT INTO phone_calls ... SELECT)
   preview population    the first page of /preview/contacts of a fresh population of every contact, with its
                         Total (by hand: count(*) and the first 25 rows)
   preview create calls  the first page of /preview/callout_participations of a fresh PhoneCallCreate
-
-Each is printed as `ratio (ours, by hand)`; the rows made and the pages shown must be the same.
 """
 from __future__ import annotations
 
 import argparse
 import time
+from contextlib import closing
+
+from rq import Worker
 
 from bench.common import (
-    Api, BenchError, admin_api, guarded, load_contacts, new_account, progress, run_jobs, summary, throwaway_env,
-    versus,
+    Api, BenchError, admin_api, guarded, load_contacts, new_account, processes, progress, summary, throwaway_env,
+    versus, wait_finished,
 )
+from scfm.domain.state_machines import BatchOperationStatus, PhoneCallStatus
 
-POPULATION = "BatchOperation::CalloutPopulation"
-PHONE_CALL_CREATE = "BatchOperation::PhoneCallCreate"
+POPULATION, PHONE_CALL_CREATE = "BatchOperation::CalloutPopulation", "BatchOperation::PhoneCallCreate"
 CREATE_PARAMETERS = {"parameters[remote_request_params][from]": "1234",
                      "parameters[remote_request_params][url]": "https://demo.twilio.com/docs/voice.xml"}
-PREVIEW_TARGET_SECONDS = 1.0
+PREVIEW_TARGET_SECONDS = 1.0  # the first page of a preview
 
 
 class Bench:
-    def __init__(self, env, contacts: int):
-        self.env, self.n, self.results = env, contacts, []
-        self.raw = env.connect()  # for the hand-written SQL
+    def __init__(self, env, procs, contacts: int, raw):
+        self.env, self.procs, self.n, self.raw, self.results = env, procs, contacts, raw, []
         admin = admin_api(env.deps)
         self.account_id, token = new_account(admin)
         self.api = Api(admin.client, token)
         load_contacts(self.raw, self.account_id, contacts)
 
-    def by_hand(self, *queries: str, **params) -> tuple[float, list]:
-        """Seconds of the queries in one transaction, commit included, and the last one's rows."""
+    def by_hand(self, query: str, **params) -> tuple[float, list]:
+        """Seconds of the query, commit included, and its rows."""
         started = time.perf_counter()
         with self.raw.cursor() as cur:
-            for query in queries:
-                cur.execute(query, {"account": self.account_id, **params})
+            cur.execute(query, {"account": self.account_id, **params})
             rows = cur.fetchall() if cur.description else []
         self.raw.commit()
         return time.perf_counter() - started, rows
 
     def value(self, query: str, **params):
-        """The first column of the first row."""
         return self.by_hand(query, **params)[1][0][0]
 
-    def hand_callout(self, type_: str) -> tuple[int, int]:
-        """A fresh callout and an operation row for the hand-written SQL to mark its rows with."""
-        callout = self.value("INSERT INTO callouts (account_id) VALUES (%(account)s) RETURNING id")
-        return callout, self.value("INSERT INTO batch_operations (account_id, callout_id, type, parameters, status) "
-                                   "VALUES (%(account)s, %(callout)s, %(type)s, '{}', 'finished') RETURNING id",
-                                   callout=callout, type=type_)
-
     def new_operation(self, callout_id: int, type_: str, parameters: dict) -> int:
-        data = {"type": type_, **parameters}
-        return self.api.post(f"/api/callouts/{callout_id}/batch_operations", data).get_json()["id"]
+        return self.api.post(f"/api/callouts/{callout_id}/batch_operations", {"type": type_, **parameters}).json["id"]
 
-    def ours(self, operation_id: int) -> float:
-        """Seconds from queueing the operation until it is finished, the worker running its jobs."""
-        started = time.perf_counter()
-        self.api.post(f"/api/batch_operations/{operation_id}/batch_operation_events", {"event": "queue"})
-        run_jobs(self.env.deps)
-        operation = self.api.get(f"/api/batch_operations/{operation_id}").get_json()
-        if operation["status"] != "finished":
-            raise BenchError(f"operation {operation_id} is {operation['status']}: {operation['error_message']}")
-        return time.perf_counter() - started
-
-    def compare(self, name: str, ours: float, by_hand: float, made: int, hand_made: int, expected: int) -> None:
-        if not made == hand_made == expected:
-            raise BenchError(f"{name}: ours made {made}, by hand {hand_made}, expected {expected}")
-        self.results.append(versus(name, ours, by_hand, note=f"{made:,} rows"))
-
-    def populate(self, name: str, gender: str | None, expected: int) -> tuple[int, int]:
-        """Ours, then by hand, into fresh callouts; the two callouts' ids."""
+    def measure(self, name: str, callout: int, type_: str, parameters: dict, by_hand: str, made: str,
+                expected: int, **params) -> None:
+        """The operation through the API and the worker (queue request to `finished`), then by hand into a fresh
+        callout and an operation row that marks its rows; both must make `expected` rows."""
         progress(name)
-        callout = self.api.post("/api/callouts").get_json()["id"]
-        parameters = {"parameters[contact_filter_params][metadata][gender]": gender} if gender else {}
-        ours = self.ours(self.new_operation(callout, POPULATION, parameters))
-        hand_callout, hand_operation = self.hand_callout(POPULATION)
-        by_hand, _rows = self.by_hand(f"""
-            INSERT INTO callout_participations (account_id, callout_id, contact_id, callout_population_id, msisdn,
-                                                created_at, updated_at)
-            SELECT %(account)s, %(callout)s, id, %(operation)s, msisdn, now(), now() FROM contacts
-            WHERE account_id = %(account)s AND {"metadata @> %(filter)s::jsonb" if gender else "TRUE"}
-            ON CONFLICT DO NOTHING""", callout=hand_callout, operation=hand_operation, filter=f'{{"gender": "{gender}"}}')
-        made = "SELECT count(*) FROM callout_participations WHERE callout_id = %(callout)s"
-        self.compare(name, ours, by_hand, self.value(made, callout=callout), self.value(made, callout=hand_callout),
-                     expected)
-        return callout, hand_callout
-
-    def create_calls(self, callout: int, hand_callout: int) -> None:
-        progress("create calls")
-        operation = self.new_operation(callout, PHONE_CALL_CREATE, CREATE_PARAMETERS)
-        ours = self.ours(operation)
-        _unused, hand_operation = self.hand_callout(PHONE_CALL_CREATE)
-        by_hand, _rows = self.by_hand("""
-            INSERT INTO phone_calls (account_id, callout_participation_id, contact_id, create_batch_operation_id,
-                                     status, msisdn, remote_request_params, created_at, updated_at)
-            SELECT %(account)s, id, contact_id, %(operation)s, 'created', msisdn, %(params)s::jsonb, now(), now()
-            FROM callout_participations WHERE account_id = %(account)s AND callout_id = %(callout)s""",
-            callout=hand_callout, operation=hand_operation,
-            params='{"from": "1234", "url": "https://demo.twilio.com/docs/voice.xml"}')
-        made = "SELECT count(*) FROM phone_calls WHERE create_batch_operation_id = %(operation)s"
-        self.compare("create calls", ours, by_hand, self.value(made, operation=operation),
-                     self.value(made, operation=hand_operation), self.n)
+        operation, started = self.new_operation(callout, type_, parameters), time.perf_counter()
+        self.api.post(f"/api/batch_operations/{operation}/batch_operation_events", {"event": "queue"})
+        wait_finished(self.api, operation, self.procs)
+        ours = time.perf_counter() - started
+        params["callout"] = self.value("INSERT INTO callouts (account_id) VALUES (%(account)s) RETURNING id")
+        params["operation"] = self.value(
+            "INSERT INTO batch_operations (account_id, callout_id, type, parameters, status) "
+            "VALUES (%(account)s, %(callout)s, %(type)s, '{}', %(status)s) RETURNING id",
+            callout=params["callout"], type=type_, status=BatchOperationStatus.FINISHED.value)
+        seconds, _rows = self.by_hand(by_hand, **params)
+        counts = [self.value(made, operation=each) for each in (operation, params["operation"])]
+        if not counts[0] == counts[1] == expected:
+            raise BenchError(f"{name}: ours made {counts[0]}, by hand {counts[1]}, expected {expected}")
+        self.results.append(versus(name, ours, seconds, note=f"{expected:,} rows"))
 
     def preview(self, name: str, path: str, where: str, columns: str, **params) -> None:
         """The first page through the API against count(*) and the same page by hand."""
@@ -120,20 +77,36 @@ class Bench:
         started = time.perf_counter()
         response = self.api.get(path)
         ours = time.perf_counter() - started
-        total, ids = int(response.headers["Total"]), [item["id"] for item in response.get_json()]
+        total, ids = int(response.headers["Total"]), [item["id"] for item in response.json]
         counting, counted = self.by_hand(f"SELECT count(*) {where}", **params)
         paging, rows = self.by_hand(f"SELECT {columns} {where} ORDER BY 1 LIMIT 25", **params)
-        hand_total, hand_ids = counted[0][0], [row[0] for row in rows]
-        if not total == hand_total == self.n or ids != hand_ids:
-            raise BenchError(f"{name}: ours Total {total} {ids[:3]}.., by hand {hand_total} {hand_ids[:3]}..")
+        if not total == counted[0][0] == self.n or ids != [row[0] for row in rows]:
+            raise BenchError(f"{name}: ours Total {total} {ids[:3]}.., by hand {counted[0][0]} {rows[:3]}..")
         self.results.append(versus(name, ours, counting + paging, target=f"< {PREVIEW_TARGET_SECONDS:g} s",
                                    meets=ours < PREVIEW_TARGET_SECONDS, note=f"Total {total:,}", digits=3))
 
     def run(self) -> None:
-        self.populate("populate half", "f", (self.n + 1) // 2)
-        callout, hand_callout = self.populate("populate all", None, self.n)
-        self.create_calls(callout, hand_callout)
-        fresh = self.api.post("/api/callouts").get_json()["id"]
+        for name, gender in [("populate half", "f"), ("populate all", None)]:
+            callout = self.api.post("/api/callouts").json["id"]
+            self.measure(name, callout, POPULATION,
+                         {"parameters[contact_filter_params][metadata][gender]": gender} if gender else {}, f"""
+                INSERT INTO callout_participations (account_id, callout_id, contact_id, callout_population_id,
+                                                    msisdn, created_at, updated_at)
+                SELECT %(account)s, %(callout)s, id, %(operation)s, msisdn, now(), now() FROM contacts
+                WHERE account_id = %(account)s AND {"metadata @> %(filter)s::jsonb" if gender else "TRUE"}
+                ON CONFLICT DO NOTHING""",
+                         "SELECT count(*) FROM callout_participations WHERE callout_population_id = %(operation)s",
+                         (self.n + 1) // 2 if gender else self.n, filter=f'{{"gender": "{gender}"}}')
+        # of the callout populated with every contact; by hand, of its participations too (into fresh calls)
+        self.measure("create calls", callout, PHONE_CALL_CREATE, CREATE_PARAMETERS, """
+            INSERT INTO phone_calls (account_id, callout_participation_id, contact_id, create_batch_operation_id,
+                                     status, msisdn, remote_request_params, created_at, updated_at)
+            SELECT %(account)s, id, contact_id, %(operation)s, %(status)s, msisdn, %(params)s::jsonb, now(), now()
+            FROM callout_participations WHERE account_id = %(account)s AND callout_id = %(source)s""",
+                     "SELECT count(*) FROM phone_calls WHERE create_batch_operation_id = %(operation)s", self.n,
+                     source=callout, status=PhoneCallStatus.CREATED.value,
+                     params='{"from": "1234", "url": "https://demo.twilio.com/docs/voice.xml"}')
+        fresh = self.api.post("/api/callouts").json["id"]
         operation = self.new_operation(fresh, POPULATION, {})
         self.preview("preview population", f"/api/batch_operations/{operation}/preview/contacts", """
             FROM contacts c WHERE c.account_id = %(account)s
@@ -151,13 +124,15 @@ class Bench:
 
 def main(args: argparse.Namespace) -> int:
     def body():
-        with throwaway_env("batch", keep=args.keep) as env:
-            bench = Bench(env, args.contacts)
-            try:
-                bench.run()
-            finally:
-                bench.raw.close()
-        print("\n" + summary(f"batch operations, {args.contacts:,} contacts (ours through the API and the worker)",
+        with throwaway_env("batch", keep=args.keep) as env, closing(env.connect()) as raw, \
+                processes(env.child_env()) as procs:
+            procs.scfm("worker", "worker")
+            while not Worker.count(queue=env.deps.queue):  # ready: its start is not the first operation's time
+                procs.check_alive()
+                time.sleep(0.1)
+            bench = Bench(env, procs, args.contacts, raw)
+            bench.run()
+        print("\n" + summary(f"batch operations, {args.contacts:,} contacts (ours through the API and a `scfm worker`)",
                              bench.results), flush=True)
 
     return guarded(body)

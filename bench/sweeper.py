@@ -1,87 +1,63 @@
-"""The sweeper during a callback outage: --calls silent calls, no worker to run the jobs.
-
-One account with --calls phone calls `remotely_queued` an hour ago that never heard from the provider again
-(the status callbacks are cut), on a Redis of its own (an embedded one, so that its memory is the queue's
-alone). No worker runs: the jobs pile up as they would behind dead or slow workers. The sweeper
-(services/sweeper.py) runs --minutes times 6 sweeps back to back, 6 sweeps being a minute at the default
-SCFM_SWEEP_INTERVAL of 10 s, with the default timings; then one more minute with every fetch queued 11 minutes
-ago, when the sweeper finds all of them lost. Printed: the jobs enqueued and waiting per minute, and the
-Redis memory the queue uses at the end.
+"""The sweeper during a callback outage: --calls calls `remotely_queued` an hour ago that never heard from the
+provider again, on an embedded Redis of its own (its memory is the queue's alone), and no worker: the jobs pile
+up as behind dead workers. --minutes times 6 sweeps back to back (a minute at SCFM_SWEEP_INTERVAL=10), then a
+minute with every fetch queued 11 minutes ago (all lost). Printed: jobs enqueued and waiting per minute, and
+the queue's Redis memory at the end.
 """
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import tempfile
 import time
 from contextlib import closing
 from pathlib import Path
 
-from bench.common import Result, guarded, progress, summary, throwaway_env
+from bench.common import Result, guarded, progress, remotely_queued_calls, summary, throwaway_env
+from scfm.adapters import embedded
+from scfm.services import sweeper
 
 SWEEPS_PER_MINUTE = 6
 
 
 def minute(env, label: str) -> Result:
-    from scfm.services import sweeper
-
-    def waiting() -> int:
-        return env.deps.queue.count + env.deps.queue.scheduled_job_registry.count
-
-    before, started = waiting(), time.perf_counter()
+    queue = env.deps.queue
+    before, started = queue.count + queue.scheduled_job_registry.count, time.perf_counter()
     for _ in range(SWEEPS_PER_MINUTE):
         sweeper.sweep(env.deps.uow, env.deps.jobs, env.deps.settings.timings)
-    after, seconds = waiting(), (time.perf_counter() - started) / SWEEPS_PER_MINUTE
+    after, seconds = queue.count + queue.scheduled_job_registry.count, time.perf_counter() - started
     progress(f"{label}: {after - before} jobs enqueued, {after} waiting")
-    return Result(f"{label}: jobs enqueued by {SWEEPS_PER_MINUTE} sweeps", f"{after - before:,}",
-                  "bounded by the work", None, f"{after:,} waiting; {seconds:.2f} s per sweep")
+    return Result(f"{label}: jobs enqueued by {SWEEPS_PER_MINUTE} sweeps", f"{after - before:,}", "bounded by the work",
+                  None, f"{after:,} waiting; {seconds / SWEEPS_PER_MINUTE:.2f} s per sweep")
 
 
 def run(env, args) -> list[Result]:
     with closing(env.connect()) as conn, conn.cursor() as cur:
         cur.execute("INSERT INTO accounts (created_at, updated_at) VALUES (now(), now()) RETURNING id")
         account_id = cur.fetchone()[0]
-        cur.execute("INSERT INTO contacts (account_id, msisdn) SELECT %s, '+85512' || lpad(n::text, 7, '0') "
-                    "FROM generate_series(1, %s) AS n", (account_id, args.calls))
-        cur.execute(
-            "INSERT INTO phone_calls (account_id, contact_id, status, msisdn, remote_call_id, remote_status, "
-            "remote_direction, remotely_queued_at, queued_at, dial_attempts, created_at, updated_at) "
-            "SELECT account_id, id, 'remotely_queued', msisdn, 'CA' || md5(id::text), 'queued', 'outbound-api', "
-            "now() - interval '1 hour', now() - interval '1 hour', 1, now() - interval '1 hour', "
-            "now() - interval '1 hour' FROM contacts WHERE account_id = %s", (account_id,))
-        conn.commit()
+        remotely_queued_calls(conn, account_id, args.calls, ago="1 hour")
         progress(f"{args.calls:,} silent calls; sweeping")
-        env.deps.redis.config_set("maxmemory", 0)
         memory = env.deps.redis.info("memory")["used_memory"]
         results = [minute(env, f"minute {number}") for number in range(1, args.minutes + 1)]
         cur.execute("UPDATE phone_calls SET remote_fetch_queued_at = remote_fetch_queued_at - interval '11 minutes', "
                     "updated_at = updated_at - interval '11 minutes'")
         conn.commit()
     results.append(minute(env, "11 minutes on (every fetch lost)"))
-    memory = env.deps.redis.info("memory")["used_memory"] - memory
+    memory = (env.deps.redis.info("memory")["used_memory"] - memory) / 2**20
     waiting = env.deps.queue.count + env.deps.queue.scheduled_job_registry.count
-    print(f"Redis memory used by the queue: {memory / 2**20:.1f} MiB, {waiting:,} jobs waiting", flush=True)
-    return results + [Result("Redis memory used by the queue", f"{memory / 2**20:.1f} MiB", "-", None,
-                             f"{waiting:,} jobs waiting")]
+    print(f"Redis memory used by the queue: {memory:.1f} MiB, {waiting:,} jobs waiting", flush=True)
+    return results + [Result("Redis memory used by the queue", f"{memory:.1f} MiB", note=f"{waiting:,} jobs waiting")]
 
 
 def main(args: argparse.Namespace) -> int:
-    from scfm.adapters import embedded
-
     def body():
-        folder = Path(tempfile.mkdtemp(prefix="scfm-bench-sweeper-"))
-        saved, redis = os.environ.get("REDIS_URL"), None
-        try:
-            redis, os.environ["REDIS_URL"] = embedded.start_redis(folder)
-            with throwaway_env("sweeper") as env:
-                results = run(env, args)
-        finally:
-            os.environ.pop("REDIS_URL", None)
-            os.environ.update({"REDIS_URL": saved} if saved else {})
-            if redis is not None:
+        with tempfile.TemporaryDirectory(prefix="scfm-bench-sweeper-") as folder:
+            redis, url = embedded.start_redis(Path(folder))
+            try:
+                with throwaway_env("sweeper", extra_env={"REDIS_URL": url}) as env:
+                    env.deps.redis.config_set("maxmemory", 0)
+                    results = run(env, args)
+            finally:
                 embedded.stop_redis(redis)
-            shutil.rmtree(folder, ignore_errors=True)
         print("\n" + summary(f"the sweeper with {args.calls:,} silent calls and no worker", results), flush=True)
 
     return guarded(body)

@@ -1,121 +1,47 @@
-"""Webhook ingest: signed provider status callbacks through the real app under gunicorn, and their CPU against
-the same work by hand.
+"""A signed status callback through the app against the same work by hand.
 
-The API (`scfm serve --workers 2`, 4 threads each) on a throwaway database, with one account whose somleng
-credentials are set and --calls remotely queued phone calls (inserted by SQL). --processes load-generator
-processes of --threads threads, each thread on its own kept-alive connection, POST status callbacks for
---seconds, signed as the provider signs them (over the public URL with ?phone_call_id=ID): ringing, then
-in-progress, then completed, then further completed ones. Printed: signed requests/s (201 answers from the
-start until the last answer; target 500), p50/p99 latency, whether every answer was 201 with one event row
-each, and where the CPU went.
-
-Then --in-process callbacks of other calls through the Flask app in this process, one at a time: CPU, wall
-time and statements per request, against the same work by hand (the signature checked, then the account
-found, the call updated and the event inserted in one transaction, with psycopg2). Issue 15's target: the
-CPU at most 2x by hand.
+One account with somleng credentials and --requests remotely queued calls (inserted by SQL). A ringing callback
+of each, signed as the provider signs them, through the Flask app in this process, one at a time: CPU, wall
+time and statements per request; then the same work by hand with psycopg2: the signature checked, the account
+found, the call updated and the event inserted in one transaction. Target: the CPU at most 2x by hand. (How
+many callbacks one machine ingests through gunicorn, while it dials, is the `capacity` benchmark's.)
 """
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
-import multiprocessing
 import time
-import urllib.parse
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from email.utils import formatdate
 
-from bench.common import (
-    BenchError, CpuMeter, Result, admin_api, free_port, guarded, new_account, percentile, processes, progress,
-    statements, summary, throwaway_env, versus,
-)
+from sqlalchemy import event
+from twilio.request_validator import RequestValidator
 
-TARGET_PER_SECOND = 500
-CPU_TARGET = 2.0  # times the CPU by hand
-STATUSES = ("ringing", "in-progress", "completed")
-PATH = "/api/remote_phone_call_events"
+from bench.common import (
+    BenchError, Result, admin_api, guarded, new_account, progress, remotely_queued_calls, summary, throwaway_env, versus,
+)
+from scfm.domain.state_machines import PhoneCallStatus
+from scfm.entrypoints.app import create_app
+
+CPU_TARGET = 2.0
 SID, TOKEN = "AC" + "5" * 32, "bench-webhook-token"
 
 
-def callback(public: str, call: tuple, status: str, sequence: int = 0) -> tuple[str, dict, str]:
+def callback(public: str, call: tuple, status: str) -> tuple[str, dict, str]:
     """(path, form, signature) of one status callback of `call` (id, sid, msisdn) as the provider sends it."""
-    from twilio.request_validator import RequestValidator
-
     call_id, call_sid, msisdn = call
     params = {"CallSid": call_sid, "AccountSid": SID, "From": "1234", "To": msisdn, "Called": msisdn,
               "Caller": "1234", "CallStatus": status, "Direction": "outbound-api", "ApiVersion": "2010-04-01",
               "Timestamp": formatdate(usegmt=True), "CallbackSource": "call-progress-events",
-              "SequenceNumber": str(sequence), **({"CallDuration": "12"} if status == "completed" else {})}
-    path = f"{PATH}?phone_call_id={call_id}"
+              "SequenceNumber": "0", **({"CallDuration": "12"} if status == "completed" else {})}
+    path = f"/api/remote_phone_call_events?phone_call_id={call_id}"
     return path, params, RequestValidator(TOKEN).compute_signature(public + path, params)
-
-
-def send(index: int, step: int, port: int, calls: list, start_at: float, seconds: float) -> tuple:
-    """One load-generator thread: the callbacks index, index + step, ... on one connection, until the end:
-    (latencies, status codes, errors, seconds until its last answer)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    latencies, codes, errors = [], Counter(), []
-    while time.time() < start_at + seconds:
-        rounds = index // len(calls)
-        path, params, signature = callback(f"http://127.0.0.1:{port}", calls[index % len(calls)],
-                                           STATUSES[min(rounds, len(STATUSES) - 1)], rounds)
-        started = time.perf_counter()
-        try:
-            connection.request("POST", path, body=urllib.parse.urlencode(params), headers={
-                "X-Twilio-Signature": signature, "Content-Type": "application/x-www-form-urlencoded"})
-            response = connection.getresponse()
-            code, text = response.status, response.read()
-        except (OSError, http.client.HTTPException) as error:
-            connection.close()
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            code, text = 0, repr(error).encode()
-        latencies.append(time.perf_counter() - started)
-        codes[code] += 1
-        if code != 201 and len(errors) < 3:
-            errors.append(f"{code}: {text[:200]!r}")
-        index += step
-    connection.close()
-    return latencies, codes, errors, time.time() - start_at
-
-
-def merge(outcomes: list[tuple]) -> tuple[list, Counter, list, float]:
-    return ([value for outcome in outcomes for value in outcome[0]],
-            sum((outcome[1] for outcome in outcomes), Counter()),
-            [error for outcome in outcomes for error in outcome[2]][:5], max(outcome[3] for outcome in outcomes))
-
-
-def generate(process: int, threads: int, step: int, port: int, calls: list, start_at: float,
-             seconds: float) -> tuple:
-    """A load-generator process: `threads` threads from `start_at`; their outcomes, merged, and its CPU."""
-    time.sleep(max(0.0, start_at - time.time()))
-    cpu = time.process_time()
-    with ThreadPoolExecutor(threads) as pool:
-        outcomes = list(pool.map(lambda thread: send(process * threads + thread, step, port, calls, start_at,
-                                                     seconds), range(threads)))
-    return (*merge(outcomes), time.process_time() - cpu)
-
-
-def load(procs, port: int, calls: list, args, groups: dict) -> tuple[list, dict, list, float, float, CpuMeter]:
-    """The load generators' outcomes: (latencies, status codes, errors, seconds, their CPU, the CPU meter)."""
-    start_at = time.time() + 2.0 + 0.5 * args.processes  # once every process has started
-    with multiprocessing.get_context("spawn").Pool(args.processes) as pool:  # its end terminates them
-        pending = [pool.apply_async(generate, (p, args.threads, args.processes * args.threads, port, calls, start_at,
-                                               args.seconds)) for p in range(args.processes)]
-        time.sleep(max(0.0, start_at - time.time()))
-        with CpuMeter(groups) as cpu:
-            outcomes = [each.get(timeout=args.seconds + 60) for each in pending]
-    procs.check_alive()
-    return (*merge(outcomes), sum(outcome[4] for outcome in outcomes), cpu)
 
 
 def in_process(env, public: str, calls: list) -> tuple[float, float, float]:
     """Ringing callbacks through the Flask app in this process, one at a time, after ten to warm up:
     (wall seconds, CPU seconds, statements) per request."""
-    from scfm.entrypoints.app import create_app
-
-    client = create_app(env.deps).test_client()
+    client, seen = create_app(env.deps).test_client(), []
     requests_ = [callback(public, call, "ringing") for call in calls]
 
     def post(batch):
@@ -124,19 +50,20 @@ def in_process(env, public: str, calls: list) -> tuple[float, float, float]:
             if response.status_code != 201:
                 raise BenchError(f"in-process webhook: {response.status_code} {response.get_data(as_text=True)[:200]}")
 
+    def record(_conn, _cursor, statement, *_args):
+        seen.append(statement)
+
     post(requests_[:10])
-    timed = requests_[10:]
-    with statements(env.deps.engine) as seen:
-        started, cpu = time.perf_counter(), time.process_time()
-        post(timed)
-        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-    return wall / len(timed), cpu / len(timed), len(seen) / len(timed)
+    event.listen(env.deps.engine, "before_cursor_execute", record)
+    started, cpu = time.perf_counter(), time.process_time()
+    post(requests_[10:])
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    event.remove(env.deps.engine, "before_cursor_execute", record)
+    return wall / (len(calls) - 10), cpu / (len(calls) - 10), len(seen) / (len(calls) - 10)
 
 
 def by_hand(raw, public: str, calls: list) -> tuple[float, float]:
     """The same work by hand, completed callbacks of the same calls: (wall, CPU seconds) per request."""
-    from twilio.request_validator import RequestValidator
-
     requests_ = [callback(public, call, "completed") for call in calls]
     started, cpu = time.perf_counter(), time.process_time()
     with raw.cursor() as cur:
@@ -146,10 +73,11 @@ def by_hand(raw, public: str, calls: list) -> tuple[float, float]:
             account_id, token = cur.fetchone()
             if not RequestValidator(token).validate(public + path, params, signature):
                 raise BenchError("by hand: bad signature")
-            cur.execute("UPDATE phone_calls SET status = 'completed', remote_status = %s, duration = %s, "
+            cur.execute("UPDATE phone_calls SET status = %s, remote_status = %s, duration = %s, "
                         "remote_status_updated_at = now(), updated_at = now() "
                         "WHERE account_id = %s AND remote_call_id = %s RETURNING id",
-                        (params["CallStatus"], int(params["CallDuration"]), account_id, params["CallSid"]))
+                        (PhoneCallStatus.COMPLETED.value, params["CallStatus"], int(params["CallDuration"]),
+                         account_id, params["CallSid"]))
             cur.execute("INSERT INTO remote_phone_call_events (account_id, phone_call_id, details, remote_call_id, "
                         "remote_direction, call_flow_logic) VALUES (%s, %s, %s::jsonb, %s, %s, %s) RETURNING id",
                         (account_id, cur.fetchone()[0], json.dumps(params), params["CallSid"], params["Direction"],
@@ -159,89 +87,30 @@ def by_hand(raw, public: str, calls: list) -> tuple[float, float]:
     return (time.perf_counter() - started) / len(requests_), (time.process_time() - cpu) / len(requests_)
 
 
-def insert_calls(raw, account_id: int, n: int) -> list[tuple]:
-    """n calls of a running callout, remotely queued, as the dialer leaves them: [(id, remote sid, msisdn)]."""
-    with raw.cursor() as cur:
-        cur.execute("INSERT INTO contacts (account_id, msisdn) SELECT %s, '+85512' || lpad(n::text, 6, '0') "
-                    "FROM generate_series(1, %s) AS n", (account_id, n))
-        cur.execute("INSERT INTO callouts (account_id, status) VALUES (%s, 'running') RETURNING id", (account_id,))
-        cur.execute("INSERT INTO callout_participations (account_id, callout_id, contact_id, msisdn) "
-                    "SELECT account_id, %s, id, msisdn FROM contacts WHERE account_id = %s",
-                    (cur.fetchone()[0], account_id))
-        cur.execute(
-            "INSERT INTO phone_calls (account_id, callout_participation_id, contact_id, status, msisdn, "
-            "remote_call_id, remote_status, remote_direction, remotely_queued_at, queued_at, dial_attempts) "
-            "SELECT account_id, id, contact_id, 'remotely_queued', msisdn, 'CA' || md5(id::text), 'queued', "
-            "'outbound-api', now(), now(), 1 FROM callout_participations WHERE account_id = %s "
-            "RETURNING id, remote_call_id, msisdn", (account_id,))
-        calls = sorted(tuple(row) for row in cur.fetchall())
-        cur.execute("ANALYZE contacts; ANALYZE callout_participations; ANALYZE phone_calls")
-    raw.commit()
-    return calls
-
-
-def run(env, procs, args, port: int) -> list[Result]:
-    public = f"http://127.0.0.1:{port}"
-    groups = {procs.api(port, workers=args.api_workers).popen.pid: "api (gunicorn)"}
+def run(env, args) -> list[Result]:
+    public = "http://127.0.0.1:3000"  # PUBLIC_URL, which the signature covers
     account_id, _token = new_account(admin_api(env.deps), platform_provider_name="somleng",
                                      somleng_account_sid=SID, somleng_auth_token=TOKEN)
     with closing(env.connect()) as raw:
-        calls = insert_calls(raw, account_id, args.calls + args.in_process)
-        progress(f"api on :{port} ({args.api_workers} gunicorn workers x 4 threads), {args.calls} remotely queued "
-                 f"calls; {args.processes} load processes x {args.threads} threads for {args.seconds:g}s")
-        latencies, codes, errors, seconds, load_cpu, cpu = load(procs, port, calls[:args.calls], args, groups)
-        with raw.cursor() as cur:
-            cur.execute("SELECT count(*) FROM remote_phone_call_events WHERE account_id = %s", (account_id,))
-            events = cur.fetchone()[0]
-        raw.commit()
-        created = codes.get(201, 0)
-        per_second, p50, p99 = created / seconds, percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
-        print(f"webhook ingest: {per_second:.0f} signed requests/s (target {TARGET_PER_SECOND}), p50 {p50:.1f} ms, "
-              f"p99 {p99:.1f} ms over {len(latencies)} requests; answers "
-              + ", ".join(f"{code or 'connection error'}: {count}" for code, count in sorted(codes.items()))
-              + f"; {events} events written", flush=True)
-        for error in errors:
-            print(f"    {error}", flush=True)
-        print(f"  {cpu.line()}; load generators {load_cpu / seconds:.2f}", flush=True)
-        results = [
-            Result("webhook ingest through gunicorn", f"{per_second:.0f} req/s (p50 {p50:.1f} ms, p99 {p99:.1f} ms)",
-                   f">= {TARGET_PER_SECOND} req/s", per_second >= TARGET_PER_SECOND,
-                   f"{args.processes * args.threads} connections"),
-            Result("webhook answers", f"{created}/{len(latencies)} x 201, {events} events", "all 201, one event each",
-                   created == len(latencies) == events),
-        ]
-        spare = calls[args.calls:]
-        wall, cpu_per_request, statements_per_request = in_process(env, public, spare)
-        hand_wall, hand_cpu = by_hand(raw, public, spare[10:])
-    return results + [
-        versus("webhook CPU per request (in process)", cpu_per_request * 1000, hand_cpu * 1000, "ms",
-               f"<= {CPU_TARGET:g}x", cpu_per_request <= CPU_TARGET * hand_cpu,
-               f"{statements_per_request:.1f} statements per request; by hand 3", digits=2),
-        versus("webhook wall time per request (in process)", wall * 1000, hand_wall * 1000, "ms", digits=2),
-    ]
+        calls = remotely_queued_calls(raw, account_id, args.requests + 10)
+        progress(f"{args.requests} callbacks through the app, one at a time, then by hand")
+        wall, cpu, statements = in_process(env, public, calls)
+        hand_wall, hand_cpu = by_hand(raw, public, calls[10:])
+    return [versus("webhook CPU per request", cpu * 1000, hand_cpu * 1000, "ms", f"<= {CPU_TARGET:g}x",
+                   cpu <= CPU_TARGET * hand_cpu, f"{statements:.1f} statements per request; by hand 3"),
+            versus("webhook wall time per request", wall * 1000, hand_wall * 1000, "ms")]
 
 
 def main(args: argparse.Namespace) -> int:
-    port = free_port()
-    public = f"http://127.0.0.1:{port}"
-    if args.in_process < 11:
-        raise SystemExit("--in-process must be at least 11 (ten warm up)")
-
     def body():
-        with throwaway_env("webhook", keep=args.keep, extra_env={"PUBLIC_URL": public}) as env:
-            with processes(env.child_env(PUBLIC_URL=public)) as procs:
-                results = run(env, procs, args, port)
-        print("\n" + summary("webhook ingest", results), flush=True)
+        with throwaway_env("webhook", keep=args.keep, extra_env={"PUBLIC_URL": "http://127.0.0.1:3000"}) as env:
+            results = run(env, args)
+        print("\n" + summary("a status callback through the app vs the same work by hand", results), flush=True)
 
     return guarded(body)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seconds", type=float, default=15.0, help="how long to send (default 15)")
-    parser.add_argument("--processes", type=int, default=2, help="load-generator processes (default 2)")
-    parser.add_argument("--threads", type=int, default=8, help="threads (connections) per process (default 8)")
-    parser.add_argument("--calls", type=int, default=5000, help="remotely queued calls for the load (default 5000)")
-    parser.add_argument("--in-process", type=int, default=300, metavar="N",
-                        help="callbacks through the app in this process and by hand (default 300)")
-    parser.add_argument("--api-workers", type=int, default=2, help="gunicorn worker processes (default 2)")
+    parser.add_argument("--requests", type=int, default=500, metavar="N",
+                        help="callbacks through the app, and by hand, after ten to warm up (default 500)")
     parser.add_argument("--keep", action="store_true", help="keep the database at the end, to look into it")
