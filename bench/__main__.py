@@ -24,9 +24,9 @@ SUITES = {
                  ["--rates", "5,20", "--seconds", "4"]),
     "imports": ("a 1,000,000-row CSV imported through the API and worker vs the same rows by hand",
                 ["--rows", "3000", "--small", "1000"]),
-    "statistics": ("statistics", "GET /api/callouts/:id/statistics on 1,000,000 participations vs a bare count(*)",
+    "statistics": ("GET /api/callouts/:id/statistics on 1,000,000 participations vs a bare count(*)",
                    ["--participations", "3000", "--requests", "30"]),
-    "dashboard": ("dashboard", "the dashboard's pages on an account with 1,000,000 contacts: p50, p99 and size",
+    "dashboard": ("the dashboard's pages on an account with 1,000,000 contacts: p50, p99 and size",
                   ["--contacts", "3000", "--participations", "1500", "--calls", "600", "--callouts", "3",
                    "--requests", "3"]),
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import math
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -135,7 +136,8 @@ def throwaway_env(label: str, keep: bool = False, extra_env: dict | None = None)
         for key in [key for key in os.environ if key.startswith(("TWILIO_", "SOMLENG_", "PLATFORM_PROVIDER"))]:
             del os.environ[key]
         os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
-        os.environ.update(DATABASE_URL=database_url, SCFM_QUEUE=name, **(extra_env or {}))
+        os.environ.update({"DATABASE_URL": database_url, "SCFM_QUEUE": name,
+                           "SCFM_SECRET_KEY": secrets.token_hex(32), **(extra_env or {})})
         deps = bootstrap(Settings.from_env())
         db.upgrade(deps.engine)
         yield Env(deps, database_url)

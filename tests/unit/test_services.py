@@ -6,12 +6,13 @@ import pytest
 from scfm.domain.call_flow_logic import CallFlowRegistry
 from scfm.domain.dialing import Timings
 from scfm.domain.model import Account, Callout, CalloutParticipation, Contact, PhoneCall
+from scfm.domain.errors import NotFound
 from scfm.domain.ports import ProviderUnreachable, RemoteCall
 from scfm.services import callouts, contacts, phone_calls, remote_events
 from scfm.services.dialing import UNKNOWN_OUTCOME, reconcile_unknown_outcome
 from scfm.services.remote_events import Forbidden, handle_webhook
 from scfm.services.sweeper import sweep
-from tests.unit.fakes import T0, FakeJobs, FakeProvider, UnitsOfWork
+from tests.unit.fakes import T0, FakeJobs, FakeProvider, ProviderReports, UnitsOfWork
 
 SID, TOKEN = "AC" + "1" * 32, "secret"
 TIMINGS = Timings()
@@ -153,6 +154,33 @@ def test_a_callback_moves_the_call_and_writes_exactly_what_changed(uows, account
     assert (after.status, after.remote_status, after.remote_status_updated_at) == ("in_progress", "ringing", uows.clock())
     assert [w for w in uows.db.writes if w[0] == "save"] == [
         ("save", "phone_calls", call.id, frozenset({"status", "remote_status", "remote_status_updated_at"}))]
+
+
+def test_a_callback_racing_the_dialers_record_of_its_sid_is_recorded(uows, account, monkeypatch):
+    """The request looked the call up by its sid just before the dialer committed that sid: the URL's
+    phone_call_id then finds the call holding this very sid, which is the call (not a 404)."""
+    call = a_call(uows, account, status="queued")
+    look_up = ProviderReports.find
+
+    def before_the_dialers_commit(self, account_sid, call_sid):
+        target = look_up(self, account_sid, call_sid)
+        committed = self.uow.tables["phone_calls"][call.id]  # what the request's next statement reads
+        committed.remote_call_id, committed.status = "CA1", "remotely_queued"
+        return target
+
+    monkeypatch.setattr(ProviderReports, "find", before_the_dialers_commit)
+    params = {"AccountSid": SID, "CallSid": "CA1", "CallStatus": "ringing"}
+    result = handle_webhook(uows, CallFlowRegistry(), {}, lambda token, url, p, sig: sig == token,
+                            "https://scfm.example/api/remote_phone_call_events", params, TOKEN,
+                            our_phone_call_id=str(call.id), clock=uows.clock)
+
+    assert result.event is not None and result.event.phone_call_id == call.id
+    assert (stored(uows, call).status, stored(uows, call).remote_call_id) == ("in_progress", "CA1")
+    other = a_call(uows, account, status="remotely_queued", remote_call_id="CA2")
+    with pytest.raises(NotFound):  # a call holding another sid is not this callback's
+        handle_webhook(uows, CallFlowRegistry(), {}, lambda token, url, p, sig: sig == token,
+                       "https://scfm.example/api/remote_phone_call_events", {**params, "CallSid": "CA3"}, TOKEN,
+                       our_phone_call_id=str(other.id), clock=uows.clock)
 
 
 def test_a_replayed_callback_records_nothing(uows, account):

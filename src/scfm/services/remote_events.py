@@ -113,13 +113,13 @@ def _lists(params: Any) -> dict[str, Any]:
 
 
 def _adopt(uow: UnitOfWork, phone_call_id: int | None, call_sid: str, now: datetime) -> PhoneCall | None:
-    """The callback of a call whose create response we never saw: it is ours by the URL we gave."""
+    """The callback of a call whose create response we never saw: it is ours by the URL we gave. The dialer
+    may have recorded this very sid since the request looked the call up by it: then the call is this one."""
     if phone_call_id is None:
         return None
-    call = uow.phone_calls.find(phone_call_id)
+    call = uow.phone_calls.find(phone_call_id, for_update=True)
     if call is None or call.remote_call_id:
-        return None
-    call = uow.phone_calls.get(call.id, for_update=True)
+        return call if call is not None and call.remote_call_id == call_sid else None
     call.remote_call_id = call_sid
     if call.status == sm.PhoneCallStatus.QUEUED.value:
         call.fire("remotely_queue")
