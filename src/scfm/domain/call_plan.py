@@ -32,6 +32,9 @@ RETRYABLE_OUTCOMES = tuple(status.value for status in (
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # date.weekday()'s order
 KEYS = frozenset({"remote_request_params", "max_attempts", "retries", "window", "not_after"})
 END_OF_DAY = 24 * 60
+# not_after's range: an instant in it can be read in any time zone (a day from the ends of what a datetime
+# holds), as the dashboard reads it in the window's
+FIRST_YEAR, LAST_YEAR = 2, 9998
 
 
 def _zone(name: Any) -> ZoneInfo | None:
@@ -269,6 +272,12 @@ def _instant(value: Any, where: str) -> datetime | None:
         raise ValidationFailed.on(where, "is invalid (an ISO 8601 timestamp with its offset)") from None
     if instant.tzinfo is None:
         raise ValidationFailed.on(where, "must name its offset (e.g. 2026-12-01T18:00:00Z)")
+    try:
+        utc = instant.astimezone(timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00+05:00 is before the first instant a datetime holds
+        utc = None
+    if utc is None or not FIRST_YEAR <= utc.year <= LAST_YEAR:
+        raise ValidationFailed.on(where, f"is out of range (years {FIRST_YEAR} to {LAST_YEAR})")
     return instant
 
 

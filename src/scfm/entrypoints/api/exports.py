@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Iterable, Iterator
+import re
+from typing import Any, Iterable, Iterator
 
 from flask import Response, g
 
@@ -20,12 +21,28 @@ class ExportArgs(ArgsSchema):
     access_token = bounded_string(SECRET_LENGTH, load_only=True)
 
 
+# A cell a spreadsheet would take for a formula: these first (OWASP's "CSV injection"), unless a plain number
+# (+85512345678, -3), which a spreadsheet reads as the number it is.
+FORMULA_FIRST = ("=", "+", "-", "@", "\t", "\r")
+PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
+
+
+def inert(cell: Any) -> Any:
+    """The cell as a spreadsheet shows it as text: one that would be a formula gets an apostrophe first (which
+    spreadsheets hide); tenants' data (contact metadata, imported rows, call flow results) is opened by
+    others."""
+    if isinstance(cell, str) and cell.startswith(FORMULA_FIRST) and not PLAIN_NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell
+
+
 def csv_lines(rows: Iterable[list[str]]) -> Iterator[bytes]:
-    """CSV (RFC 4180: comma, CRLF, quotes where needed) in UTF-8, a few hundred rows per piece."""
+    """CSV (RFC 4180: comma, CRLF, quotes where needed) in UTF-8, a few hundred rows per piece; no cell a
+    spreadsheet would run as a formula."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     for index, row in enumerate(rows):
-        writer.writerow(row)
+        writer.writerow([inert(cell) for cell in row])
         if index % 500 == 499:
             yield buffer.getvalue().encode("utf-8")
             buffer.seek(0)
@@ -34,8 +51,9 @@ def csv_lines(rows: Iterable[list[str]]) -> Iterator[bytes]:
 
 
 def csv_response(rows: Iterable[list[str]], filename: str) -> Response:
+    """A download of tenant data: no cache keeps it (a browser's on a shared computer, a proxy's)."""
     return Response(csv_lines(rows), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"})
 
 
 def _export(kind: str, args: dict, filename: str, callout_id=None) -> Response:

@@ -79,6 +79,7 @@ def register(app: Flask, settings: Settings) -> None:
             response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
             response.headers["X-Content-Type-Options"] = "nosniff"
             response.headers["Referrer-Policy"] = "same-origin"
+            response.headers["X-Frame-Options"] = "DENY"  # frame-ancestors, for browsers without CSP 2
             if response.mimetype == "text/html":
                 response.headers["Cache-Control"] = "no-store"
         return response

@@ -174,8 +174,11 @@ def _signed_in_account():
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path of this site (never //host or a scheme): sign-in must not send anyone elsewhere."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    """Only a path of this site (never //host or a scheme): sign-in must not send anyone elsewhere. No blank or
+    control character either: browsers drop tabs and line breaks from a URL (`/<TAB>/evil.example` is
+    `//evil.example`), and a line break cannot be a header's."""
+    if (target and target.startswith("/") and not target.startswith("//") and "\\" not in target
+            and all(ch.isprintable() and not ch.isspace() for ch in target)):
         return target
     return url_for("dashboard.callouts")
 
