@@ -134,3 +134,15 @@ def test_every_dashboard_url_with_another_accounts_id_is_a_404_that_changes_noth
     assert api.get(f"/api/batch_operations/{operation}").get_json()["status"] == "preview"
     assert len(api.get("/api/batch_operations").get_json()) == 1
     assert owner.get("/callouts").status_code == 200  # the token still works
+
+
+def test_a_plan_whose_keys_are_null_shows_blank_fields_and_the_form_saves_again(signed_in, api):
+    callout = api.post("/api/callouts").get_json()["id"]
+    nulls = {"max_attempts": None, "window": None, "retries": {"busy": None}, "not_after": None,
+             "remote_request_params": None}
+    assert api.patch(f"/api/callouts/{callout}", data=json.dumps({"call_plan": nulls}),
+                     content_type="application/json").status_code == 204
+    page = text(signed_in.get(f"/callouts/{callout}"))
+    assert 'value="None"' not in page and '<input id="max_attempts" name="max_attempts" value=""' in page
+    saved = signed_in.post(f"/callouts/{callout}/call_plan", {"max_attempts": "", "plan_method": "POST"})
+    assert saved.status_code == 302

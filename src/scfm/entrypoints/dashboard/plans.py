@@ -64,7 +64,7 @@ def form_values(plan: dict[str, Any] | None) -> dict[str, Any]:
             LOCAL_MINUTE)
     return {
         **{key: message.get(key, "") for key in MESSAGE_FIELDS},
-        "max_attempts": plan.get("max_attempts", ""),
+        "max_attempts": plan.get("max_attempts") or "",
         "retries": {outcome: ", ".join(str(step) for step in retries.get(outcome, []))
                     for outcome in RETRYABLE_OUTCOMES},
         "time_zone": window.get("time_zone", ""), "days": window.get("days", []),
