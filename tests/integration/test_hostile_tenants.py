@@ -146,3 +146,30 @@ def test_a_plan_whose_keys_are_null_shows_blank_fields_and_the_form_saves_again(
     assert 'value="None"' not in page and '<input id="max_attempts" name="max_attempts" value=""' in page
     saved = signed_in.post(f"/callouts/{callout}/call_plan", {"max_attempts": "", "plan_method": "POST"})
     assert saved.status_code == 302
+
+
+def test_the_dashboards_rates_are_bounded_as_the_apis_and_nothing_odd_is_kept(signed_in, api):
+    for form, field in (({"calls_per_second": "nan"}, "calls_per_second"), ({"calls_per_second": "-1"}, "calls_per_second"),
+                        ({"calls_per_second": "0"}, "calls_per_second"),
+                        ({"max_calls_in_flight": "-5"}, "max_calls_in_flight"),
+                        ({"max_calls_in_flight": "0"}, "max_calls_in_flight")):
+        refused = signed_in.post("/account/rates", form)
+        assert refused.status_code == 422 and refused.mimetype == "text/html", form
+        assert f"{field}: must be greater than 0" in text(refused)
+    account = api.get("/api/account").get_json()
+    assert account["calls_per_second"] is None and account["max_calls_in_flight"] is None
+
+
+def test_an_estimate_at_the_slowest_rate_the_api_takes_is_not_a_5xx(api):
+    assert api.patch("/api/account", data={"calls_per_second": "1e-300"}).status_code == 204
+    plan = {"remote_request_params": {"url": "https://flows.example/a.xml"}}
+    callout = api.post("/api/callouts", data=json.dumps({"call_plan": plan}),
+                       content_type="application/json").get_json()["id"]
+    contact = api.post("/api/contacts", data={"msisdn": "+85512345001"}).get_json()["id"]
+    api.post(f"/api/callouts/{callout}/callout_participations", data={"contact_id": contact})
+    assert api.post(f"/api/callouts/{callout}/callout_events", data={"event": "start"}).status_code == 201
+    for path in (f"/api/callouts/{callout}/statistics", "/api/account/statistics"):
+        answer = api.get(path)
+        assert answer.status_code == 200, text(answer)
+        assert answer.get_json()["estimate"]["calls_left"] == 1
+        assert answer.get_json()["estimate"]["seconds_left"] is None

@@ -179,9 +179,14 @@ def server_account_rate(credentials: ProviderCredentials, defaults: dict[str, An
 
 
 def validate_dialing_limits(params: dict[str, Any], defaults: dict[str, Any]) -> None:
-    """calls_per_second and max_calls_in_flight above the server's ceilings are 422s."""
+    """calls_per_second and max_calls_in_flight not above 0 (NaN neither), or above the server's ceilings, are
+    422s (the API's schema says so too; the dashboard's form has only these)."""
     max_rate, max_in_flight = dialing_ceilings(defaults)
     rate, in_flight = params.get("calls_per_second"), params.get("max_calls_in_flight")
+    if rate is not None and not rate > 0:
+        raise ValidationFailed.on("calls_per_second", "must be greater than 0")
+    if in_flight is not None and not in_flight > 0:
+        raise ValidationFailed.on("max_calls_in_flight", "must be greater than 0")
     if rate is not None and rate > max_rate:
         raise ValidationFailed.on("calls_per_second", f"must be less than or equal to {max_rate:g}")
     if in_flight is not None and in_flight > max_in_flight:

@@ -103,11 +103,15 @@ def parse_window(document: Any) -> Window | None:
 def finishes_at(now: datetime, calls_left: int, calls_per_second: float, window: Window | None,
                 not_after: datetime | None) -> datetime | None:
     """When `calls_left` calls at `calls_per_second` are dialed, inside the window's open hours, and no later
-    than not_after (when the call plan's calls expire); None when the window never opens."""
+    than not_after (when the call plan's calls expire); None when the window never opens (or, at that rate, no
+    date holds the end)."""
     seconds = calls_left / calls_per_second
     finish: datetime | None
     if window is None:
-        finish = now + timedelta(seconds=seconds)
+        try:
+            finish = now + timedelta(seconds=seconds)
+        except OverflowError:  # a rate so slow (the API takes 1e-300 calls/s) that it never finishes
+            finish = None
     else:
         finish = None
         for opens, closes in window.open_intervals(now):
