@@ -148,16 +148,26 @@ def test_a_plan_whose_keys_are_null_shows_blank_fields_and_the_form_saves_again(
     assert saved.status_code == 302
 
 
-def test_the_dashboards_rates_are_bounded_as_the_apis_and_nothing_odd_is_kept(signed_in, api):
-    for form, field in (({"calls_per_second": "nan"}, "calls_per_second"), ({"calls_per_second": "-1"}, "calls_per_second"),
-                        ({"calls_per_second": "0"}, "calls_per_second"),
-                        ({"max_calls_in_flight": "-5"}, "max_calls_in_flight"),
-                        ({"max_calls_in_flight": "0"}, "max_calls_in_flight")):
-        refused = signed_in.post("/account/rates", form)
+def test_the_dashboards_account_forms_are_bounded_as_the_api_and_nothing_odd_is_kept(signed_in, api):
+    refusals = [
+        ("/account/rates", {"calls_per_second": "nan"}, "calls_per_second: Special numeric values"),
+        ("/account/rates", {"calls_per_second": "-1"}, "calls_per_second: must be greater than 0"),
+        ("/account/rates", {"calls_per_second": "0"}, "calls_per_second: must be greater than 0"),
+        ("/account/rates", {"max_calls_in_flight": "-5"}, "max_calls_in_flight: must be greater than 0"),
+        ("/account/rates", {"calls_per_second": "fast"}, "calls_per_second: is invalid"),
+        ("/account/provider", {"twilio_account_sid": "A" * 65},
+         "twilio_account_sid: is too long (maximum is 64 characters)"),
+        ("/account/provider", {"twilio_auth_token": "s" * 256},
+         "twilio_auth_token: is too long (maximum is 255 characters)"),
+        ("/account/provider", {"platform_provider_name": "evil"}, "platform_provider_name: is not included in"),
+    ]
+    for path, form, message in refusals:
+        refused = signed_in.post(path, form)
         assert refused.status_code == 422 and refused.mimetype == "text/html", form
-        assert f"{field}: must be greater than 0" in text(refused)
+        assert message in text(refused), (form, text(refused))
     account = api.get("/api/account").get_json()
     assert account["calls_per_second"] is None and account["max_calls_in_flight"] is None
+    assert account["twilio_account_sid"] is None and account["platform_provider_name"] is None
 
 
 def test_an_estimate_at_the_slowest_rate_the_api_takes_is_not_a_5xx(api):

@@ -11,6 +11,7 @@ from babel.dates import get_day_names
 from flask_babel import format_percent, format_timedelta, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext
+from marshmallow import ValidationError as MarshmallowValidationError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 
@@ -22,8 +23,9 @@ from scfm.domain.filters import PHONE_CALL_STATUSES
 from scfm.domain.model import AccessToken, stored
 from scfm.domain.state_machines import CALLOUT_TRANSITIONS, CalloutStatus, PhoneCallStatus
 from scfm.domain.values import normalize_msisdn
+from scfm.entrypoints.api.accounts import AccountArgs
 from scfm.entrypoints.api.exports import csv_response
-from scfm.entrypoints.api.http import BadRequest, call_flows, check_text, deps, uow
+from scfm.entrypoints.api.http import BadRequest, call_flows, check_text, deps, flatten_errors, uow
 from scfm.entrypoints.dashboard import charts, plans, reads
 from scfm.services import accounts as account_services
 from scfm.services import batch_operations as batch_services
@@ -578,20 +580,18 @@ def account():
     return _account_page()
 
 
-def _number(name: str, kind):
-    raw = request.form.get(name, "").strip()
-    if not raw:
-        return None
+def _account_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The form's fields as PATCH /api/account takes them: the same lengths, ranges and choices."""
     try:
-        return kind(raw)
-    except ValueError:
-        raise ValidationFailed.on(name, "is not a number") from None
+        return AccountArgs().load(params, partial=True)
+    except MarshmallowValidationError as error:
+        raise ValidationFailed(flatten_errors(error.messages)) from None
 
 
 @blp.route("/account/rates", methods=["POST"])
 def update_rates():
-    params = {"calls_per_second": _number("calls_per_second", float),
-              "max_calls_in_flight": _number("max_calls_in_flight", int)}
+    params = _account_params({name: request.form.get(name, "").strip() or None
+                              for name in ("calls_per_second", "max_calls_in_flight")})
     account_services.update_account(uow(), g.account.id, params, allow_permissions=False,
                                     provider_settings=deps().settings.provider)
     return redirect(url_for("dashboard.account"))
@@ -602,7 +602,7 @@ def update_provider():
     """Secrets are write-only: a blank field keeps the stored one."""
     params: dict[str, Any] = {name: request.form.get(name, "").strip() or None for name in PROVIDER_FIELDS}
     params.update({name: request.form[name].strip() for name in SECRET_FIELDS if request.form.get(name, "").strip()})
-    account_services.update_account(uow(), g.account.id, params, allow_permissions=False,
+    account_services.update_account(uow(), g.account.id, _account_params(params), allow_permissions=False,
                                     provider_settings=deps().settings.provider)
     return redirect(url_for("dashboard.account"))
 
