@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from typing import Any, Iterable, Iterator
+from typing import Iterable, Iterator
 
 from flask import Response, g
 
@@ -21,19 +21,11 @@ class ExportArgs(ArgsSchema):
     access_token = bounded_string(SECRET_LENGTH, load_only=True)
 
 
-# A cell a spreadsheet would take for a formula: these first (OWASP's "CSV injection"), unless a plain number
-# (+85512345678, -3), which a spreadsheet reads as the number it is.
-FORMULA_FIRST = ("=", "+", "-", "@", "\t", "\r")
+# A cell a spreadsheet would run as a formula (OWASP's "CSV injection": one of these first, unless a plain number
+# such as +85512345678 or -3, which a spreadsheet reads as the number it is) gets an apostrophe first, which
+# spreadsheets hide: tenants' data (contact metadata, imported rows, call flow results) is opened by others.
+FORMULA_FIRST = frozenset("=+-@\t\r")
 PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
-
-
-def inert(cell: Any) -> Any:
-    """The cell as a spreadsheet shows it as text: one that would be a formula gets an apostrophe first (which
-    spreadsheets hide); tenants' data (contact metadata, imported rows, call flow results) is opened by
-    others."""
-    if isinstance(cell, str) and cell.startswith(FORMULA_FIRST) and not PLAIN_NUMBER.fullmatch(cell):
-        return "'" + cell
-    return cell
 
 
 def csv_lines(rows: Iterable[list[str]]) -> Iterator[bytes]:
@@ -41,8 +33,10 @@ def csv_lines(rows: Iterable[list[str]]) -> Iterator[bytes]:
     spreadsheet would run as a formula."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
+    plain_number = PLAIN_NUMBER.fullmatch
     for index, row in enumerate(rows):
-        writer.writerow([inert(cell) for cell in row])
+        writer.writerow([("'" + cell if cell[:1] in FORMULA_FIRST and not plain_number(cell) else cell)
+                         for cell in row])
         if index % 500 == 499:
             yield buffer.getvalue().encode("utf-8")
             buffer.seek(0)
