@@ -48,28 +48,30 @@ def _int(value: Any) -> int | None:
 
 
 def handle_webhook(reports_for: Callable[[], ReportsUnitOfWork], call_flows: CallFlowRegistry,
-                   provider_defaults: dict[str, Any], validate_signature: SignatureValidator, url: str, params: Any,
+                   provider_defaults: dict[str, Any], validate_signature: SignatureValidator, url: str,
+                   params: dict[str, Any],
                    signature: str, our_phone_call_id: Any = None, clock: Clock = utc_now) -> WebhookResult:
     """Record one provider request, move the call forward, and answer with its call flow logic.
 
-    `params` is the form as posted (validate_signature is given every value, as lists); `our_phone_call_id`
+    `params` is the form as posted, names to lists of values (or to single values); validate_signature is
+    given every value, as lists. `our_phone_call_id`
     comes from the status callback URL we gave the provider, and finds a call whose create response was lost.
     """
-    account_sid = params.get("AccountSid")
+    lists = _lists(params)
+    account_sid = _first(lists, "AccountSid")
     if not account_sid:
         raise Forbidden("AccountSid is missing")
-    call_sid = params.get("CallSid")
+    call_sid = _first(lists, "CallSid")
     with reports_for() as server:  # one transaction for the whole request
         target = server.provider_reports.find(account_sid, call_sid)
         token = webhook_auth_token(target.account, account_sid, provider_defaults) if target else None
-        lists = _lists(params)
         if target is None or not token or not validate_signature(token, url, lists, signature or ""):
             raise Forbidden("bad signature")
         account_id = stored(target.account.id)
         for key in READ_ONCE:
             if len(lists.get(key, ())) > 1:
                 raise ValidationFailed.on(key, "must be given once")
-        details = {key: (values if len(values) > 1 else values[0]) for key, values in lists.items()}
+        details: dict[str, Any] = {key: (values if len(values) > 1 else values[0]) for key, values in lists.items()}
         if not call_sid:
             raise ValidationFailed.on("CallSid", "can't be blank")
         remote_status = (details.get("CallStatus") or "").lower() or None
@@ -106,10 +108,13 @@ def handle_webhook(reports_for: Callable[[], ReportsUnitOfWork], call_flows: Cal
     return WebhookResult(event, response)
 
 
-def _lists(params: Any) -> dict[str, Any]:
-    if hasattr(params, "lists"):
-        return dict(params.lists())
+def _lists(params: dict[str, Any]) -> dict[str, list[Any]]:
     return {key: value if isinstance(value, list) else [value] for key, value in params.items()}
+
+
+def _first(lists: dict[str, list[Any]], key: str) -> Any:
+    values = lists.get(key)
+    return values[0] if values else None
 
 
 def _adopt(uow: UnitOfWork, phone_call_id: int | None, call_sid: str, now: datetime) -> PhoneCall | None:

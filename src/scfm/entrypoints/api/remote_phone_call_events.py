@@ -4,13 +4,12 @@ from __future__ import annotations
 import sys
 from functools import partial
 from typing import Callable, Iterable
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 from flask import Flask, Request, Response, request
 from flask.ctx import RequestContext
 from flask.views import MethodView
 from marshmallow import fields
-from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -76,12 +75,13 @@ def public_url(req: Request, settings: Settings) -> str:
     return req.url
 
 
-def answer(req: Request, form: MultiDict, d: Deps) -> tuple[int, str, dict[str, str]]:
-    """The webhook's answer to `req` and its `form`, as (status, TwiML, headers): 201 with the event recorded,
-    200 for a replay."""
+def answer(url: str, form: dict[str, list[str]], signature: str, phone_call_id: str | None,
+           d: Deps) -> tuple[int, str, dict[str, str]]:
+    """The webhook's answer to a request signed `signature` over `url` and its `form` (names to lists of
+    values), as (status, TwiML, headers): 201 with the event recorded, 200 for a replay."""
     result = services.handle_webhook(
         partial(SqlReportsUnitOfWork, d.engine), d.call_flows, d.settings.provider, signature_is_valid,
-        public_url(req, d.settings), form, req.headers.get("X-Twilio-Signature", ""), req.args.get("phone_call_id"),
+        url, form, signature, phone_call_id,
     )
     twiml = render(result.call_flow_response)
     if result.event is None:  # a replay: nothing recorded, the call flow answers as the call now stands
@@ -110,23 +110,32 @@ class WebhookRoute:
                 or not (length.isascii() and length.isdigit() and int(length) <= self.limit)
                 or "HTTP_TRANSFER_ENCODING" in environ):
             return self.flask(environ, start_response)
-        req = self.app.request_class(environ)
         try:
-            form = _form(environ["wsgi.input"], int(length))
-            check_text(req.args.to_dict(flat=False), "the query")
-            check_text(form.to_dict(flat=False), "the body")
-            status, twiml, headers = answer(req, form, self.deps)
+            query = environ.get("QUERY_STRING", "").encode("latin1").decode()  # as werkzeug's query_string
+            args, form = _lists(query), _lists(_body(environ["wsgi.input"], int(length)))
+            check_text(args, "the query")
+            check_text(form, "the body")
+            url = self._public_url(environ, query)
+            phone_call_id = args["phone_call_id"][0] if "phone_call_id" in args else None
+            status, twiml, headers = answer(url, form, environ.get("HTTP_X_TWILIO_SIGNATURE", ""), phone_call_id,
+                                            self.deps)
         except Exception as error:  # noqa: BLE001 - answered as Flask answers it
-            return self._failed(environ, req, error, start_response)
+            return self._failed(environ, error, start_response)
         body = twiml.encode()
         start_response(STATUS_LINES[status], [*headers.items(), ("Content-Type", TWIML_TYPE),
                                               ("Content-Length", str(len(body)))])
         return [body]
 
-    def _failed(self, environ: dict, req: Request, error: Exception, start_response: Callable) -> Iterable[bytes]:
+    def _public_url(self, environ: dict, query: str) -> str:
+        """public_url's answer, without a werkzeug Request when PUBLIC_URL is set (the path is WEBHOOK_PATH)."""
+        if self.deps.settings.public_url:
+            return self.deps.settings.public_url + (f"{WEBHOOK_PATH}?{query}" if query else WEBHOOK_PATH)
+        return public_url(self.app.request_class(environ), self.deps.settings)
+
+    def _failed(self, environ: dict, error: Exception, start_response: Callable) -> Iterable[bytes]:
         """As Flask's wsgi_app and full_dispatch_request answer an exception: the app's handler for it, else
         a logged 500."""
-        with RequestContext(self.app, environ, request=req):
+        with RequestContext(self.app, environ):
             try:
                 response = self.app.finalize_request(self.app.handle_user_exception(error))
             except Exception as unhandled:  # noqa: BLE001
@@ -134,18 +143,41 @@ class WebhookRoute:
             return response(environ, start_response)
 
 
-def _form(stream, length: int) -> MultiDict:
-    """A urlencoded body of `length` bytes, as werkzeug's form parser reads it: parse_qsl, blank values kept,
-    undecodable escapes kept as they are; a body that is not UTF-8 is no form (werkzeug's parser is silent);
-    a body shorter than its Content-Length is a client gone (400)."""
+def _body(stream, length: int) -> str:
+    """A urlencoded body of `length` bytes as text; a body that is not UTF-8 is no form (werkzeug's parser is
+    silent: an empty form); a body shorter than its Content-Length is a client gone (400)."""
     data = stream.read(length)
     if len(data) < length:
         raise ClientDisconnected()
     try:
-        text = data.decode()
+        return data.decode()
     except UnicodeDecodeError:
-        return MultiDict()
-    return MultiDict(parse_qsl(text, keep_blank_values=True, errors="werkzeug.url_quote"))
+        return ""
+
+
+def _lists(text: str) -> dict[str, list[str]]:
+    """A query or urlencoded form as werkzeug parses one (parse_qsl, blank values kept, undecodable escapes
+    kept as they are), as names to lists of values. parse_qsl's own loop, unquoting only what has an escape:
+    a callback's form is a dozen fields, most with none, and parse_qsl's calls per field cost more than the
+    rest of the route."""
+    lists: dict[str, list[str]] = {}
+    for field in text.split("&"):
+        if not field:
+            continue
+        name, _, value = field.partition("=")
+        name, value = _unquoted(name), _unquoted(value)
+        if name in lists:
+            lists[name].append(value)
+        else:
+            lists[name] = [value]
+    return lists
+
+
+def _unquoted(text: str) -> str:
+    """unquote_plus as parse_qsl calls it for werkzeug."""
+    if "+" in text:
+        text = text.replace("+", " ")
+    return unquote(text, errors="werkzeug.url_quote") if "%" in text else text
 
 
 def _list(args, **parents):
@@ -163,7 +195,10 @@ class RemotePhoneCallEvents(MethodView):
     @blp.doc(security=[], summary="The provider's webhook (signed with X-Twilio-Signature)", **WEBHOOK_DOC)
     def post(self):
         """Record a provider status or voice request and answer with TwiML."""
-        status, twiml, headers = answer(request, request.form, deps())
+        d = deps()
+        status, twiml, headers = answer(public_url(request, d.settings), request.form.to_dict(flat=False),
+                                        request.headers.get("X-Twilio-Signature", ""),
+                                        request.args.get("phone_call_id"), d)
         return Response(twiml, status=status, mimetype="application/xml", headers=headers)
 
 
