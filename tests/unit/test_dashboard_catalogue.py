@@ -43,3 +43,13 @@ def test_the_page_direction_follows_the_locale():
             assert render_template_string(page).startswith('<html lang="ar-EG" dir="rtl">')
         with force_locale("km"):
             assert render_template_string(page).startswith('<html lang="km" dir="ltr">')
+
+
+def test_every_status_and_state_has_its_words():
+    from scfm.domain import state_machines as sm
+    from scfm.entrypoints.dashboard.views import STATUS_LABELS
+    from scfm.services.statistics import STATES
+
+    statuses = {status.value for enum in (sm.CalloutStatus, sm.BatchOperationStatus, sm.PhoneCallStatus,
+                                          sm.ContactImportStatus) for status in enum}
+    assert statuses | set(STATES) <= set(STATUS_LABELS)

@@ -21,7 +21,9 @@ from scfm.domain.errors import NotFound, ValidationFailed
 from scfm.domain.call_plan import DAYS, RETRYABLE_OUTCOMES
 from scfm.domain.filters import PHONE_CALL_STATUSES
 from scfm.domain.model import AccessToken, stored
-from scfm.domain.state_machines import CALLOUT_TRANSITIONS, CalloutStatus, PhoneCallStatus
+from scfm.domain.state_machines import (
+    CALLOUT_TRANSITIONS, BatchOperationStatus, CalloutStatus, ContactImportStatus, PhoneCallStatus,
+)
 from scfm.domain.values import normalize_msisdn
 from scfm.entrypoints.api.accounts import AccountArgs
 from scfm.entrypoints.api.exports import csv_response
@@ -54,18 +56,21 @@ PROVIDER_FIELDS = ("platform_provider_name", "twilio_account_sid", "somleng_acco
 SECRET_FIELDS = ("twilio_auth_token", "somleng_auth_token")
 
 # What the pages call each status (the catalogue's words; the values stay those of the API).
+C, B, P = CalloutStatus, BatchOperationStatus, PhoneCallStatus
 STATUS_LABELS = {
-    "initialized": lazy_gettext("initialized"), "running": lazy_gettext("running"),
-    "paused": lazy_gettext("paused"), "stopped": lazy_gettext("stopped"),
-    "preview": lazy_gettext("preview"), "queued": lazy_gettext("queued"), "finished": lazy_gettext("finished"),
-    "failed": lazy_gettext("failed"), "created": lazy_gettext("created"),
-    "remotely_queued": lazy_gettext("at the provider"), "remote_fetch_queued": lazy_gettext("status asked"),
-    "in_progress": lazy_gettext("in progress"), "errored": lazy_gettext("errored"), "busy": lazy_gettext("busy"),
-    "not_answered": lazy_gettext("not answered"), "canceled": lazy_gettext("canceled"),
-    "completed": lazy_gettext("completed"), "expired": lazy_gettext("expired"),
+    C.INITIALIZED.value: lazy_gettext("initialized"), C.RUNNING.value: lazy_gettext("running"),
+    C.PAUSED.value: lazy_gettext("paused"), C.STOPPED.value: lazy_gettext("stopped"),
+    B.PREVIEW.value: lazy_gettext("preview"), B.QUEUED.value: lazy_gettext("queued"),
+    B.FINISHED.value: lazy_gettext("finished"), ContactImportStatus.FAILED.value: lazy_gettext("failed"),
+    P.CREATED.value: lazy_gettext("created"), P.REMOTELY_QUEUED.value: lazy_gettext("at the provider"),
+    P.REMOTE_FETCH_QUEUED.value: lazy_gettext("status asked"), P.IN_PROGRESS.value: lazy_gettext("in progress"),
+    P.ERRORED.value: lazy_gettext("errored"), P.BUSY.value: lazy_gettext("busy"),
+    P.NOT_ANSWERED.value: lazy_gettext("not answered"), P.CANCELED.value: lazy_gettext("canceled"),
+    P.COMPLETED.value: lazy_gettext("completed"), P.EXPIRED.value: lazy_gettext("expired"),
     # a participation's state (the statistics')
-    "to_call": lazy_gettext("to call"), "waiting_for_window": lazy_gettext("waiting for its hours"),
-    "in_flight": lazy_gettext("on the line"), "done": lazy_gettext("done"),
+    statistics_services.TO_CALL: lazy_gettext("to call"),
+    statistics_services.WAITING_FOR_WINDOW: lazy_gettext("waiting for its hours"),
+    statistics_services.IN_FLIGHT: lazy_gettext("on the line"), statistics_services.DONE: lazy_gettext("done"),
 }
 EVENT_LABELS = {"start": lazy_gettext("Start"), "pause": lazy_gettext("Pause"), "resume": lazy_gettext("Resume"),
                 "stop": lazy_gettext("Stop")}
