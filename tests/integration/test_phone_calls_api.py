@@ -214,6 +214,10 @@ def test_a_call_made_for_another_open_claim_to_the_number_is_not_adopted(
     provider.fail_ratio, provider.fail_after_create = 0.0, True
     made_call = unknown_outcome(participation)
     assert no_call["id"] < made_call["id"]
+    with deps.engine.begin() as conn:  # the two requests were in flight together: claimed half a second apart
+        conn.execute(text("UPDATE phone_calls SET dial_claimed_at = (SELECT dial_claimed_at - interval '0.5 s' "
+                          "FROM phone_calls WHERE id = :made) WHERE id = :no_call"),
+                     {"made": made_call["id"], "no_call": no_call["id"]})
     _sweep(deps, run_jobs)
     made = provider.calls()
     assert len(made) == 1
