@@ -69,18 +69,26 @@ class InMemoryDialQueue:
             sm.PhoneCallStatus(call.status) in sm.AT_PROVIDER_PHONE_CALL_STATUSES
             or (sm.PhoneCallStatus(call.status) in sm.DIALABLE_PHONE_CALL_STATUSES and call.dial_claimed_at)))
 
-    def claim_next_due(self, account_id: int, now: datetime) -> Claim | None:
+    def claim_due(self, account_id: int, now: datetime, limit: int) -> list[Claim]:
         with self._lock:
             due = sorted((call for call in self.calls.values()
                           if call.account_id == account_id and self._is_due(call, now)),
-                         key=lambda call: (call.next_attempt_at, call.id))
-            if not due:
-                return None
-            due[0].dial_claimed_at = self.clock.now()
-            due[0].dial_attempts += 1
-            due[0].waiting_for_window = False
-            plan, zone = self.plans.get(due[0].id or 0, (None, None))
-            return Claim(PhoneCall(**vars(due[0])), plan, zone)
+                         key=lambda call: (call.next_attempt_at, call.id))[:limit]
+            claims = []
+            for call in due:
+                call.dial_claimed_at = self.clock.now()
+                call.dial_attempts += 1
+                call.waiting_for_window = False
+                plan, zone = self.plans.get(call.id or 0, (None, None))
+                claims.append(Claim(PhoneCall(**vars(call)), plan, zone))
+            return claims
+
+    def release(self, phone_call_ids: list[int]) -> None:
+        for phone_call_id in phone_call_ids:
+            call = self.calls[phone_call_id]
+            if (sm.PhoneCallStatus(call.status) in sm.DIALABLE_PHONE_CALL_STATUSES and call.dial_claimed_at
+                    and not call.remote_call_id):
+                call.dial_claimed_at, call.dial_attempts = None, call.dial_attempts - 1
 
     def put_back_until(self, phone_call_id: int, at: datetime) -> None:
         call = self.calls[phone_call_id]
@@ -217,11 +225,14 @@ class FakeProvider:
     clock: FakeClock
     answer: Callable[[int], None] = lambda n: None
     creates: list[tuple[float, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def create_call(self, credentials: ProviderCredentials, to: str, params: dict[str, Any]) -> RemoteCall:
-        self.creates.append((self.clock.seconds, to))
-        self.answer(len(self.creates))
-        return RemoteCall(sid=f"CA{len(self.creates):032d}", status="queued", direction="outbound-api", duration=None)
+        with self.lock:  # the request's number, and so its sid, taken together with its place in `creates`
+            self.creates.append((self.clock.seconds, to))
+            n = len(self.creates)
+        self.answer(n)
+        return RemoteCall(sid=f"CA{n:032d}", status="queued", direction="outbound-api", duration=None)
 
     def fetch_call(self, credentials: ProviderCredentials, sid: str) -> RemoteCall:
         raise NotImplementedError

@@ -175,3 +175,32 @@ def test_a_dialer_that_lost_its_lease_stops_dialing_the_account_and_leaves_the_n
     assert len(world.provider.creates) <= dialing.policy.concurrency
     assert sum(call.dial_claimed_at is None for call in calls) >= len(calls) - dialing.policy.concurrency
     assert world.leases.holders == {"scfm:dialer:1": "another dialer"}
+
+
+def test_calls_are_claimed_a_tenth_of_a_second_ahead_and_a_stop_gives_back_the_claims_not_dialed(world):
+    world.account(1, calls_per_second=100)
+    calls = [world.queue.queue(1, f"+2526623{n:05d}") for n in range(60)]
+    limits: list[int] = []
+    claim_due = world.queue.claim_due
+    world.queue.claim_due = lambda account_id, now, limit: limits.append(limit) or claim_due(account_id, now, limit)
+    answering = threading.Event()
+    world.provider.answer = lambda n: answering.wait(10)  # every dial under way hangs
+    dispatcher = world.dispatcher()
+    dialing = dispatcher.start(1)
+    assert dialing is not None
+    for _ in range(1000):
+        if len(world.provider.creates) == dialing.policy.concurrency:
+            break
+        threading.Event().wait(0.005)
+    claimed = sum(call.dial_claimed_at is not None for call in calls)
+    assert len(world.provider.creates) == dialing.policy.concurrency == 21
+    assert set(limits) == {10} and claimed == 10 * len(limits) > 21  # claimed in batches, some not yet dialed
+    dialing.stop.set()
+    answering.set()
+    dispatcher.stop()
+    dialed = [call for call in calls if call.status == "remotely_queued"]
+    assert len(dialed) == 21 and all(call.dial_attempts == 1 for call in dialed)
+    # the claims no thread took went back as they were: unclaimed, no attempt counted, still first in line
+    rest = [call for call in calls if call.status == "queued"]
+    assert len(rest) == 39 and all(call.dial_claimed_at is None and call.dial_attempts == 0 for call in rest)
+    assert world.dispatcher().drain() == {"RemotelyQueued": 39}

@@ -56,9 +56,14 @@ class DialQueue(Protocol):
     def in_flight_count(self, account_id: int) -> int:
         """The account's calls being dialed, queued at the provider or ringing (its max_calls_in_flight)."""
 
-    def claim_next_due(self, account_id: int, now: datetime) -> Claim | None:
-        """Claim the account's next due call, in order; concurrent dialers skip each other's. The claim clears
-        waiting_for_window (a call put back until its window opens is claimed in it, or put back again)."""
+    def claim_due(self, account_id: int, now: datetime, limit: int) -> list[Claim]:
+        """Claim up to `limit` of the account's due calls, in order, in one statement; concurrent dialers skip
+        each other's. The claim clears waiting_for_window (a call put back until its window opens is claimed in
+        it, or put back again)."""
+
+    def release(self, phone_call_ids: list[int]) -> None:
+        """Give claimed calls back untouched, as if never claimed (a dialer stopping with claims it did not
+        dial): no attempt counted, their place in the queue kept."""
 
     def put_back_until(self, phone_call_id: int, at: datetime) -> None:
         """Give a claimed call back until its window opens: waiting_for_window, and no attempt counted."""

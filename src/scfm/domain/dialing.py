@@ -12,6 +12,10 @@ DEFAULT_CALLS_PER_SECOND = 1.0  # Twilio's and Somleng's default per account
 # Slots are spaced a little wider than the rate: requests leave a few milliseconds apart from their slots,
 # and the provider counts arrivals, so exact spacing would now and then put rate + 1 calls in one second.
 SPACING_MARGIN = 1.04
+# A dialer claims an account's calls this many seconds ahead, in one statement (at most MAX_CLAIM_BATCH): one
+# claim per call costs a statement and its triggers each time and would make claims the bottleneck at 200/s.
+CLAIM_AHEAD = 0.1
+MAX_CLAIM_BATCH = 50
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,12 @@ class DialingPolicy:
         """Dials at once: a thread's claim, request and record may take 200 ms on a busy machine (many accounts
         dialing in one process), and every slot must find a thread waiting for it."""
         return min(32, 1 + math.ceil(self.calls_per_second / 5))
+
+    @property
+    def claim_batch(self) -> int:
+        """Calls claimed at once: about CLAIM_AHEAD seconds of the rate, so that a pause or a stop leaves few
+        claimed calls to be dialed."""
+        return max(1, min(MAX_CLAIM_BATCH, math.ceil(self.calls_per_second * CLAIM_AHEAD)))
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ account's calls with `policy.concurrency` threads until none is due, renewing th
 gives the lease back. A dialer that dies stops renewing: another takes the account over once the lease has
 run out, and nothing is lost, since every claim is in the database.
 
-Each thread claims the next due call (the claim committed: a call is dialed at most once), takes the next
-slot of the shared rate limiter (keyed by the provider account, so every dialer together keeps its rate; on
+Each thread takes the next claimed call (the claims committed: a call is dialed at most once; a thread that
+finds none left claims the next batch, a tenth of a second of the rate, for all), takes the next slot of the
+shared rate limiter (keyed by the provider account, so every dialer together keeps its rate; on
 the server's provider account each tenant first waits for a slot of its share), asks the provider, and
 records the outcome. A claim whose slot comes more than half the unknown-outcome grace later is put back
 unsent: the sweeper may be asking the provider about it already.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -91,7 +92,8 @@ class AccountDialing:
     threads: list[threading.Thread] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)  # of `outcomes`
-    claiming: threading.Lock = field(default_factory=threading.Lock)
+    claiming: threading.Lock = field(default_factory=threading.Lock)  # of `claimed`, and the claims made
+    claimed: deque[tuple[Claim, float]] = field(default_factory=deque)  # claims not yet taken, and when made
     renewed_at: float = 0.0
 
     @property
@@ -230,6 +232,7 @@ class Dispatcher:
         """Wait for the account's threads to end, give its lease and its share of the rate back."""
         for thread in dialing.threads:
             thread.join()
+        self._release_claims(dialing)
         if dialing.shared_rate is not None and dialing.credentials is not None:
             self.limiter.leave_share(dialing.credentials.account_sid, dialing.tenant)
         self.leases.release(dialing.lease, dialing.token)
@@ -251,20 +254,15 @@ class Dispatcher:
         """Claim, wait for the slot, dial and record one call; None when none is due (or the cap is met). A
         call whose plan's window is closed for its contact, or past its not_after, is not dialed: it is
         checked before the slot is taken (so it uses none) and again after."""
-        cap = dialing.policy.max_calls_in_flight
-        # the account's threads count and claim one at a time, so that together they never pass the cap
-        with dialing.claiming, self.uow_for() as uow:
-            if cap and uow.dial_queue.in_flight_count(dialing.account_id) >= cap:
-                return None
-            claim = uow.dial_queue.claim_next_due(dialing.account_id, self.clock.now())
-            uow.commit()
-        if claim is None or claim.call.id is None:
+        taken = self._next_claim(dialing)
+        if taken is None:
             return None
+        (claim, claimed) = taken
+        assert claim.call.id is not None
         call, call_id = claim.call, claim.call.id
         plan = self._plan(claim)
         if plan is not None and (held := self._held_by_plan(plan, claim)) is not None:
             return self._record(dialing, call_id, held)
-        claimed = self.clock.monotonic()
         if dialing.credentials is not None:
             try:
                 self._wait_for_slot(dialing)
@@ -280,6 +278,33 @@ class Dispatcher:
         else:
             outcome = self._dial(dialing, call)
         return self._record(dialing, call_id, outcome)
+
+    def _next_claim(self, dialing: AccountDialing) -> tuple[Claim, float] | None:
+        """The account's next claimed call, and when it was claimed; None when none is due (or the cap is met).
+        A thread that finds no claim left claims the next batch (`policy.claim_batch`) for every thread: the
+        account's threads count and claim one at a time, so that together they never pass the cap."""
+        with dialing.claiming:
+            if not dialing.claimed and not dialing.stop.is_set():
+                limit, cap = dialing.policy.claim_batch, dialing.policy.max_calls_in_flight
+                with self.uow_for() as uow:
+                    if cap:
+                        limit = min(limit, cap - uow.dial_queue.in_flight_count(dialing.account_id))
+                    claims = uow.dial_queue.claim_due(dialing.account_id, self.clock.now(), limit) \
+                        if limit > 0 else []
+                    uow.commit()
+                claimed = self.clock.monotonic()
+                dialing.claimed.extend((claim, claimed) for claim in claims)
+            return dialing.claimed.popleft() if dialing.claimed else None
+
+    def _release_claims(self, dialing: AccountDialing) -> None:
+        """Give back the claims no thread took (the account's dialing stopped)."""
+        with dialing.claiming:
+            ids = [claim.call.id for claim, _ in dialing.claimed if claim.call.id is not None]
+            dialing.claimed.clear()
+        if ids:
+            with self.uow_for() as uow:
+                uow.dial_queue.release(ids)
+                uow.commit()
 
     def _plan(self, claim: Claim) -> CallPlan | None:
         if not claim.call_plan:

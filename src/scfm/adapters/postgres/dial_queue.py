@@ -6,7 +6,7 @@ import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, case, exists, func, literal, or_, select, type_coerce, update
+from sqlalchemy import Integer, Text, bindparam, case, exists, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Row
@@ -62,6 +62,21 @@ def _open_claim() -> list[ColumnElement[bool]]:
     return [pc.c.status.in_(DIALABLE), pc.c.dial_claimed_at.is_not(None), pc.c.remote_call_id.is_(None)]
 
 
+def _recorded(status: str, **values: Any) -> Any:
+    """What the dialer records of a claimed call, for the bound `phone_call_id`."""
+    return update(pc).where(pc.c.id == bindparam("phone_call_id")).values(
+        status=case((pc.c.status.in_(DIALABLE), status), else_=pc.c.status),
+        remotely_queued_at=func.coalesce(pc.c.remotely_queued_at, func.now()), updated_at=func.now(), **values)
+
+
+_RECORD_REMOTELY_QUEUED = _recorded(
+    REMOTELY_QUEUED, remote_call_id=func.coalesce(pc.c.remote_call_id, bindparam("sid", type_=Text)),
+    remote_status=func.coalesce(pc.c.remote_status, bindparam("status", type_=Text)),
+    remote_direction=func.coalesce(pc.c.remote_direction, bindparam("direction", type_=Text)),
+    remote_queue_response=bindparam("response", type_=JSONB))
+_RECORD_REFUSAL = _recorded(ERRORED, remote_error_message=bindparam("message", type_=Text))
+
+
 def _last_news() -> Any:
     return func.coalesce(pc.c.remote_status_updated_at, pc.c.remotely_queued_at, pc.c.updated_at)
 
@@ -89,25 +104,29 @@ class PostgresDialQueue:
         return int(self.conn.execute(
             select(func.count()).select_from(pc).where(pc.c.account_id == account_id, in_flight)).scalar_one())
 
-    def claim_next_due(self, account_id: int, now: datetime) -> Claim | None:
-        """One statement: the claim, and what the dialer checks before dialing (the effective plan, the
-        contact's time zone) read with it."""
+    def claim_due(self, account_id: int, now: datetime, limit: int) -> list[Claim]:
+        """One statement: the claims, and what the dialer checks before dialing (the effective plan, the
+        contact's time zone) read with them."""
         p, c, a, ct = t.callout_participations, t.callouts, t.accounts, t.contacts
         next_due = (select(pc.c.id).where(*self._due(account_id, now)).order_by(pc.c.next_attempt_at, pc.c.id)
-                    .limit(1).with_for_update(skip_locked=True).scalar_subquery())
-        claimed = (update(pc).where(pc.c.id == next_due)
+                    .limit(limit).with_for_update(skip_locked=True).scalar_subquery())
+        claimed = (update(pc).where(pc.c.id.in_(next_due))
                    .values(dial_claimed_at=func.now(), dial_attempts=pc.c.dial_attempts + 1, updated_at=func.now(),
                            waiting_for_window=False)
                    .returning(*pc.c).cte("claimed"))
-        row = self.conn.execute(
+        rows = self.conn.execute(
             select(claimed, _effective_plan(c, a).label("effective_call_plan"),
                    ct.c.metadata["time_zone"].label("contact_time_zone"))
             .select_from(claimed.outerjoin(p, p.c.id == claimed.c.callout_participation_id)
                          .outerjoin(c, c.c.id == p.c.callout_id).outerjoin(a, a.c.id == c.c.account_id)
-                         .outerjoin(ct, ct.c.id == p.c.contact_id))).first()
-        if row is None:
-            return None
-        return Claim(_phone_call(row), row.effective_call_plan or None, row.contact_time_zone)
+                         .outerjoin(ct, ct.c.id == p.c.contact_id))
+            .order_by(claimed.c.next_attempt_at, claimed.c.id))
+        return [Claim(_phone_call(row), row.effective_call_plan or None, row.contact_time_zone) for row in rows]
+
+    def release(self, phone_call_ids: list[int]) -> None:
+        if phone_call_ids:
+            self.conn.execute(update(pc).where(pc.c.id.in_(phone_call_ids), *_open_claim()).values(
+                dial_claimed_at=None, dial_attempts=pc.c.dial_attempts - 1, updated_at=func.now()))
 
     def put_back_until(self, phone_call_id: int, at: datetime) -> None:
         self.conn.execute(update(pc).where(pc.c.id == phone_call_id, pc.c.status.in_(DIALABLE)).values(
@@ -120,22 +139,23 @@ class PostgresDialQueue:
             dial_attempts=pc.c.dial_attempts - 1, updated_at=func.now()))
 
     def record_remotely_queued(self, phone_call_id: int, remote: RemoteCall) -> None:
-        self._record(phone_call_id, REMOTELY_QUEUED, remote_call_id=func.coalesce(pc.c.remote_call_id, remote.sid),
-                     remote_status=func.coalesce(pc.c.remote_status, remote.status),
-                     remote_direction=func.coalesce(pc.c.remote_direction, remote.direction),
-                     remote_queue_response=type_coerce(remote.response, JSONB))
+        self._record(_RECORD_REMOTELY_QUEUED, phone_call_id=phone_call_id, sid=remote.sid, status=remote.status,
+                     direction=remote.direction, response=remote.response)
 
     def record_refusal(self, phone_call_id: int, message: str) -> None:
-        self._record(phone_call_id, ERRORED, remote_error_message=message)
+        self._record(_RECORD_REFUSAL, phone_call_id=phone_call_id, message=message)
 
-    def _record(self, phone_call_id: int, status: str, **values: Any) -> None:
-        """One statement; only a call still dialable moves (a status callback may have taken it further)."""
-        dialable = pc.c.status.in_(DIALABLE)
-        statement = update(pc).where(pc.c.id == phone_call_id).values(
-            status=case((dialable, status), else_=pc.c.status),
-            remotely_queued_at=func.coalesce(pc.c.remotely_queued_at, func.now()), updated_at=func.now(), **values)
+    def _record(self, statement: Any, **params: Any) -> None:
+        """One statement, built once (the dialer records every call); only a call still dialable moves (a status
+        callback may have taken it further).
+
+        Its commit does not wait for the WAL to reach the disk: a record lost in a crash of PostgreSQL leaves an
+        open claim, which the reconciliation settles from the provider's list of calls (as when a dialer dies
+        between the request and the record), and a lost record means every later commit was lost too. The claim
+        itself, which keeps a call from being dialed twice, is committed durably."""
+        self.conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
         try:
-            self.conn.execute(statement)
+            self.conn.execute(statement, params)
         except IntegrityError as error:
             translated = integrity_error_to_validation(error)
             if translated:
