@@ -183,3 +183,22 @@ def test_a_claim_whose_slot_comes_too_late_is_put_back_not_dialed(rated_api, run
     with deps.engine.connect() as conn:
         claimed, attempts = conn.execute(text("SELECT dial_claimed_at, dial_attempts FROM phone_calls")).one()
     assert claimed is None and attempts == 0
+
+
+def test_a_dialer_stopped_mid_account_gives_back_the_claims_it_did_not_dial(rated_api, run_jobs, provider, deps):
+    _queue_calls(rated_api, run_jobs, 40)
+    _run_worker(deps)
+    account_id = rated_api.get("/api/account").get_json()["id"]
+    dispatcher = deps.dispatcher()
+    assert dispatcher.start(account_id) is not None
+    deadline = time.monotonic() + 30
+    while len(provider.created_calls) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    dispatcher.stop()  # as `scfm dialer` on SIGTERM
+    with deps.engine.connect() as conn:
+        left = conn.execute(text("SELECT dial_claimed_at, dial_attempts FROM phone_calls WHERE account_id = :a "
+                                 "AND status = 'queued'"), {"a": account_id}).all()
+    assert 0 < len(left) < 40 and len(provider.created_calls) == 40 - len(left)
+    assert all(claimed_at is None and attempts == 0 for claimed_at, attempts in left)  # untouched, as if never claimed
+    assert dial(deps) == {"RemotelyQueued": len(left)}
+    assert len({c["params"]["StatusCallback"] for c in provider.created_calls}) == 40  # each dialed once

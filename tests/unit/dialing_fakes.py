@@ -44,6 +44,7 @@ class InMemoryDialQueue:
         self.clock = clock
         self.calls: dict[int, PhoneCall] = {}
         self.plans: dict[int, tuple[dict[str, Any] | None, Any]] = {}  # call id: its plan, its contact's zone
+        self.recorded_at_once: list[int] = []  # how many calls each record_many_remotely_queued recorded
         self._lock = threading.Lock()
 
     def queue(self, account_id: int, msisdn: str, call_plan: dict[str, Any] | None = None,
@@ -106,6 +107,14 @@ class InMemoryDialQueue:
         if any(call.remote_call_id == remote.sid for call in self.calls.values()):
             raise ValidationFailed.on("remote_call_id", "has already been taken")
         self._record(phone_call_id, REMOTELY_QUEUED, remote_call_id=remote.sid, remote_status=remote.status)
+
+    def record_many_remotely_queued(self, records: list[tuple[int, RemoteCall]]) -> None:
+        sids = [remote.sid for _, remote in records]
+        if len(set(sids)) < len(sids) or any(call.remote_call_id in sids for call in self.calls.values()):
+            raise ValidationFailed.on("remote_call_id", "has already been taken")
+        self.recorded_at_once.append(len(records))
+        for phone_call_id, remote in records:
+            self.record_remotely_queued(phone_call_id, remote)
 
     def record_refusal(self, phone_call_id: int, message: str) -> None:
         self._record(phone_call_id, ERRORED, remote_error_message=message)

@@ -8,8 +8,8 @@ import pytest
 
 from scfm.domain.dialing import SPACING_MARGIN, Timings
 from scfm.domain.model import Account
-from scfm.domain.ports import OutcomeUnknown, ProviderRateLimited, ProviderRefused
-from scfm.services.dispatcher import NO_CREDENTIALS, Dispatcher, DispatcherSettings
+from scfm.domain.ports import OutcomeUnknown, ProviderRateLimited, ProviderRefused, RemoteCall
+from scfm.services.dispatcher import NO_CREDENTIALS, Dispatcher, DispatcherSettings, Recorder
 from tests.unit.dialing_fakes import (
     Accounts, FakeClock, FakeLeases, FakeLimiter, FakeProvider, FakeUnitOfWork, InMemoryDialQueue,
 )
@@ -204,3 +204,46 @@ def test_calls_are_claimed_a_tenth_of_a_second_ahead_and_a_stop_gives_back_the_c
     rest = [call for call in calls if call.status == "queued"]
     assert len(rest) == 39 and all(call.dial_claimed_at is None and call.dial_attempts == 0 for call in rest)
     assert world.dispatcher().drain() == {"RemotelyQueued": 39}
+
+
+class GatheringClock:
+    """The recorder's wait for a group lasts until the test says so."""
+
+    def __init__(self):
+        self.gathered = threading.Event()
+
+    def sleep(self, seconds: float) -> None:
+        assert self.gathered.wait(10)
+
+
+@pytest.mark.parametrize("sids, recorded", [
+    (["CA1", "CA2", "CA3", "CA4"], [True, True, True, True]),
+    (["CA1", "CA2", "CA2", "CA4"], [True, True, False, True]),  # one sid answered twice: one call refused
+])
+def test_calls_recorded_together_are_written_at_once_and_a_taken_sid_refuses_only_its_call(world, sids, recorded):
+    world.account(1)
+    calls = [world.queue.queue(1, f"+25266234567{n}") for n in range(len(sids))]
+    world.queue.claim_due(1, world.clock.now(), len(calls))
+    clock = GatheringClock()
+    recorder = Recorder(lambda: FakeUnitOfWork(world.accounts, world.queue), clock)
+    results: dict[int, bool] = {}
+
+    def record(call, sid):
+        results[call.id] = recorder.record(call.id, RemoteCall(sid=sid, status="queued", direction="outbound-api",
+                                                               duration=None))
+
+    threads = [threading.Thread(target=record, args=(call, sid)) for call, sid in zip(calls, sids)]
+    for thread in threads:
+        thread.start()
+    for _ in range(1000):
+        if len(recorder.pending) == len(calls):
+            break
+        threading.Event().wait(0.005)
+    clock.gathered.set()
+    for thread in threads:
+        thread.join(10)
+    # which of two calls answered with one sid came first is the threads' race
+    assert sorted(results[call.id] for call in calls) == sorted(recorded)
+    assert world.queue.recorded_at_once == ([4] if all(recorded) else [])  # else one at a time
+    assert sorted(filter(None, (call.remote_call_id for call in calls))) == sorted(set(sids))
+    assert all((call.remote_call_id is not None) == results[call.id] for call in calls)

@@ -75,6 +75,10 @@ class DialQueue(Protocol):
         """The provider made the call. Only a call still dialable moves: a status callback may have taken it
         further already. A sid another phone call holds is a ValidationFailed."""
 
+    def record_many_remotely_queued(self, records: list[tuple[int, RemoteCall]]) -> None:
+        """record_remotely_queued for many calls in one statement: a sid another phone call holds is a
+        ValidationFailed, and nothing is recorded."""
+
     def record_refusal(self, phone_call_id: int, message: str) -> None:
         """The provider refused the call (or it cannot be made): it ends errored, saying why."""
 

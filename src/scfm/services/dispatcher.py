@@ -33,6 +33,7 @@ from scfm.domain.errors import ValidationFailed
 from scfm.domain.model import Account, PhoneCall
 from scfm.domain.ports import (
     CallProvider, OutcomeUnknown, ProviderCredentials, ProviderRateLimited, ProviderRefused, ProviderUnreachable,
+    RemoteCall,
 )
 from scfm.domain.provider import credentials_for, dialing_ceilings, server_account_rate
 
@@ -48,6 +49,9 @@ DUPLICATE_SID = "The provider answered with the sid of a call that another phone
 # A slot missed by more than this (a busy CPU) is given up for the next one, so that a late request never
 # lands close behind its successor.
 MAX_SLOT_LATENESS = 0.010
+RECORD_GATHER = 0.02  # seconds the first record of a group waits for others
+MAX_RECORD_GROUP = 100
+IN_FLIGHT_RECOUNT = 1.0  # seconds: how old the count of an account's calls in flight may be
 WAKE_UP_POLL = 0.2  # seconds between two looks at the wake-ups (and the leases to renew)
 
 
@@ -94,6 +98,8 @@ class AccountDialing:
     lock: threading.Lock = field(default_factory=threading.Lock)  # of `outcomes`
     claiming: threading.Lock = field(default_factory=threading.Lock)  # of `claimed`, and the claims made
     claimed: deque[tuple[Claim, float]] = field(default_factory=deque)  # claims not yet taken, and when made
+    in_flight: int = 0  # see Dispatcher._in_flight
+    in_flight_counted_at: float = float("-inf")
     renewed_at: float = 0.0
 
     @property
@@ -110,6 +116,79 @@ def outgoing_params(call: PhoneCall, public_url: str | None) -> dict[str, Any]:
     return params
 
 
+@dataclass
+class _Record:
+    call_id: int
+    remote: RemoteCall
+    done: threading.Event = field(default_factory=threading.Event)
+    recorded: bool = False
+    error: BaseException | None = None
+
+
+class Recorder:
+    """Records the calls the provider made in groups, one transaction each (group commit): the first thread with
+    a record to make waits RECORD_GATHER seconds for the others' (a thread is free again when its request is
+    answered, so no slot waits for this), then records them all, and again while more came meanwhile; each
+    thread returns once its own is recorded. A sid another phone call holds fails its group, which is then
+    recorded one call at a time, so that only that call is refused."""
+
+    def __init__(self, uow_for: Callable[[], DialingUnitOfWork], clock: Clock):
+        self.uow_for = uow_for
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.pending: list[_Record] = []
+        self.leading = False
+
+    def record(self, call_id: int, remote: RemoteCall) -> bool:
+        """Record that the provider made the call; False when its sid is another phone call's."""
+        mine = _Record(call_id, remote)
+        with self.lock:
+            self.pending.append(mine)
+            lead, self.leading = not self.leading, True
+        if lead:
+            self.clock.sleep(RECORD_GATHER)
+            self._lead()
+        mine.done.wait()
+        if mine.error is not None:
+            raise mine.error
+        return mine.recorded
+
+    def _lead(self) -> None:
+        while True:
+            with self.lock:
+                group, self.pending = self.pending[:MAX_RECORD_GROUP], self.pending[MAX_RECORD_GROUP:]
+                if not group:
+                    self.leading = False
+                    return
+            try:
+                self._write(group)
+            except BaseException as error:  # the database away: every thread of the group learns it
+                for each in group:
+                    each.error = error
+            for each in group:
+                each.done.set()
+
+    def _write(self, group: list[_Record]) -> None:
+        try:
+            with self.uow_for() as uow:
+                uow.dial_queue.record_many_remotely_queued([(each.call_id, each.remote) for each in group])
+                uow.commit()
+            for each in group:
+                each.recorded = True
+            return
+        except ValidationFailed:
+            if len(group) == 1:
+                return
+        for each in group:
+            try:
+                with self.uow_for() as uow:
+                    uow.dial_queue.record_remotely_queued(each.call_id, each.remote)
+                    uow.commit()
+                each.recorded = True
+            except ValidationFailed:
+                pass
+
+
 class Dispatcher:
     def __init__(self, uow_for: Callable[[], DialingUnitOfWork], provider: CallProvider, limiter: RateLimiter,
                  leases: Leases, clock: Clock, settings: DispatcherSettings, wake_ups: WakeUps | None = None):
@@ -122,6 +201,7 @@ class Dispatcher:
         self.timings = settings.timings
         self.wake_ups = wake_ups
         self.dialing: dict[int, AccountDialing] = {}
+        self.recorder = Recorder(uow_for, clock)
 
     # ---------------------------------------------------------------- the process
     def serve(self, stopping: threading.Event) -> None:
@@ -288,13 +368,25 @@ class Dispatcher:
                 limit, cap = dialing.policy.claim_batch, dialing.policy.max_calls_in_flight
                 with self.uow_for() as uow:
                     if cap:
-                        limit = min(limit, cap - uow.dial_queue.in_flight_count(dialing.account_id))
+                        limit = min(limit, cap - self._in_flight(dialing, uow, limit))
                     claims = uow.dial_queue.claim_due(dialing.account_id, self.clock.now(), limit) \
                         if limit > 0 else []
                     uow.commit()
                 claimed = self.clock.monotonic()
+                dialing.in_flight += len(claims)
                 dialing.claimed.extend((claim, claimed) for claim in claims)
             return dialing.claimed.popleft() if dialing.claimed else None
+
+    def _in_flight(self, dialing: AccountDialing, uow: DialingUnitOfWork, wanted: int) -> int:
+        """The account's calls in flight, at most IN_FLIGHT_RECOUNT old: counted in the database, plus what this
+        dialer (the account's only one, by its lease) claimed since. Calls only leave flight meanwhile, so the
+        figure errs high: counted again at once when `wanted` more would pass the cap by it."""
+        cap = dialing.policy.max_calls_in_flight or 0
+        if (self.clock.monotonic() - dialing.in_flight_counted_at > IN_FLIGHT_RECOUNT
+                or dialing.in_flight + wanted > cap):
+            dialing.in_flight = uow.dial_queue.in_flight_count(dialing.account_id)
+            dialing.in_flight_counted_at = self.clock.monotonic()
+        return dialing.in_flight
 
     def _release_claims(self, dialing: AccountDialing) -> None:
         """Give back the claims no thread took (the account's dialing stopped)."""
@@ -371,13 +463,9 @@ class Dispatcher:
 
     def _record(self, dialing: AccountDialing, call_id: int, outcome: DialOutcome) -> DialOutcome:
         if isinstance(outcome, RemotelyQueued):
-            try:
-                with self.uow_for() as uow:
-                    uow.dial_queue.record_remotely_queued(call_id, outcome.remote)
-                    uow.commit()
+            if self.recorder.record(call_id, outcome.remote):
                 return outcome
-            except ValidationFailed:  # the provider answered with the sid of a call another one holds
-                outcome = Refused(DUPLICATE_SID)
+            outcome = Refused(DUPLICATE_SID)  # the provider answered with the sid of a call another one holds
         with self.uow_for() as uow:
             if isinstance(outcome, Refused):
                 uow.dial_queue.record_refusal(call_id, outcome.message)

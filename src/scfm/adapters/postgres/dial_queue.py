@@ -3,10 +3,11 @@ state machines (the partial indexes of the migrations have the same predicates: 
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, Text, bindparam, case, exists, func, literal, or_, select, update
+from sqlalchemy import Integer, Text, bindparam, case, exists, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Row
@@ -74,6 +75,15 @@ _RECORD_REMOTELY_QUEUED = _recorded(
     remote_status=func.coalesce(pc.c.remote_status, bindparam("status", type_=Text)),
     remote_direction=func.coalesce(pc.c.remote_direction, bindparam("direction", type_=Text)),
     remote_queue_response=bindparam("response", type_=JSONB))
+_RECORD_MANY_REMOTELY_QUEUED = text(f"""
+    UPDATE phone_calls AS pc
+       SET status = CASE WHEN pc.status = ANY(:dialable) THEN '{REMOTELY_QUEUED}' ELSE pc.status END,
+           remote_call_id = coalesce(pc.remote_call_id, v.sid), remote_status = coalesce(pc.remote_status, v.status),
+           remote_direction = coalesce(pc.remote_direction, v.direction), remote_queue_response = v.response::jsonb,
+           remotely_queued_at = coalesce(pc.remotely_queued_at, now()), updated_at = now()
+      FROM unnest(CAST(:ids AS bigint[]), CAST(:sids AS text[]), CAST(:statuses AS text[]),
+                  CAST(:directions AS text[]), CAST(:responses AS text[])) AS v (id, sid, status, direction, response)
+     WHERE pc.id = v.id""")
 _RECORD_REFUSAL = _recorded(ERRORED, remote_error_message=bindparam("message", type_=Text))
 
 
@@ -141,6 +151,16 @@ class PostgresDialQueue:
     def record_remotely_queued(self, phone_call_id: int, remote: RemoteCall) -> None:
         self._record(_RECORD_REMOTELY_QUEUED, phone_call_id=phone_call_id, sid=remote.sid, status=remote.status,
                      direction=remote.direction, response=remote.response)
+
+    def record_many_remotely_queued(self, records: list[tuple[int, RemoteCall]]) -> None:
+        if len(records) == 1:
+            self.record_remotely_queued(*records[0])
+            return
+        records = sorted(records, key=lambda record: record[0])
+        self._record(_RECORD_MANY_REMOTELY_QUEUED, ids=[phone_call_id for phone_call_id, _ in records],
+                     sids=[remote.sid for _, remote in records], statuses=[remote.status for _, remote in records],
+                     directions=[remote.direction for _, remote in records],
+                     responses=[json.dumps(remote.response) for _, remote in records], dialable=list(DIALABLE))
 
     def record_refusal(self, phone_call_id: int, message: str) -> None:
         self._record(_RECORD_REFUSAL, phone_call_id=phone_call_id, message=message)
