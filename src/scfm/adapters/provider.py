@@ -68,7 +68,9 @@ def _kwargs(params: dict) -> dict:
 
 def bounded(text, limit: int = MAX_MESSAGE) -> str:
     """A provider's text as one printable line of at most `limit` characters."""
-    text = "".join(ch if ch.isprintable() else " " for ch in str(text))
+    text = str(text)
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else " " for ch in text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
