@@ -174,3 +174,31 @@ def test_a_webhook_signature_is_valid_exactly_when_twilios_validator_says_so(sig
     assert signature_is_valid(token, seen_url, dict(form.lists()), signature) is expected
     assert signature_is_valid(token, seen_url, form, signature[:-2] + "é=") is False
     assert signature_is_valid(token, seen_url, form, "") is False
+
+
+@pytest.mark.parametrize("data", [
+    {"To": "+85512345678", "From": "1234", "Url": "https://example.com/twiml?a=1&b=é",
+     "StatusCallbackEvent": ["initiated", "ringing", "answered", "completed"], "Timeout": None, "Record": True},
+    [("To", "+1 (555) 010-0000"), ("SendDigits", "ww1234#")],
+])
+def test_the_providers_http_client_encodes_forms_as_requests_does(data):
+    import requests
+
+    from scfm.adapters.provider import _form
+
+    prepared = requests.Request("POST", "https://api.example.com/", data=data).prepare()
+    assert _form(data) == prepared.body
+
+
+@pytest.mark.parametrize("url, refusal", [
+    ("api.twilio.com/2010-04-01", "MissingSchema"), ("ftp://api.twilio.com/", "InvalidSchema"),
+    ("https:///2010-04-01", "InvalidURL"),
+])
+def test_the_providers_http_client_refuses_a_url_it_cannot_ask_as_requests_does(url, refusal):
+    import requests
+
+    from scfm.adapters.provider import RecordingHttpClient
+
+    with pytest.raises(requests.RequestException) as raised:
+        RecordingHttpClient(timeout=1).request("POST", url, data={"To": "+85512345678"})
+    assert type(raised.value).__name__ == refusal
