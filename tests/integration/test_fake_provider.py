@@ -415,3 +415,29 @@ def test_callbacks_keep_their_connection_to_an_http11_receiver(provider, client)
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def _raw(provider, request: bytes) -> bytes:
+    import socket
+    host, port = provider.url[len("http://"):].split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):  # the provider closes the connection after these answers
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_raw_requests_parsed_as_the_standard_handler(provider):
+    import base64
+    auth = base64.b64encode(f"{SID}:{TOKEN}".encode())
+    path = f"/2010-04-01/Accounts/{SID}/Calls/CA{'0' * 32}.json".encode()
+    # HTTP/1.0, a folded header line: parsed by the email parser, the connection closed after the answer
+    answer = _raw(provider, b"GET " + path + b" HTTP/1.0\r\nX-Folded: a\r\n b\r\nAuthorization: Basic " + auth + b"\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 404 ") and b"20404" in answer
+    # too many headers: 431, as BaseHTTPRequestHandler answers
+    answer = _raw(provider, b"GET " + path + b" HTTP/1.1\r\n" + b"X-A: 1\r\n" * 101 + b"\r\n")
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    # Connection: close on HTTP/1.1 closes it too
+    answer = _raw(provider, b"GET " + path + b" HTTP/1.1\r\nConnection: close\r\nAuthorization: Basic " + auth + b"\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 404 ")

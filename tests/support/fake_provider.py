@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import email.parser
 import hmac
 import http.client
 import io
@@ -19,6 +20,7 @@ import urllib.parse
 import urllib.request
 from datetime import datetime, timezone
 from email.utils import format_datetime
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from twilio.http.http_client import TwilioHttpClient
@@ -478,6 +480,24 @@ BAD_ANSWERS = {
 }
 
 
+# A header line the email parser reads as `Name: value` (its headerRE, a name of one character or more)
+_PLAIN_HEADER = re.compile(rb"[\041-\071\073-\176]+:")
+
+
+def _read_header_lines(rfile) -> list[bytes]:
+    """The header lines up to the blank one (included), within http.client's limits and with its errors."""
+    lines = []
+    while True:
+        line = rfile.readline(http.client._MAXLINE + 1)
+        if len(line) > http.client._MAXLINE:
+            raise http.client.LineTooLong("header line")
+        lines.append(line)
+        if len(lines) > http.client._MAXHEADERS:
+            raise http.client.HTTPException(f"got more than {http.client._MAXHEADERS} headers")
+        if line in (b"\r\n", b"\n", b""):
+            return lines
+
+
 def _closed_by_peer(connection: http.client.HTTPConnection) -> bool:
     """Whether an idle kept-alive connection has something to read: the server closed it (or broke the protocol)."""
     if connection.sock is None:
@@ -523,10 +543,44 @@ class _Handler(BaseHTTPRequestHandler):
             return True
 
     def parse_request(self) -> bool:
+        """BaseHTTPRequestHandler's, without the email parser for plain `Name: value` header lines (most of a
+        create's CPU); any other request line or header goes through the standard parsing."""
         if self.provider._idle:
             with self.provider._lock:
                 self.provider._idle.discard(self.connection)
-        return super().parse_request()
+        requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = requestline.split()
+        if len(words) != 3 or words[2] not in ("HTTP/1.0", "HTTP/1.1"):
+            return super().parse_request()
+        self.requestline, (self.command, self.path, self.request_version) = requestline, words
+        self.close_connection = not (words[2] == "HTTP/1.1" and self.protocol_version >= "HTTP/1.1")
+        if self.path.startswith("//"):  # as BaseHTTPRequestHandler (gh-87389)
+            self.path = "/" + self.path.lstrip("/")
+        try:
+            lines = _read_header_lines(self.rfile)
+        except http.client.LineTooLong as err:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long", str(err))
+            return False
+        except http.client.HTTPException as err:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers", str(err))
+            return False
+        if all(_PLAIN_HEADER.match(line) for line in lines[:-1]):
+            self.headers = headers = self.MessageClass()
+            for line in lines[:-1]:
+                name, value = str(line, "iso-8859-1").split(":", 1)
+                headers.set_raw(name, value.lstrip(" \t").rstrip("\r\n"))  # as the email parser's compat32
+        else:
+            self.headers = email.parser.Parser(_class=self.MessageClass).parsestr(
+                b"".join(lines).decode("iso-8859-1"))
+        conntype = self.headers.get("Connection", "").lower()
+        if conntype == "close":
+            self.close_connection = True
+        elif conntype == "keep-alive" and self.protocol_version >= "HTTP/1.1":
+            self.close_connection = False
+        if (self.headers.get("Expect", "").lower() == "100-continue" and self.protocol_version >= "HTTP/1.1"
+                and self.request_version >= "HTTP/1.1"):
+            return self.handle_expect_100()
+        return True
 
     def finish(self):
         if self.connection in self.provider._idle:
