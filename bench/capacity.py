@@ -18,11 +18,11 @@ import argparse
 import heapq
 import json
 import os
+import queue
 import random
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from bench.common import CpuMeter, Result, guarded, percentile, progress, summary
@@ -48,33 +48,69 @@ def far_end(rng: random.Random) -> list[tuple[float, str, int | None]]:
 
 
 def serve_provider() -> None:
-    """The provider process: tests/support's FakeProvider, every call it creates played out on schedule from
-    PROVIDER_THREADS threads; a GET on the report port answers its creates, the callbacks' (latency, status
-    code), the calls' final statuses and how many callbacks (or calls not yet looked at) are still to send."""
+    """The provider process: tests/support's FakeProvider, every call it creates played out on schedule (a heap
+    that one thread waits on until its first callback is due) by PROVIDER_THREADS sending threads; a GET on the
+    report port answers its creates, the callbacks' (latency, status code), the calls' final statuses and how
+    many callbacks (or calls not yet looked at) are still to send."""
     parser = argparse.ArgumentParser()
     for name, kind in [("port", int), ("report-port", int), ("account", str), ("rate", float)]:
         parser.add_argument(f"--{name}", type=kind, required=True)
     args = parser.parse_args()
     sid, token = args.account.split(":", 1)
-    provider = FakeProvider({sid: token}, rate_limit_per_second=args.rate, port=args.port).start()
-    pool, rng, due, answers, finals = ThreadPoolExecutor(PROVIDER_THREADS), random.Random(1), [], [], Counter()
+    rng, due, answers, finals = random.Random(1), [], [], Counter()
+    ready: queue.SimpleQueue = queue.SimpleQueue()  # callbacks due, for the sending threads
+    schedule = threading.Condition()
     seen = scheduled = 0
 
-    def deliver(call_sid: str, status: str) -> None:
-        started = time.monotonic()
-        try:
-            code = provider.send_status_callback(call_sid, status)[0]
-        except OSError:  # refused, reset or timed out
-            code = 0
-        answers.append((time.monotonic() - started, code))
+    class FarEnd(FakeProvider):
+        def _create_locked(self, account, auth, params, created):
+            """A create (under the provider's lock), then its call's callbacks on the schedule."""
+            nonlocal seen, scheduled
+            answer = super()._create_locked(account, auth, params, created)
+            with schedule:
+                seen += 1
+                first = due[0][0] if due else None
+                for after, status, duration in (far_end(rng) if answer[0] == 201 else []):
+                    heapq.heappush(due, (created["at"] + after, seen, created["sid"], status, duration))
+                    finals.update([status] if status in OUTCOMES else [])
+                    scheduled += 1
+                if due and (first is None or due[0][0] < first):
+                    schedule.notify()
+            return answer
+
+    provider = FarEnd({sid: token}, rate_limit_per_second=args.rate, port=args.port).start()
+
+    def send() -> None:
+        while True:
+            call_sid, status = ready.get()
+            started = time.monotonic()
+            try:
+                code = provider.send_status_callback(call_sid, status)[0]
+            except OSError:  # refused, reset or timed out
+                code = 0
+            answers.append((time.monotonic() - started, code))
+
+    for _ in range(PROVIDER_THREADS):
+        threading.Thread(target=send, daemon=True).start()
+
+    reported: list[dict] = []
+    reporting = threading.Lock()
 
     class Report(BaseHTTPRequestHandler):
+        def log_message(self, format, *args):
+            pass
+
         def do_GET(self):
-            done, creates = list(answers), [{"at": c["at"], "status_code": c.get("status_code"),
-                                             "phone_call_id": phone_call_id(c["params"])}
-                                            for c in list(provider.created_calls)]
-            body = json.dumps({"creates": creates, "answers": done, "finals": dict(finals),
-                               "pending": scheduled - len(done) + len(creates) - seen}).encode()
+            with schedule:
+                done, looked_at, to_send, ended = list(answers), seen, scheduled, dict(finals)
+            with reporting:  # each create's entry made once (its status code is known once it is listed)
+                with provider._lock:
+                    new = provider.created_calls[len(reported):]
+                reported.extend({"at": c["at"], "status_code": c.get("status_code"),
+                                 "phone_call_id": phone_call_id(c["params"])} for c in new)
+                creates = list(reported)
+            body = json.dumps({"creates": creates, "answers": done, "finals": ended,
+                               "pending": to_send - len(done) + len(creates) - looked_at}).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -82,18 +118,21 @@ def serve_provider() -> None:
 
     server = ThreadingHTTPServer(("127.0.0.1", args.report_port), Report)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    while True:
-        while seen < len(provider.created_calls) and "status_code" in provider.created_calls[seen]:
-            created, seen = provider.created_calls[seen], seen + 1
-            for after, status, duration in (far_end(rng) if created["status_code"] == 201 else []):
-                heapq.heappush(due, (created["at"] + after, seen, created["sid"], status, duration))
-                finals.update([status] if status in OUTCOMES else [])
-                scheduled += 1
-        while due and due[0][0] <= time.monotonic():
-            _at, _seen, call_sid, status, duration = heapq.heappop(due)
-            provider.set_status(call_sid, status, duration)
-            pool.submit(deliver, call_sid, status)
-        time.sleep(0.005)
+    with schedule:
+        while True:
+            now, on_time = time.monotonic(), []
+            while due and due[0][0] <= now:
+                on_time.append(heapq.heappop(due))
+            if on_time:
+                schedule.release()  # the calls' statuses are set as their callbacks fall due, not as they are sent
+                try:
+                    for _at, _seen, call_sid, status, duration in on_time:
+                        provider.set_status(call_sid, status, duration)
+                        ready.put((call_sid, status))
+                finally:
+                    schedule.acquire()
+            else:
+                schedule.wait(due[0][0] - now if due else None)
 
 
 def run_rate(cluster: Cluster, rate: float, seconds: float) -> tuple[bool, list[Result]]:

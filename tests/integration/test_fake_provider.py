@@ -358,3 +358,86 @@ def test_send_signed_inbound_webhook_and_forged_signature(provider, receiver):
 def test_form_params_getlist():
     form = FormParams({"a": "1", "b": ["2", "3"]})
     assert form.getlist("a") == ["1"] and form.getlist("b") == ["2", "3"]
+
+
+def test_a_client_keeps_its_connection_and_stop_closes_it():
+    """Creates come on one kept-alive connection, as with Twilio; a stopped provider answers nothing more on it,
+    and the client's next request reaches the provider started in its place."""
+    first = FakeProvider({SID: TOKEN}).start()
+    port = int(first.url.rsplit(":", 1)[1])
+    accepted = []
+    process_request = first._httpd.process_request
+    first._httpd.process_request = lambda request, address: (accepted.append(address), process_request(request, address))
+    client = twilio_client_for(first, SID)
+    create(client)
+    create(client)
+    assert len(accepted) == 1 and len(first.created_calls) == 2
+    first.stop()
+    with pytest.raises(requests.exceptions.ConnectionError):
+        create(client)
+    with FakeProvider({SID: TOKEN}, port=port) as second:
+        create(client)
+        assert len(second.created_calls) == 1 and len(first.created_calls) == 2
+
+
+def test_callbacks_keep_their_connection_to_an_http11_receiver(provider, client):
+    """Status callbacks from one thread go out on one connection to a server that keeps it alive."""
+    connections, requests_seen = set(), []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        timeout = 5
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+            connections.add(self.client_address)
+            requests_seen.append((dict(self.headers), body))
+            self.send_response(200)
+            self.send_header("Content-Length", "11")
+            self.end_headers()
+            self.wfile.write(b"<Response/>")
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        url = "http://127.0.0.1:%d/cb" % httpd.server_address[1]
+        sid = create(client, status_callback=url).sid
+        answers = [provider.send_status_callback(sid, status=status) for status in ("ringing", "in-progress")]
+        assert answers == [(200, "<Response/>")] * 2
+        assert len(connections) == 1 and len(requests_seen) == 2
+        for headers, body in requests_seen:
+            assert RequestValidator(TOKEN).validate(url, parse_form(body), headers["X-Twilio-Signature"])
+            assert headers["Content-Type"] == "application/x-www-form-urlencoded"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _raw(provider, request: bytes) -> bytes:
+    import socket
+    host, port = provider.url[len("http://"):].split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):  # the provider closes the connection after these answers
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_raw_requests_parsed_as_the_standard_handler(provider):
+    import base64
+    auth = base64.b64encode(f"{SID}:{TOKEN}".encode())
+    path = f"/2010-04-01/Accounts/{SID}/Calls/CA{'0' * 32}.json".encode()
+    # HTTP/1.0, a folded header line: parsed by the email parser, the connection closed after the answer
+    answer = _raw(provider, b"GET " + path + b" HTTP/1.0\r\nX-Folded: a\r\n b\r\nAuthorization: Basic " + auth + b"\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 404 ") and b"20404" in answer
+    # too many headers: 431, as BaseHTTPRequestHandler answers
+    answer = _raw(provider, b"GET " + path + b" HTTP/1.1\r\n" + b"X-A: 1\r\n" * 101 + b"\r\n")
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    # Connection: close on HTTP/1.1 closes it too
+    answer = _raw(provider, b"GET " + path + b" HTTP/1.1\r\nConnection: close\r\nAuthorization: Basic " + auth + b"\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 404 ")

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import base64
+import email.parser
 import hmac
+import http.client
+import io
 import json
 import random
 import re
 import secrets
+import select
+import socket
 import threading
 import time
 import urllib.error
@@ -15,6 +20,7 @@ import urllib.parse
 import urllib.request
 from datetime import datetime, timezone
 from email.utils import format_datetime
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from twilio.http.http_client import TwilioHttpClient
@@ -34,6 +40,9 @@ _SUBRESOURCES = (
 )
 # A direct opener: environment proxies must never capture traffic to 127.0.0.1.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_REDIRECTOR = next(h for h in _OPENER.handlers if isinstance(h, urllib.request.HTTPRedirectHandler))
+_REDIRECTS = (301, 302, 303, 307, 308)
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux
 
 
 class FormParams(dict):
@@ -53,8 +62,16 @@ def twilio_error(code: int, message: str, status: int) -> dict:
     return {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}
 
 
+_clock: tuple[int, str] = (0, "")
+
+
 def _now_rfc2822() -> str:
-    return format_datetime(datetime.now(timezone.utc))
+    """The current time as Twilio writes it (whole seconds), formatted once a second."""
+    global _clock
+    clock, second = _clock, int(time.time())
+    if clock[0] != second:
+        _clock = clock = (second, format_datetime(datetime.fromtimestamp(second, timezone.utc)))
+    return clock[1]
 
 
 class FakeProvider:
@@ -101,6 +118,10 @@ class FakeProvider:
         self._refilled_at = time.monotonic()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._validators: dict[str, RequestValidator] = {}  # auth token -> its validator
+        self._senders = threading.local()  # a thread's kept-alive webhook connections, by scheme and host
+        self._sender_connections: list[http.client.HTTPConnection] = []  # all of them, closed by stop()
+        self._idle: set[socket.socket] = set()  # API connections waiting for their next request
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -123,11 +144,21 @@ class FakeProvider:
     def stop(self) -> None:
         if self._httpd is None:
             return
-        self._stopping.set()  # wakes handlers sleeping in delay_seconds
+        with self._lock:
+            self._stopping.set()  # wakes handlers sleeping in delay_seconds; no connection kept alive after theirs
+            for connection in self._idle:  # kept-alive connections between requests: closed, as a stopped server's
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self._idle.clear()
+            senders, self._sender_connections = self._sender_connections, []
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
         self._httpd = self._thread = None
+        for connection in senders:
+            connection.close()
 
     def __enter__(self) -> "FakeProvider":
         return self.start()
@@ -162,9 +193,9 @@ class FakeProvider:
     def set_status(self, sid: str, status: str, duration: int | None = None) -> dict:
         if status not in STATUSES:
             raise ValueError(f"unknown call status {status!r}")
+        now = _now_rfc2822()
         with self._lock:
             res = self._calls[sid]["resource"]
-            now = _now_rfc2822()
             res["status"] = status
             res["date_updated"] = now
             if status == "in-progress" and res["start_time"] is None:
@@ -185,6 +216,7 @@ class FakeProvider:
         signature: str | None = None,
     ) -> tuple[int | None, str | None]:
         """POST a call-progress webhook like Twilio's; (None, None) when the callback was dropped."""
+        timestamp = _now_rfc2822()
         with self._lock:
             call = self._calls[sid]
             res, params = call["resource"], call["params"]
@@ -202,7 +234,7 @@ class FakeProvider:
                 "CallStatus": status,
                 "Direction": "outbound-api",
                 "ApiVersion": API_VERSION,
-                "Timestamp": _now_rfc2822(),
+                "Timestamp": timestamp,
                 "CallbackSource": "call-progress-events",
                 "SequenceNumber": str(call["sequence"]),
             }
@@ -232,7 +264,6 @@ class FakeProvider:
         if dropped:
             return None, None
         form = FormParams(form)
-        validator = RequestValidator(self.accounts[account_sid])
         if method == "GET":
             # Twilio signs GET webhooks over the full URL, query string included, with no body params.
             sep = "&" if urllib.parse.urlsplit(url).query else "?"
@@ -240,19 +271,58 @@ class FakeProvider:
             data, sign_params = None, {}
         else:
             data, sign_params = urllib.parse.urlencode(form, doseq=True).encode(), form
-        headers = {
-            "X-Twilio-Signature": signature if signature is not None else validator.compute_signature(url, sign_params),
-            "User-Agent": "TwilioProxy/1.1",
-        }
+        if signature is None:
+            token = self.accounts[account_sid]
+            validator = self._validators.get(token) or self._validators.setdefault(token, RequestValidator(token))
+            signature = validator.compute_signature(url, sign_params)
+        headers = {"X-Twilio-Signature": signature, "User-Agent": "TwilioProxy/1.1"}
         if data is not None:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         request = urllib.request.Request(url, data=data, headers=headers, method=method)
+        request.timeout = self.callback_timeout
         try:
-            with _OPENER.open(request, timeout=self.callback_timeout) as response:
-                status, body = response.status, response.read().decode("utf-8", "replace")
+            if request.type in ("http", "https"):
+                status, body = self._send(request)
+            else:  # what urllib makes of it (an error)
+                with _OPENER.open(request, timeout=self.callback_timeout) as response:
+                    status, body = response.status, response.read()
         except urllib.error.HTTPError as err:
-            status, body = err.code, err.read().decode("utf-8", "replace")
+            status, body = err.code, err.read()
         record["response_status"] = status
+        return status, body.decode("utf-8", "replace")
+
+    def _send(self, request: urllib.request.Request) -> tuple[int, bytes]:
+        """The request on this thread's kept-alive connection to its host (a new one if the server closed it), as
+        urllib would send it but for `Connection: close`; redirects followed by urllib as before."""
+        connections = self._senders.__dict__.setdefault("connections", {})
+        key = (request.type, request.host)
+        connection = connections.get(key)
+        if connection is None:
+            kind = http.client.HTTPSConnection if request.type == "https" else http.client.HTTPConnection
+            connections[key] = connection = kind(request.host, timeout=request.timeout)
+            with self._lock:
+                self._sender_connections.append(connection)
+        elif _closed_by_peer(connection):
+            connection.close()  # and a new one below
+        connection.timeout = request.timeout
+        if connection.sock is not None and connection.sock.gettimeout() != request.timeout:
+            connection.sock.settimeout(request.timeout)
+        try:
+            if connection.sock is None:  # new, or closed after an answer without keep-alive
+                connection.connect()  # headers and body go out as two writes: no Nagle delay between them
+                connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connection.request(request.get_method(), request.selector or "/", request.data,
+                               {name.title(): value for name, value in request.header_items()})
+            if _QUICKACK:  # a server that writes headers and body apart, Nagle on, need not wait for our delayed ACK
+                connection.sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+            response = connection.getresponse()
+            status, body = response.status, response.read()
+        except BaseException:
+            connection.close()
+            raise
+        if status in _REDIRECTS and ("location" in response.msg or "uri" in response.msg):
+            with _REDIRECTOR.http_error_302(request, io.BytesIO(body), status, response.reason, response.msg) as followed:
+                return followed.status, followed.read()
         return status, body
 
     # -- request handling (called from handler threads) -----------------------
@@ -341,7 +411,7 @@ class FakeProvider:
             "queue_time": "0",
             "trunk_sid": None,
             "uri": uri,
-            "subresource_uris": {name: uri[: -len(".json")] + f"/{_camel(name)}.json" for name in _SUBRESOURCES},
+            "subresource_uris": {name: f"{uri[: -len('.json')]}/{camel}.json" for name, camel in _SUBRESOURCE_NAMES},
         }
         self._calls[sid] = {"resource": resource, "params": params, "sequence": 0}
         record["sid"] = sid
@@ -410,17 +480,116 @@ BAD_ANSWERS = {
 }
 
 
+# A header line the email parser reads as `Name: value` (its headerRE, a name of one character or more)
+_PLAIN_HEADER = re.compile(rb"[\041-\071\073-\176]+:")
+
+
+def _read_header_lines(rfile) -> list[bytes]:
+    """The header lines up to the blank one (included), within http.client's limits and with its errors."""
+    lines = []
+    while True:
+        line = rfile.readline(http.client._MAXLINE + 1)
+        if len(line) > http.client._MAXLINE:
+            raise http.client.LineTooLong("header line")
+        lines.append(line)
+        if len(lines) > http.client._MAXHEADERS:
+            raise http.client.HTTPException(f"got more than {http.client._MAXHEADERS} headers")
+        if line in (b"\r\n", b"\n", b""):
+            return lines
+
+
+def _closed_by_peer(connection: http.client.HTTPConnection) -> bool:
+    """Whether an idle kept-alive connection has something to read: the server closed it (or broke the protocol)."""
+    if connection.sock is None:
+        return False  # http.client opens a new one
+    poll = select.poll()
+    poll.register(connection.sock, select.POLLIN)
+    return bool(poll.poll(0))
+
+
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head[0].upper() + head[1:] + "".join(p.capitalize() for p in rest)
 
 
+_SUBRESOURCE_NAMES = tuple((name, _camel(name)) for name in _SUBRESOURCES)
+
+
 class _Handler(BaseHTTPRequestHandler):
     provider: FakeProvider
-    timeout = 10  # socket timeout so a stalled client cannot pin a handler thread
+    timeout = 10  # socket timeout so a stalled client cannot pin a handler thread (nor an idle connection)
+    # Connections kept alive, as Twilio's: the client's session sends its requests on one connection (every
+    # answer has a Content-Length); an answer goes out in one write, headers and body together.
+    protocol_version = "HTTP/1.1"
+    wbufsize = -1
+    disable_nagle_algorithm = True
 
     def log_message(self, format, *args):
         pass
+
+    def handle(self):
+        self.close_connection = True
+        self.handle_one_request()
+        while not self.close_connection and self._await_request():
+            self.handle_one_request()
+
+    def _await_request(self) -> bool:
+        """Between two requests: the connection is idle (stop() closes it), or closed if the server is stopping."""
+        provider = self.provider
+        with provider._lock:
+            if provider._stopping.is_set():
+                return False
+            provider._idle.add(self.connection)
+            return True
+
+    def parse_request(self) -> bool:
+        """BaseHTTPRequestHandler's, without the email parser for plain `Name: value` header lines (most of a
+        create's CPU); any other request line or header goes through the standard parsing."""
+        if self.provider._idle:
+            with self.provider._lock:
+                self.provider._idle.discard(self.connection)
+        requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = requestline.split()
+        if len(words) != 3 or words[2] not in ("HTTP/1.0", "HTTP/1.1"):
+            return super().parse_request()
+        self.requestline, (self.command, self.path, self.request_version) = requestline, words
+        self.close_connection = not (words[2] == "HTTP/1.1" and self.protocol_version >= "HTTP/1.1")
+        if self.path.startswith("//"):  # as BaseHTTPRequestHandler (gh-87389)
+            self.path = "/" + self.path.lstrip("/")
+        try:
+            lines = _read_header_lines(self.rfile)
+        except http.client.LineTooLong as err:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long", str(err))
+            return False
+        except http.client.HTTPException as err:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers", str(err))
+            return False
+        if all(_PLAIN_HEADER.match(line) for line in lines[:-1]):
+            self.headers = headers = self.MessageClass()
+            for line in lines[:-1]:
+                name, value = str(line, "iso-8859-1").split(":", 1)
+                headers.set_raw(name, value.lstrip(" \t").rstrip("\r\n"))  # as the email parser's compat32
+        else:
+            self.headers = email.parser.Parser(_class=self.MessageClass).parsestr(
+                b"".join(lines).decode("iso-8859-1"))
+        conntype = self.headers.get("Connection", "").lower()
+        if conntype == "close":
+            self.close_connection = True
+        elif conntype == "keep-alive" and self.protocol_version >= "HTTP/1.1":
+            self.close_connection = False
+        if (self.headers.get("Expect", "").lower() == "100-continue" and self.protocol_version >= "HTTP/1.1"
+                and self.request_version >= "HTTP/1.1"):
+            return self.handle_expect_100()
+        return True
+
+    def finish(self):
+        if self.connection in self.provider._idle:
+            with self.provider._lock:
+                self.provider._idle.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass  # the client is gone
 
     def _send_json(self, status: int, body: dict) -> None:
         payload = json.dumps(body).encode()
@@ -432,7 +601,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("WWW-Authenticate", 'Basic realm="Twilio API"')
             self.end_headers()
             self.wfile.write(payload)
+            self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
             pass  # the client gave up (e.g. timed out during delay_seconds); that is the scenario under test
 
     def _not_found(self, path: str) -> None:
@@ -467,8 +638,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(payload)
+            self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
-            pass
+            self.close_connection = True
         return True
 
     def do_POST(self):
