@@ -147,7 +147,10 @@ def run(uow: UnitOfWork, jobs: JobQueue, operation_id: int) -> str:
             uow.batch_operations.record_error(operation_id, f"{type(error).__name__}: {error}")
             uow.commit()
         raise
-    if operation.type in (bo.CALLOUT_POPULATION, bo.PHONE_CALL_CREATE):
+    # fresh planner statistics after rows were made, or calls queued (their status and next attempt: else the
+    # dialer's claim is planned for calls that are all still `created`)
+    if operation.type in (bo.CALLOUT_POPULATION, bo.PHONE_CALL_CREATE) or (
+            follow_up and operation.type == bo.PHONE_CALL_QUEUE):
         with uow:
             uow.batches.analyze(operation)
             uow.commit()

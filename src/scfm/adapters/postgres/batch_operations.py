@@ -129,7 +129,8 @@ class BatchOperationQueries:
         return not self.conn.execute(select(exists(select(candidates.c.id)))).scalar()
 
     def analyze(self, operation) -> None:
-        """Fresh planner statistics after a bulk insert, so that the next preview plans for the real size."""
+        """Fresh planner statistics after a bulk insert, so that the next preview plans for the real size, or
+        after calls were queued, so that the dialer's claim is planned for queued calls."""
         table = "callout_participations" if operation.type == bo.CALLOUT_POPULATION else "phone_calls"
         self.conn.exec_driver_sql(f"ANALYZE {table}")
 
