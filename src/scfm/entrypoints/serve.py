@@ -1,10 +1,11 @@
 """`scfm serve`: the API under granian (a Rust HTTP server, WSGI interface), with our own access log.
 
-granian parses HTTP, keeps connections and hands requests to a pool of Python threads per worker process;
-what it costs per request is a fraction of gunicorn's (whose HTTP parsing, connection hand-off between
-threads and access log are Python). Its own access log goes through `logging` per request; ours writes one
-line per request straight to stdout, without access tokens: no Basic user name (the token), `?access_token=`
-filtered out of the request line and the referrer, no Authorization header.
+granian parses HTTP and keeps connections in Rust and hands requests to a pool of Python threads per worker
+process: per signed status callback, the server's processes spent 1.5x less CPU than under gunicorn (whose
+HTTP parsing, connection hand-off between threads and access log are Python; docs/behaviour.md). granian's
+own access log goes through `logging` per request; ours writes one line per request straight to stdout,
+without access tokens: no Basic user name (the token), `?access_token=` filtered out of the request line and
+the referrer, no request header but the user agent.
 """
 from __future__ import annotations
 
