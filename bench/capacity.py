@@ -187,7 +187,7 @@ def main(args: argparse.Namespace) -> int:
                 *(each for _holds, results in steps for each in results)]
 
     return guarded(lambda: print("\n" + summary(
-        f"end-to-end capacity ({args.api_workers} gunicorn workers x 4 threads, {args.workers} `scfm worker`s, one "
+        f"end-to-end capacity ({args.api_workers} API workers x 4 threads, {args.workers} `scfm worker`s, one "
         f"`scfm dialer`, {args.seconds:g}s of calls per rate)",
         with_cluster("capacity", args, len(args.rates), max(args.rates), max(args.rates), measure)), flush=True))
 

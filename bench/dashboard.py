@@ -3,7 +3,7 @@
 One account with --contacts contacts (loaded by SQL, as `lists` does), --callouts callouts of which one, "the
 big callout", has the first --participations contacts (PROVINCES cycle through them) and --calls phone calls
 among them in every status, with three provider events on one call; a population in preview over one
-province (a fifth of the contacts). The dashboard runs under gunicorn (`scfm serve --workers 2`); a signed-in
+province (a fifth of the contacts). The dashboard runs under `scfm serve --workers 2`; a signed-in
 browser (`requests`, the session cookie) asks for each page --requests times in turn after two untimed
 rounds. The time is the request's round trip over the loopback interface, an upper bound on the server's time.
 
@@ -129,7 +129,7 @@ def measure(base: str, session, targets: list, rounds: int) -> dict[str, tuple[l
 def run(env, procs, args) -> list[Result]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    groups = {procs.api(port).popen.pid: "api (gunicorn)"}
+    groups = {procs.api(port).popen.pid: "api (scfm serve)"}
     admin = admin_api(env.deps)
     account_id, token = new_account(admin)
     api = Api(admin.client, token)
@@ -139,7 +139,7 @@ def run(env, procs, args) -> list[Result]:
     targets = pages(ids, args)
     session = sign_in(base, token)
     measure(base, session, targets, 2)  # warm-up: connections, caches, the planner's statistics
-    progress(f"{len(targets)} pages, {args.requests} times each, through gunicorn")
+    progress(f"{len(targets)} pages, {args.requests} times each, through `scfm serve`")
     with CpuMeter(groups) as cpu:
         found = measure(base, session, targets, args.requests)
     print(f"  {cpu.line()}", flush=True)
@@ -157,12 +157,12 @@ def run(env, procs, args) -> list[Result]:
 
 def main(args: argparse.Namespace) -> int:
     def body():
-        # a key of this run for gunicorn's workers (else the app keeps one in ./.scfm/)
+        # a key of this run for the server's workers (else the app keeps one in ./.scfm/)
         key = {"SCFM_SECRET_KEY": secrets.token_urlsafe(32)}
         with throwaway_env("dashboard", keep=args.keep, extra_env=key) as env, \
                 processes(env.child_env()) as procs:
             results = run(env, procs, args)
-        print("\n" + summary(f"dashboard pages through gunicorn, {args.contacts:,} contacts, {args.requests} "
+        print("\n" + summary(f"dashboard pages through `scfm serve`, {args.contacts:,} contacts, {args.requests} "
                              "requests each", results), flush=True)
 
     return guarded(body)

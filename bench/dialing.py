@@ -99,11 +99,11 @@ class Cluster:
     def __init__(self, env, procs, api_port: int, provider_ports: list[int], workers: int, api_workers: int = 2):
         self.env, self.procs, self.provider_ports = env, procs, list(provider_ports)
         self.admin, self.raw, self.groups = admin_api(env.deps), env.connect(), {}
-        self.groups[procs.api(api_port, workers=api_workers).popen.pid] = "api (gunicorn)"
+        self.groups[procs.api(api_port, workers=api_workers).popen.pid] = "api (scfm serve)"
         for label, args in [("scheduler", ("scheduler", "--interval", "1")), ("dialer", ("dialer",)),
                             *[("workers", ("worker",))] * workers]:
             self.groups[procs.scfm(label, *args).popen.pid] = label
-        progress(f"cluster: api on :{api_port} ({api_workers} gunicorn workers x 4 threads), {workers} `scfm "
+        progress(f"cluster: api on :{api_port} ({api_workers} API workers x 4 threads), {workers} `scfm "
                  f"worker` processes, one `scfm dialer`, `scfm scheduler --interval 1`")
 
     def provider(self, rate: float, **server) -> Provider:
@@ -245,5 +245,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="`scfm worker` processes (default 2)")
-    parser.add_argument("--api-workers", type=int, default=2, help="gunicorn worker processes (default 2)")
+    parser.add_argument("--api-workers", type=int, default=2, help="API server (scfm serve) worker processes (default 2)")
     parser.add_argument("--keep", action="store_true", help="keep the database at the end, to look into it")

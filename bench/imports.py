@@ -1,7 +1,7 @@
 """Contact imports: a CSV file of --rows contacts imported through the API and a worker, against hand-written SQL
 that loads the same normalised rows.
 
-In a throwaway database, with the API under gunicorn (`scfm serve`) and one `scfm worker`:
+In a throwaway database, with the API under `scfm serve` and one `scfm worker`:
 
   1. --small rows (100,000) through the API and the worker, for the worker's peak memory at that size;
   2. by hand: the same --rows contacts already normalised (E.164 number, metadata as JSON), in one

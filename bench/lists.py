@@ -1,5 +1,5 @@
 """List latency: GET /api/contacts?q[metadata][province]=<one of 5>&page=K (4 in 5 requests) or
-?q[metadata][gender]=f&page=K through gunicorn on --contacts contacts, K cycling through --pages, each request
+?q[metadata][gender]=f&page=K through `scfm serve` on --contacts contacts, K cycling through --pages, each request
 followed at once by the same as bare SQL on a kept psycopg2 connection (so both see the machine as it is): what
 the repository runs, the count capped at EXACT_TOTAL_UP_TO + 1 rows, the planner's estimate past it, the page.
 Every answer is checked: 25 items (fewer past the end), each matching, and Total: the number that match, or
@@ -62,7 +62,7 @@ def bare_sql(cur, account_id: int, key: str, value: str, page: int) -> float:
 
 def run(env, procs, args) -> list:
     port, session = free_port(), http_session()
-    groups = {procs.api(port).popen.pid: "api (gunicorn)"}
+    groups = {procs.api(port).popen.pid: "api (scfm serve)"}
     account_id, token = new_account(admin_api(env.deps))
     session.headers["Authorization"] = basic_auth(token)
     pages = args.pages  # the first ten requests warm up
@@ -71,7 +71,7 @@ def run(env, procs, args) -> list:
     random.Random(5).shuffle(plan)
     with closing(env.connect()) as raw, raw.cursor() as cur:
         load_contacts(raw, account_id, args.contacts)
-        progress(f"{args.requests} requests through gunicorn, each then as bare SQL")
+        progress(f"{args.requests} requests through `scfm serve`, each then as bare SQL")
         with CpuMeter(groups) as cpu:
             timed = [(through_api(session, f"http://127.0.0.1:{port}", args.contacts, *request),
                       bare_sql(cur, account_id, *request)) for request in plan]
@@ -88,7 +88,7 @@ def main(args: argparse.Namespace) -> int:
     def body():
         with throwaway_env("lists", keep=args.keep) as env, processes() as procs:
             results = run(env, procs, args)
-        print("\n" + summary("contact list latency through gunicorn vs the bare SQL", results), flush=True)
+        print("\n" + summary("contact list latency through `scfm serve` vs the bare SQL", results), flush=True)
 
     return guarded(body)
 

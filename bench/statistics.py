@@ -1,5 +1,5 @@
 """Callout statistics latency: GET /api/callouts/:id/statistics on a callout of --participations
-participations through gunicorn, against a bare `count(*)` of its participations.
+participations through `scfm serve`, against a bare `count(*)` of its participations.
 
 One account, one callout made through the API; --participations contacts and participations loaded by SQL
 (one INSERT ... SELECT each), then phone calls and their statuses set by a few set-based statements, as batch
@@ -121,7 +121,7 @@ def check_states(raw, callout_id: int, states: dict[str, int]) -> None:
 
 def run(env, procs, args) -> list:
     port = free_port()
-    groups = {procs.api(port).popen.pid: "api (gunicorn)"}
+    groups = {procs.api(port).popen.pid: "api (scfm serve)"}
     admin = admin_api(env.deps)
     account_id, token = new_account(admin)
     callout_id = Api(admin.client, token).post("/api/callouts").get_json()["id"]
@@ -131,7 +131,7 @@ def run(env, procs, args) -> list:
         check_states(raw, callout_id, states)
         through_api(base, token, callout_id, args.participations, 10)  # warm-up
         bare_count(raw, callout_id, 3)
-        progress(f"{args.requests} sequential statistics requests through gunicorn, then bare count(*)")
+        progress(f"{args.requests} sequential statistics requests through `scfm serve`, then bare count(*)")
         with CpuMeter(groups) as cpu:
             ours = through_api(base, token, callout_id, args.participations, args.requests)
         bare = bare_count(raw, callout_id, args.requests)
@@ -148,7 +148,7 @@ def main(args: argparse.Namespace) -> int:
     def body():
         with throwaway_env("statistics", keep=args.keep) as env, processes(env.child_env()) as procs:
             results = run(env, procs, args)
-        print("\n" + summary("callout statistics through gunicorn vs a bare count(*)", results), flush=True)
+        print("\n" + summary("callout statistics through `scfm serve` vs a bare count(*)", results), flush=True)
 
     return guarded(body)
 

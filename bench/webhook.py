@@ -6,7 +6,7 @@ prebuilt environ), given to the app in this process, one at a time. By hand, wit
 the signature checked, and exactly the statements ours runs (the same SQL text and parameters, taken from
 ours while it warms up), then the commit. The two alternate in batches of --batch, so load shifting on the
 machine falls on both alike. Target: the CPU at most 2x by hand. (How many callbacks one machine ingests
-through gunicorn, while it dials, is the `capacity` benchmark's.)
+through `scfm serve`, while it dials, is the `capacity` benchmark's.)
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def callback(call: tuple) -> tuple[str, bytes, str]:
 
 
 def environ(query: str, body: bytes, signature: str) -> dict:
-    """The request as gunicorn hands it to the app."""
+    """The request as a WSGI server hands it to the app."""
     return {"REQUEST_METHOD": "POST", "SCRIPT_NAME": "", "PATH_INFO": "/api/remote_phone_call_events",
             "QUERY_STRING": query, "RAW_URI": f"/api/remote_phone_call_events?{query}", "SERVER_PROTOCOL": "HTTP/1.1",
             "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "3000", "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "50000",

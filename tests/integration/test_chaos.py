@@ -55,7 +55,7 @@ def _wait_for(url: str, seconds: float = 30) -> None:
 
 
 class Cluster:
-    """The provider, the API (gunicorn), RQ workers, dialers and the scheduler: processes, each in its own group."""
+    """The provider, the API (`scfm serve`), RQ workers, dialers and the scheduler: processes, each in its own group."""
 
     def __init__(self, env: dict, workers: int, dialers: int):
         self.env = env

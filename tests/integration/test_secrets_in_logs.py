@@ -1,6 +1,6 @@
 """No secret in a log or a header (issue 9, case 3), and chunked bodies through a real socket (case 6).
 
-A real `scfm serve` (gunicorn), a real `scfm worker` and a real `scfm dialer` run as subprocesses with their
+A real `scfm serve` (granian), a real `scfm worker` and a real `scfm dialer` run as subprocesses with their
 output captured; the test sends authenticated traffic of every kind, a PATCH with provider auth tokens, a
 request that fails in the database and a call the dialer dials, then reads everything they printed.
 """
@@ -198,7 +198,7 @@ def _chunked_request(url: str, token: str, body: bytes) -> tuple[int, bytes]:
 
 
 @pytest.mark.parametrize("size, status", [(MIB + 1, 413), (64, 204)])
-def test_a_chunked_body_through_gunicorn_is_refused_whole_or_read_whole(admin, api, tmp_path, size, status):
+def test_a_chunked_body_through_the_server_is_refused_whole_or_read_whole(admin, api, tmp_path, size, status):
     head, tail = b"metadata[pad]=", b"&metadata[last]=1"
     body = head + b"x" * (size - len(head) - len(tail)) + tail
     with serving(tmp_path) as (url, _server):
