@@ -77,6 +77,22 @@ def test_variables_of_the_process_environment_are_no_request_headers():
     assert seen_environ["CONTENT_TYPE"] == "application/json"  # the client's own, kept
 
 
+def test_no_request_carries_the_process_environment_and_its_secrets():
+    """granian's environ copies os.environ: the database URL and the provider's token are no part of a request."""
+    environment = {"DATABASE_URL": "postgresql://scfm:secret@db/scfm", "TWILIO_AUTH_TOKEN": "secret",
+                   "SERVER_NAME": "from-the-environment", "PATH_INFO": "/elsewhere"}
+    seen_environ = {}
+
+    def app(environ, start_response):
+        seen_environ.update(environ)
+        return _ok(environ, start_response)
+
+    _serve(app, {**environment, **_environ(SERVER_NAME="api.example")}, environment)
+    assert "DATABASE_URL" not in seen_environ and "TWILIO_AUTH_TOKEN" not in seen_environ
+    # what the server set for the request is kept
+    assert seen_environ["PATH_INFO"] == "/api/contacts" and seen_environ["SERVER_NAME"] == "api.example"
+
+
 def test_scrub_helpers():
     assert scrub_query("page=2") == "page=2"
     assert scrub_query(f"access_token={TOKEN}") == "access_token=[FILTERED]"

@@ -22,6 +22,10 @@ FILTERED = "[FILTERED]"
 # of the process's environment (CGI's way): a variable of that name in the environment would look like a
 # header the client sent, when the request has none.
 _REQUEST_KEYS = ("CONTENT_TYPE", "CONTENT_LENGTH", "REMOTE_USER", "AUTH_TYPE")
+# the names the server sets for each request itself (it overrides a variable of the environment so named)
+_CGI_KEYS = frozenset(("REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "SERVER_NAME", "SERVER_PORT",
+                       "SERVER_PROTOCOL", "SERVER_SOFTWARE", "GATEWAY_INTERFACE", "REMOTE_ADDR", "REMOTE_PORT",
+                       "REMOTE_HOST", "RAW_URI", "REQUEST_URI"))
 
 
 def scrub_query(query: str) -> str:
@@ -66,11 +70,17 @@ class AccessLog:
         variables = os.environ if environment is None else environment
         self.foreign = {name: value for name, value in variables.items()
                         if name.startswith("HTTP_") or name in _REQUEST_KEYS}
+        # the rest of the process's environment (the database's URL, the provider's auth token, the secret key)
+        # is no part of a request either: no request's environ carries it, to wherever an environ is shown
+        self.process_only = [name for name in variables
+                             if name not in self.foreign and name not in _CGI_KEYS and not name.startswith("wsgi.")]
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         for name, value in self.foreign.items():
             if environ.get(name) == value:
                 del environ[name]
+        for name in self.process_only:
+            environ.pop(name, None)
         seen: list = []
 
         def starting(status, headers, exc_info=None):
