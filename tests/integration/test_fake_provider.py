@@ -382,7 +382,7 @@ def test_a_client_keeps_its_connection_and_stop_closes_it():
 
 def test_callbacks_keep_their_connection_to_an_http11_receiver(provider, client):
     """Status callbacks from one thread go out on one connection to a server that keeps it alive."""
-    provider.keep_alive = True
+    provider.callback_keep_alive = True
     connections, requests_seen = set(), []
 
     class Handler(BaseHTTPRequestHandler):
