@@ -363,7 +363,7 @@ def test_form_params_getlist():
 def test_a_client_keeps_its_connection_and_stop_closes_it():
     """Creates come on one kept-alive connection, as with Twilio; a stopped provider answers nothing more on it,
     and the client's next request reaches the provider started in its place."""
-    first = FakeProvider({SID: TOKEN}).start()
+    first = FakeProvider({SID: TOKEN}, keep_alive=True).start()
     port = int(first.url.rsplit(":", 1)[1])
     accepted = []
     process_request = first._httpd.process_request
@@ -375,13 +375,14 @@ def test_a_client_keeps_its_connection_and_stop_closes_it():
     first.stop()
     with pytest.raises(requests.exceptions.ConnectionError):
         create(client)
-    with FakeProvider({SID: TOKEN}, port=port) as second:
+    with FakeProvider({SID: TOKEN}, port=port, keep_alive=True) as second:
         create(client)
         assert len(second.created_calls) == 1 and len(first.created_calls) == 2
 
 
 def test_callbacks_keep_their_connection_to_an_http11_receiver(provider, client):
     """Status callbacks from one thread go out on one connection to a server that keeps it alive."""
+    provider.callback_keep_alive = True
     connections, requests_seen = set(), []
 
     class Handler(BaseHTTPRequestHandler):
@@ -428,16 +429,22 @@ def _raw(provider, request: bytes) -> bytes:
     return b"".join(chunks)
 
 
-def test_raw_requests_parsed_as_the_standard_handler(provider):
+@pytest.mark.parametrize("keep_alive", [False, True])
+def test_raw_requests_parsed_as_the_standard_handler(keep_alive):
+    with FakeProvider({SID: TOKEN}, keep_alive=keep_alive) as provider:
+        _raw_requests(provider)
+
+
+def _raw_requests(provider):
     import base64
     auth = base64.b64encode(f"{SID}:{TOKEN}".encode())
     path = f"/2010-04-01/Accounts/{SID}/Calls/CA{'0' * 32}.json".encode()
     # HTTP/1.0, a folded header line: parsed by the email parser, the connection closed after the answer
     answer = _raw(provider, b"GET " + path + b" HTTP/1.0\r\nX-Folded: a\r\n b\r\nAuthorization: Basic " + auth + b"\r\n\r\n")
-    assert answer.startswith(b"HTTP/1.1 404 ") and b"20404" in answer
+    assert answer[:13] in (b"HTTP/1.1 404 ", b"HTTP/1.0 404 ") and b"20404" in answer
     # too many headers: 431, as BaseHTTPRequestHandler answers
     answer = _raw(provider, b"GET " + path + b" HTTP/1.1\r\n" + b"X-A: 1\r\n" * 101 + b"\r\n")
-    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert answer[:13] in (b"HTTP/1.1 431 ", b"HTTP/1.0 431 ")
     # Connection: close on HTTP/1.1 closes it too
     answer = _raw(provider, b"GET " + path + b" HTTP/1.1\r\nConnection: close\r\nAuthorization: Basic " + auth + b"\r\n\r\n")
-    assert answer.startswith(b"HTTP/1.1 404 ")
+    assert answer[:13] in (b"HTTP/1.1 404 ", b"HTTP/1.0 404 ")
