@@ -192,6 +192,10 @@ class FakeProvider:
         with self._lock:
             return json.loads(json.dumps(self._calls[sid]["resource"]))
 
+    def call_sids(self) -> list[str]:
+        with self._lock:
+            return list(self._calls)
+
     def calls(self) -> list[dict]:
         with self._lock:
             return [json.loads(json.dumps(c["resource"])) for c in self._calls.values()]
