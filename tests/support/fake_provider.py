@@ -13,6 +13,8 @@ import re
 import secrets
 import select
 import socket
+import struct
+import sys
 import threading
 import time
 import urllib.error
@@ -141,7 +143,9 @@ class FakeProvider:
         Handler.provider = provider
         Handler.protocol_version = "HTTP/1.1" if self.keep_alive else "HTTP/1.0"
         self._stopping.clear()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._httpd = _Server(("127.0.0.1", self.port), Handler)
+        if _SO_TIMESTAMPNS is not None:  # stamped from their first packet: the accepted connections inherit it
+            self._httpd.socket.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-provider", daemon=True
@@ -354,11 +358,12 @@ class FakeProvider:
         expected = self.accounts.get(user)
         return expected is not None and hmac.compare_digest(token, expected) and user == path_account
 
-    def _take_rate_token(self) -> bool:
-        # Token bucket: bursts up to max(1, rate) and refills at `rate` per second.
+    def _take_rate_token(self, at: float) -> bool:
+        # Token bucket: bursts up to max(1, rate) and refills at `rate` per second, by the requests' arrival
+        # (which may take the lock in another order).
         if self.rate_limit_per_second is None:
             return True
-        now = time.monotonic()
+        now = max(at, self._refilled_at)
         capacity = max(1.0, self.rate_limit_per_second)
         self._tokens = min(capacity, self._tokens + (now - self._refilled_at) * self.rate_limit_per_second)
         self._refilled_at = now
@@ -379,7 +384,7 @@ class FakeProvider:
     def _create_locked(self, account, auth, params, record):
         if not self._authenticate(auth, account):
             return 401, twilio_error(20003, "Authenticate", 401), 0.0
-        if not self._take_rate_token():
+        if not self._take_rate_token(record["at"]):
             return 429, twilio_error(20429, "Too Many Requests", 429), 0.0
         to, from_ = params.get("To") or "", params.get("From") or ""
         url, twiml = params.get("Url") or "", params.get("Twiml") or ""
@@ -525,6 +530,34 @@ def _camel(name: str) -> str:
 
 
 _SUBRESOURCE_NAMES = tuple((name, _camel(name)) for name in _SUBRESOURCES)
+# Linux: the kernel stamps each packet's arrival (the option's number where Python does not name it)
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
+_STAMP_SPACE = socket.CMSG_SPACE(16) if _SO_TIMESTAMPNS is not None else 0
+
+
+class _Server(ThreadingHTTPServer):
+    # A provider's edge takes every connection: with socketserver's 5 waiting to be accepted, a busy provider
+    # process dropped connections, and their clients' requests came a second later (TCP's retry), many at once.
+    request_queue_size = 128
+
+
+def _arrival(connection: socket.socket) -> float:
+    """When the connection's next request reached this machine, as time.monotonic(): the kernel's stamp of its
+    first bytes (peeked, waiting for them), so that the provider's own delays (its threads and their GIL, its
+    accept loop) are not counted as the client's, as a real provider counts requests at its edge. The time of the
+    call when the stamp cannot be read. Clients here do not pipeline their requests."""
+    if _SO_TIMESTAMPNS is not None:
+        try:
+            _data, ancillary, _flags, _address = connection.recvmsg(1, _STAMP_SPACE, socket.MSG_PEEK)
+        except OSError:
+            ancillary = []
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
+                seconds, nanoseconds = struct.unpack("qq", data[:16])
+                ago = time.time() - (seconds + nanoseconds / 1e9)
+                if 0.0 <= ago < 60.0:  # not a packet the kernel left unstamped
+                    return time.monotonic() - ago
+    return time.monotonic()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -541,8 +574,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def handle(self):
         self.close_connection = True
+        self.arrived_at = _arrival(self.connection)
         self.handle_one_request()
         while not self.close_connection and self._await_request():
+            self.arrived_at = _arrival(self.connection)
             self.handle_one_request()
 
     def _await_request(self) -> bool:
@@ -656,7 +691,7 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
     def do_POST(self):
-        at = time.monotonic()
+        at = self.arrived_at
         path = urllib.parse.urlsplit(self.path).path
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode("utf-8") if length else ""
@@ -673,7 +708,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(status, payload)
 
     def do_GET(self):
-        at = time.monotonic()
+        at = self.arrived_at
         path = urllib.parse.urlsplit(self.path).path
         if self._bad_answer(path):
             return
