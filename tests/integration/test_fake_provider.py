@@ -123,6 +123,50 @@ def test_create_call_returns_201_with_queued_resource(provider, client):
     assert provider.create_timestamps() == [record["at"]]
 
 
+def test_a_create_is_stamped_when_its_first_bytes_arrive_not_when_the_provider_reads_it():
+    import base64
+    import socket
+    import urllib.parse
+
+    body = f"To={TO}&From={FROM}&Url=https%3A%2F%2Fexample.test%2Fanswer".encode()
+    auth = base64.b64encode(f"{SID}:{TOKEN}".encode()).decode()
+    head = (f"POST /2010-04-01/Accounts/{SID}/Calls.json HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n"
+            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    with FakeProvider({SID: TOKEN}, keep_alive=True) as provider:
+        address = urllib.parse.urlsplit(provider.url)
+        sent = []
+        with socket.create_connection((address.hostname, address.port)) as connection:
+            for _ in range(2):  # on a new connection, then on the same one kept alive
+                time.sleep(0.3)  # the provider waits for the request
+                sent.append(time.monotonic())
+                connection.sendall(head[:10])
+                time.sleep(0.3)  # the rest of the request comes later: the provider reads it then
+                connection.sendall(head[10:] + body)
+                answer = connection.makefile("rb")
+                assert answer.readline().startswith(b"HTTP/1.1 201")
+                headers = list(iter(answer.readline, b"\r\n"))
+                answer.read(next(int(line.split(b":")[1]) for line in headers
+                                 if line.lower().startswith(b"content-length:")))
+        assert [record["status_code"] for record in provider.created_calls] == [201, 201]
+        for record, at in zip(provider.created_calls, sent):
+            assert at <= record["at"] < at + 0.15
+
+
+def test_the_adapter_sends_no_create_when_its_slot_has_passed_at_the_last_moment(provider):
+    from scfm.adapters.provider import TwilioProvider
+    from scfm.domain.ports import ProviderCredentials, SlotMissed
+
+    adapter, credentials = TwilioProvider(timeout=5), ProviderCredentials("somleng", SID, TOKEN, provider.url)
+    params = {"from": FROM, "url": ANSWER_URL}
+    with pytest.raises(SlotMissed):
+        adapter.create_call(credentials, TO, params, on_time=lambda: False)
+    assert provider.created_calls == []
+    remote = adapter.create_call(credentials, TO, params, on_time=lambda: True)
+    assert [record["sid"] for record in provider.created_calls] == [remote.sid]
+    adapter.create_call(credentials, TO, params)  # asked no more once the create is made
+    assert len(provider.created_calls) == 2
+
+
 def test_create_with_twiml_instead_of_url(client):
     call = client.calls.create(to=TO, from_=FROM, twiml="<Response><Say>hi</Say></Response>")
     assert call.status == "queued"

@@ -11,7 +11,7 @@ from scfm.domain import state_machines as sm
 from scfm.domain.dial_queue import Claim, DialQueue
 from scfm.domain.errors import NotFound, ValidationFailed
 from scfm.domain.model import Account, PhoneCall
-from scfm.domain.ports import ProviderCredentials, RemoteCall
+from scfm.domain.ports import ProviderCredentials, RemoteCall, SlotMissed
 
 EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
 QUEUED, ERRORED, REMOTELY_QUEUED = (sm.PhoneCallStatus.QUEUED.value, sm.PhoneCallStatus.ERRORED.value,
@@ -230,13 +230,24 @@ class FakeLeases:
 
 @dataclass
 class FakeProvider:
-    """Makes every call it is asked for, unless `answer` (given the request number) raises."""
+    """Makes every call it is asked for, unless `answer` (given the request number) raises. The next requests take
+    `slow`'s seconds each to be ready to leave (a busy CPU); one no longer on time is not sent (`missed`)."""
     clock: FakeClock
     answer: Callable[[int], None] = lambda n: None
     creates: list[tuple[float, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    slow: list[float] = field(default_factory=list)
+    missed: list[tuple[float, str]] = field(default_factory=list)
 
-    def create_call(self, credentials: ProviderCredentials, to: str, params: dict[str, Any]) -> RemoteCall:
+    def create_call(self, credentials: ProviderCredentials, to: str, params: dict[str, Any],
+                    on_time: Callable[[], bool] | None = None) -> RemoteCall:
+        with self.lock:
+            way = self.slow.pop(0) if self.slow else 0.0
+        self.clock.sleep(way)
+        if on_time is not None and not on_time():
+            with self.lock:
+                self.missed.append((self.clock.seconds, to))
+            raise SlotMissed("the request would have left too late for its slot")
         with self.lock:  # the request's number, and so its sid, taken together with its place in `creates`
             self.creates.append((self.clock.seconds, to))
             n = len(self.creates)

@@ -9,7 +9,7 @@ import pytest
 from scfm.domain.dialing import SPACING_MARGIN, Timings
 from scfm.domain.model import Account
 from scfm.domain.ports import OutcomeUnknown, ProviderRateLimited, ProviderRefused, RemoteCall
-from scfm.services.dispatcher import NO_CREDENTIALS, Dispatcher, DispatcherSettings, Recorder
+from scfm.services.dispatcher import MAX_SLOT_LATENESS, NO_CREDENTIALS, Dispatcher, DispatcherSettings, Recorder
 from tests.unit.dialing_fakes import (
     Accounts, FakeClock, FakeLeases, FakeLimiter, FakeProvider, FakeUnitOfWork, InMemoryDialQueue,
 )
@@ -53,6 +53,19 @@ def test_every_due_call_is_dialed_once_at_the_accounts_rate(world):
     assert {call.status for call in world.queue.calls.values()} == {"remotely_queued"}
     assert world.dispatcher().drain() == {}  # nothing dialed twice
     assert world.leases.holders == {}  # the lease is given back
+
+
+def test_a_request_that_would_leave_too_late_for_its_slot_is_not_sent_and_its_call_takes_the_next_slot(world):
+    world.account(1, calls_per_second=1)
+    calls = [world.queue.queue(1, f"+25266234567{n}") for n in range(2)]
+    world.provider.slow = [MAX_SLOT_LATENESS + 0.005, MAX_SLOT_LATENESS - 0.005]
+    assert world.dispatcher().drain() == {"RemotelyQueued": 2}
+    assert len(world.provider.missed) == 1  # the first request: nothing sent
+    assert sorted(to for _at, to in world.provider.creates) == sorted(call.msisdn for call in calls)
+    stamps = sorted(at for at, _to in world.provider.creates + world.provider.missed)
+    assert all(b - a >= SPACING_MARGIN - MAX_SLOT_LATENESS for a, b in zip(stamps, stamps[1:]))
+    assert {call.status for call in world.queue.calls.values()} == {"remotely_queued"}
+    assert [call.dial_attempts for call in calls] == [1, 1]
 
 
 def test_a_rate_limited_dial_is_put_back_uncounted_and_slows_the_provider_account_down(world):

@@ -57,8 +57,15 @@ class OutcomeUnknown(ProviderError):
     """The request may have reached the provider (timeout, reset, 5xx): never blindly repeat it."""
 
 
+class SlotMissed(ProviderError):
+    """Nothing was sent: asked just before the request would have left, `on_time` said it was too late."""
+
+
 class CallProvider(Protocol):
-    def create_call(self, credentials: ProviderCredentials, to: str, params: dict[str, Any]) -> RemoteCall: ...
+    def create_call(self, credentials: ProviderCredentials, to: str, params: dict[str, Any],
+                    on_time: Callable[[], bool] | None = None) -> RemoteCall:
+        """The call created. `on_time` is asked at the last moment before the request leaves: False, and
+        SlotMissed is raised with nothing sent."""
 
     def fetch_call(self, credentials: ProviderCredentials, sid: str) -> RemoteCall: ...
 
