@@ -68,7 +68,7 @@ def test_pages_need_a_signed_in_token_and_sign_in_sets_a_safe_cookie(app, api):
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie  # PUBLIC_URL is http
     value = cookie.split(";")[0].split("=", 1)[1]
     stored = app.session_interface.get_signing_serializer(app).loads(value)
-    assert set(stored) == {"token_digest", "csrf"} and api.token not in repr(stored)
+    assert set(stored) == {"session_key", "token_digest", "csrf"} and api.token not in repr(stored)
     assert client.get("/contacts").status_code == 200
 
 
@@ -174,6 +174,25 @@ def test_sign_out_ends_the_session_and_a_deleted_token_ends_it_too(browser, api,
     assert browser.get("/callouts").status_code == 200
     api.delete(f"/api/access_tokens/{token_id}")
     assert browser.get("/callouts").status_code == 302
+
+
+def test_a_copied_cookie_does_not_survive_sign_out(app, browser, api, deps):
+    from sqlalchemy import text as sql
+
+    cookie = browser.client.get_cookie(app.config["SESSION_COOKIE_NAME"]).value
+    copy = Browser(app.test_client())
+    copy.client.set_cookie(app.config["SESSION_COOKIE_NAME"], cookie)
+    assert copy.get("/callouts").status_code == 200  # the same session, from elsewhere
+    with deps.engine.connect() as conn:
+        stored = conn.execute(sql("SELECT session_digest FROM dashboard_sessions")).scalars().all()
+    key = app.session_interface.get_signing_serializer(app).loads(cookie)["session_key"]
+    assert key not in stored and len(stored) == 1  # only its digest is kept
+
+    assert browser.post("/sign_out").status_code == 302
+    assert copy.get("/callouts").status_code == 302  # signed out for every copy of the cookie
+    assert browser.get("/callouts").status_code == 302
+    browser.sign_in(api.token)  # a new session; the old one stays ended
+    assert browser.get("/callouts").status_code == 200 and copy.get("/callouts").status_code == 302
 
 
 def test_a_new_access_token_is_shown_once_and_secrets_are_never_shown(browser, api):

@@ -138,6 +138,31 @@ class AccessTokens(InMemoryRepository):
         token = next((t for t in self.rows.values() if t.token_digest == digest), None)
         return Accounts(self.uow).find(token.account_id) if token else None
 
+    @property
+    def _sessions(self) -> dict[str, tuple[int, datetime]]:
+        """Dashboard sessions: their digest's (token id, started at)."""
+        return self.uow.tables.setdefault("dashboard_sessions", {})  # type: ignore[return-value]
+
+    def start_session(self, token_digest: str, session_digest: str, max_age_seconds: float) -> bool:
+        now, sessions = self.uow.db.clock(), self._sessions
+        for digest in [d for d, (_id, at) in sessions.items() if (now - at).total_seconds() > max_age_seconds]:
+            del sessions[digest]
+        token = next((t for t in self.rows.values() if t.token_digest == token_digest), None)
+        if token is None:
+            return False
+        sessions[session_digest] = (token.id, now)
+        return True
+
+    def account_for_session(self, session_digest: str, max_age_seconds: float) -> model.Account | None:
+        token_id, at = self._sessions.get(session_digest, (None, None))
+        token = self.rows.get(token_id) if token_id is not None else None
+        if token is None or at is None or (self.uow.db.clock() - at).total_seconds() > max_age_seconds:
+            return None
+        return Accounts(self.uow).find(token.account_id)
+
+    def end_session(self, session_digest: str) -> None:
+        self._sessions.pop(session_digest, None)
+
 
 class Contacts(InMemoryRepository):
     name = "contacts"

@@ -162,6 +162,14 @@ class AccountRepository(Repository[model.Account], HasDependents, Protocol):
 class AccessTokenRepository(Repository[model.AccessToken], Protocol):
     def account_for_digest(self, digest: str) -> model.Account | None: ...
 
+    def start_session(self, token_digest: str, session_digest: str, max_age_seconds: float) -> bool:
+        """A dashboard session of the token (False: no such token); sessions older than max_age are removed."""
+
+    def account_for_session(self, session_digest: str, max_age_seconds: float) -> model.Account | None:
+        """The account of a session younger than max_age that was not ended, or None."""
+
+    def end_session(self, session_digest: str) -> None: ...
+
 
 class ContactRepository(Repository[model.Contact], HasDependents, Protocol):
     def by_msisdn(self, msisdn: str) -> model.Contact | None: ...

@@ -1,6 +1,7 @@
 """Use cases of accounts and their access tokens."""
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from scfm.domain.errors import DeleteRefused, NotFound, ValidationFailed
@@ -104,6 +105,35 @@ def authenticate(uow: UnitOfWork, token: str) -> Account | None:
         return None
     with uow:
         return uow.access_tokens.account_for_digest(AccessToken.digest(token))
+
+
+def start_dashboard_session(uow: UnitOfWork, token: str, max_age_seconds: float) -> str | None:
+    """Sign in to the dashboard: a new session's key for a valid token (only its digest is stored), or None."""
+    if not token:
+        return None
+    key = secrets.token_urlsafe(32)
+    with uow:
+        if not uow.access_tokens.start_session(AccessToken.digest(token), AccessToken.digest(key), max_age_seconds):
+            return None
+        uow.commit()
+    return key
+
+
+def dashboard_account(uow: UnitOfWork, key: str, max_age_seconds: float) -> Account | None:
+    """The account of a dashboard session still going (not signed out, its token not deleted, not too old)."""
+    if not key:
+        return None
+    with uow:
+        return uow.access_tokens.account_for_session(AccessToken.digest(key), max_age_seconds)
+
+
+def end_dashboard_session(uow: UnitOfWork, key: str) -> None:
+    """Sign out: the session ends for every copy of its cookie."""
+    if not key:
+        return
+    with uow:
+        uow.access_tokens.end_session(AccessToken.digest(key))
+        uow.commit()
 
 
 def create_access_token(uow: UnitOfWork, caller: Account, params: dict[str, Any]) -> AccessToken:

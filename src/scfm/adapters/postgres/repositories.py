@@ -241,6 +241,35 @@ class AccessTokenRepository(Repository):
         account.mark_clean()
         return account
 
+    def start_session(self, token_digest: str, session_digest: str, max_age_seconds: float) -> bool:
+        sessions = t.dashboard_sessions
+        self.conn.execute(delete(sessions).where(sessions.c.created_at < _ago(max_age_seconds)))
+        token_id = select(t.access_tokens.c.id).where(t.access_tokens.c.token_digest == token_digest)
+        started = self.conn.execute(insert(sessions).from_select(
+            ["access_token_id", "session_digest"], token_id.add_columns(literal(session_digest))))
+        return started.rowcount == 1
+
+    def account_for_session(self, session_digest: str, max_age_seconds: float) -> model.Account | None:
+        sessions = t.dashboard_sessions
+        row = self.conn.execute(
+            select(t.accounts).join(t.access_tokens, t.access_tokens.c.account_id == t.accounts.c.id)
+            .join(sessions, sessions.c.access_token_id == t.access_tokens.c.id)
+            .where(sessions.c.session_digest == session_digest, sessions.c.created_at >= _ago(max_age_seconds))
+        ).first()
+        if row is None:
+            return None
+        account = model.Account(**{k: v for k, v in row._mapping.items()})
+        account.mark_clean()
+        return account
+
+    def end_session(self, session_digest: str) -> None:
+        sessions = t.dashboard_sessions
+        self.conn.execute(delete(sessions).where(sessions.c.session_digest == session_digest))
+
+
+def _ago(seconds: float):
+    return func.now() - func.make_interval(0, 0, 0, 0, 0, 0, literal(float(seconds)))
+
 
 class ContactRepository(Repository):
     table = t.contacts

@@ -48,6 +48,12 @@ access_tokens = Table(
     Column("token_digest", Text, nullable=False, unique=True), *_timestamps(),
 )
 
+dashboard_sessions = Table(  # migration 0010
+    "dashboard_sessions", metadata_obj, _id(), _fk("access_token_id", "access_tokens", False, ondelete="CASCADE"),
+    Column("session_digest", Text, nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
 contacts = Table(
     "contacts", metadata_obj, _id(), _fk("account_id", "accounts", False),
     Column("msisdn", Text, nullable=False), _json("metadata"), *_timestamps(),

@@ -122,6 +122,7 @@ def check_session():
         return None
     account = _signed_in_account()
     if account is None:
+        session.pop("session_key", None)
         session.pop("token_digest", None)
         return redirect(url_for("dashboard.sign_in", next=request.full_path.rstrip("?") if request.method == "GET" else None))
     g.account = account
@@ -170,14 +171,17 @@ def backing_service(error):
 
 
 def _signed_in_account():
-    """The account of the session's token, looked up by its digest: the cookie holds the digest, never the token
-    (so a cookie that leaks is not an API credential), and a deleted token ends the session."""
-    digest = session.get("token_digest")
-    if not isinstance(digest, str) or not digest:
+    """The account of the session, kept on the server: the cookie holds a random key (never the token, so a cookie
+    that leaks is not an API credential), and signing out, or deleting the token, ends the session for every copy
+    of the cookie."""
+    key = session.get("session_key")
+    if not isinstance(key, str) or not key:
         return None
-    uow_ = deps().uow(None)
-    with uow_:
-        return uow_.access_tokens.account_for_digest(digest)
+    return account_services.dashboard_account(deps().uow(None), key, _session_seconds())
+
+
+def _session_seconds() -> float:
+    return current_app.permanent_session_lifetime.total_seconds()
 
 
 def _safe_next(target: str | None) -> str:
@@ -195,9 +199,11 @@ def sign_in():
     error = None
     if request.method == "POST":
         token = request.form.get("access_token", "").strip()
-        if account_services.authenticate(deps().uow(None), token) is not None:
+        key = account_services.start_dashboard_session(deps().uow(None), token, _session_seconds())
+        if key is not None:
             session.clear()
-            session["token_digest"] = AccessToken.digest(token)
+            session["session_key"] = key
+            session["token_digest"] = AccessToken.digest(token)  # to tell this session's token on the account page
             session["csrf"] = secrets.token_urlsafe(32)
             return redirect(_safe_next(request.args.get("next")))
         error = _("That access token is not valid.")
@@ -206,6 +212,9 @@ def sign_in():
 
 @blp.route("/sign_out", methods=["POST"])
 def sign_out():
+    key = session.get("session_key")
+    if isinstance(key, str):
+        account_services.end_dashboard_session(deps().uow(None), key)
     session.clear()
     return redirect(url_for("dashboard.sign_in"))
 
