@@ -223,6 +223,36 @@ def test_an_inbound_call_creates_the_contact_and_the_call_in_the_account(calling
     assert calling_api.get(f"/api/contacts/{contact['id']}/remote_phone_call_events").headers["Total"] == "2"
 
 
+def test_a_new_inbound_call_reported_twice_at_once_is_made_once_and_both_requests_are_answered(
+        calling_api, app, monkeypatch):
+    import threading
+
+    from scfm.adapters.postgres.provider_reports import ProviderReports
+
+    params = {"CallSid": "CA" + "6" * 32, "AccountSid": PROVIDER_SID, "From": "+85510202104", "To": "1294",
+              "CallStatus": "ringing", "Direction": "inbound", "ApiVersion": "2010-04-01"}
+    find, answers = ProviderReports.find, []
+
+    def find_then_let_the_other_request_in(self, account_sid, call_sid):
+        found = find(self, account_sid, call_sid)
+        if not answers:  # the first request found no call; the same request, sent again, now makes it first
+            answers.append(None)
+            other = threading.Thread(target=lambda: answers.append(signed_webhook(app.test_client(), params)))
+            other.start()
+            other.join()
+        return found
+
+    monkeypatch.setattr(ProviderReports, "find", find_then_let_the_other_request_in)
+    first = signed_webhook(calling_api.client, params)
+    second = answers[1]
+    assert second.status_code == 201 and first.status_code == 200  # the later one is the other's replay
+    assert first.get_data() == second.get_data() and b"<Response>" in first.get_data()
+    [call] = calling_api.get("/api/phone_calls?q[remote_direction]=inbound").get_json()
+    assert call["remote_call_id"] == params["CallSid"] and call["status"] == "in_progress"
+    assert calling_api.get(f"/api/phone_calls/{call['id']}/remote_phone_call_events").headers["Total"] == "1"
+    assert calling_api.get("/api/contacts?q[msisdn]=85510202104").headers["Total"] == "1"
+
+
 def test_events_api_filters_and_updates_metadata(calling_api, remote_call, other_api):
     signed_webhook(calling_api.client, _params(remote_call, "ringing"))
     [event] = calling_api.get("/api/remote_phone_call_events").get_json()

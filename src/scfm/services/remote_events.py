@@ -47,6 +47,13 @@ def _int(value: Any) -> int | None:
         return None
 
 
+class _InboundCallMadeMeanwhile(ValidationFailed):
+    """Another request of the same new inbound call made it first (this one's insert waited for its commit)."""
+
+    def __init__(self) -> None:
+        super().__init__({"remote_call_id": ["has already been taken"]})
+
+
 def handle_webhook(reports_for: Callable[[], ReportsUnitOfWork], call_flows: CallFlowRegistry,
                    provider_defaults: dict[str, Any], validate_signature: SignatureValidator, url: str,
                    params: dict[str, Any],
@@ -56,7 +63,20 @@ def handle_webhook(reports_for: Callable[[], ReportsUnitOfWork], call_flows: Cal
     `params` is the form as posted, names to lists of values (or to single values); validate_signature is
     given every value, as lists. `our_phone_call_id`
     comes from the status callback URL we gave the provider, and finds a call whose create response was lost.
+    Two requests of a new inbound call at once (a retried request, or two statuses) make one call: the one
+    that finds the other's call made meanwhile is handled again, as a request for that call.
     """
+    arguments = (reports_for, call_flows, provider_defaults, validate_signature, url, params, signature,
+                 our_phone_call_id, clock)
+    try:
+        return _handle_webhook(*arguments)
+    except _InboundCallMadeMeanwhile:
+        return _handle_webhook(*arguments)
+
+
+def _handle_webhook(reports_for: Callable[[], ReportsUnitOfWork], call_flows: CallFlowRegistry,
+                    provider_defaults: dict[str, Any], validate_signature: SignatureValidator, url: str,
+                    params: dict[str, Any], signature: str, our_phone_call_id: Any, clock: Clock) -> WebhookResult:
     lists = _lists(params)
     account_sid = _first(lists, "AccountSid")
     if not account_sid:
@@ -143,7 +163,12 @@ def _inbound_call(uow: UnitOfWork, account_id: int, details: dict[str, Any], cal
         remote_direction=details.get("Direction"), status=sm.PhoneCallStatus.REMOTELY_QUEUED.value,
         remotely_queued_at=now,
     )
-    call = uow.phone_calls.add(call)
+    try:
+        call = uow.phone_calls.add(call)
+    except ValidationFailed as error:
+        if "remote_call_id" in error.errors:  # not there when looked up: made since, by a concurrent request
+            raise _InboundCallMadeMeanwhile() from None
+        raise
     return uow.phone_calls.get(call.id, for_update=True)
 
 
