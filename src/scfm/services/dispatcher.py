@@ -125,7 +125,8 @@ class _Record:
     call_id: int
     remote: RemoteCall
     done: threading.Event = field(default_factory=threading.Event)
-    recorded: bool = False
+    recorded: bool = False  # False: the call is refused (its sid is another's), once decided
+    decided: bool = False
     error: BaseException | None = None
 
 
@@ -166,9 +167,10 @@ class Recorder:
                     return
             try:
                 self._write(group)
-            except BaseException as error:  # the database away: every thread of the group learns it
+            except BaseException as error:  # the database away: every thread whose call is undecided learns it
                 for each in group:
-                    each.error = error
+                    if not each.decided:
+                        each.error = error
             for each in group:
                 each.done.set()
 
@@ -178,10 +180,11 @@ class Recorder:
                 uow.dial_queue.record_many_remotely_queued([(each.call_id, each.remote) for each in group])
                 uow.commit()
             for each in group:
-                each.recorded = True
+                each.recorded = each.decided = True
             return
         except ValidationFailed:
             if len(group) == 1:
+                group[0].decided = True
                 return
         for each in group:
             try:
@@ -191,6 +194,7 @@ class Recorder:
                 each.recorded = True
             except ValidationFailed:
                 pass
+            each.decided = True
 
 
 class Dispatcher:
