@@ -53,7 +53,7 @@ def _migrate(engine, direction, revision: str) -> set[str]:
         return {" ".join(re.sub(r"--[^\n]*", "", each).split()) for each in connection.execute(text(SCHEMA)).scalars()}
 
 
-@pytest.mark.parametrize("back_to", ["0008", "0007", "base"])
+@pytest.mark.parametrize("back_to", ["0010", "0009", "0008", "0007", "base"])
 def test_down_and_up_again(engine, back_to):
     there = _migrate(engine, command.upgrade, back_to) if back_to != "base" else set()
     head = _migrate(engine, command.upgrade, "head")
@@ -70,3 +70,18 @@ def test_the_dialers_index_at_head_and_at_0008(engine):
     _migrate(engine, command.downgrade, "0008")
     with engine.connect() as connection:
         assert connection.execute(text(due)).scalar_one().endswith("WHERE (status = 'queued'::text)")
+
+
+def test_a_nan_rate_stored_before_the_rule_is_repaired_and_refused_from_then_on(engine):
+    from sqlalchemy.exc import IntegrityError
+
+    _migrate(engine, command.upgrade, "0010")
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO accounts (calls_per_second) VALUES ('NaN'), (2.5)"))
+    _migrate(engine, command.upgrade, "head")
+    with engine.begin() as connection:
+        rates = connection.execute(text("SELECT calls_per_second FROM accounts ORDER BY id")).scalars().all()
+        assert rates == [None, 2.5]  # NaN: no rate of its own, the default's
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(text("UPDATE accounts SET calls_per_second = 'NaN'"))
+
