@@ -167,6 +167,33 @@ def test_the_adapter_sends_no_create_when_its_slot_has_passed_at_the_last_moment
     assert len(provider.created_calls) == 2
 
 
+def test_the_adapter_asks_whether_it_is_on_time_once_connected_and_then_sends_nothing_late():
+    import socket
+
+    from scfm.adapters.provider import TwilioProvider
+    from scfm.domain.ports import ProviderCredentials, SlotMissed
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted, received = threading.Event(), []
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        accepted.set()
+        with connection:
+            received.append(connection.recv(100))  # b"": closed with nothing sent
+
+    server = threading.Thread(target=serve)
+    server.start()
+    credentials = ProviderCredentials("somleng", SID, TOKEN, f"http://127.0.0.1:{listener.getsockname()[1]}")
+    asked = []
+    with pytest.raises(SlotMissed):  # a new connection's handshake is not the request's way: asked after it
+        TwilioProvider(timeout=5).create_call(credentials, TO, {"from": FROM, "url": ANSWER_URL},
+                                              on_time=lambda: asked.append(accepted.wait(5)) or False)
+    server.join(5)
+    listener.close()
+    assert asked == [True] and received == [b""]
+
+
 def test_create_with_twiml_instead_of_url(client):
     call = client.calls.create(to=TO, from_=FROM, twiml="<Response><Say>hi</Say></Response>")
     assert call.status == "queued"

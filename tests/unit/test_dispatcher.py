@@ -68,6 +68,22 @@ def test_a_request_that_would_leave_too_late_for_its_slot_is_not_sent_and_its_ca
     assert [call.dial_attempts for call in calls] == [1, 1]
 
 
+def test_a_request_that_missed_its_slot_once_the_dialing_stopped_is_put_back_unsent_and_uncounted(world):
+    world.account(1)
+    call = world.queue.queue(1, "+252662345678")
+    dispatcher = world.dispatcher()
+    create_call = world.provider.create_call
+
+    def stopped_while_late(credentials, to, params, on_time=None):
+        dispatcher.dialing[1].stop.set()  # the lease lost, or the dialer told to stop, meanwhile
+        return create_call(credentials, to, params, on_time=lambda: False)
+
+    world.provider.create_call = stopped_while_late
+    assert dispatcher.drain() == {"TooLate": 1}
+    assert world.provider.creates == [] and len(world.provider.missed) == 1
+    assert call.status == "queued" and call.dial_claimed_at is None and call.dial_attempts == 0
+
+
 def test_a_rate_limited_dial_is_put_back_uncounted_and_slows_the_provider_account_down(world):
     world.account(1)
 

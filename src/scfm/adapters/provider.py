@@ -14,6 +14,7 @@ from urllib.parse import urlencode, urlparse
 import certifi
 import requests
 import urllib3
+import urllib3.connection
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http import HttpClient
 from twilio.http.response import Response
@@ -42,13 +43,49 @@ _twilio_log = logging.getLogger("twilio.http_client")
 _STATUS = re.compile(r"^[a-z][a-z-]{0,31}$")
 
 
+_sending = threading.local()  # the `on_time` of the request this thread is sending, for its connection
+
+
+def _on_time_once_connected(connection: Any) -> None:
+    """Asked by the connection right before it sends a request: connected first (a new connection's handshake,
+    and TLS's, are not the request's way to the provider), then `on_time`; SlotMissed leaves nothing sent."""
+    on_time = getattr(_sending, "on_time", None)
+    if on_time is None:
+        return
+    if connection.sock is None:
+        connection.connect()
+    if not on_time():
+        raise SlotMissed("the request would have left too late for its slot")
+
+
+class _Connection(urllib3.connection.HTTPConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _on_time_once_connected(self)
+        super().request(*args, **kwargs)
+
+
+class _TLSConnection(urllib3.connection.HTTPSConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _on_time_once_connected(self)
+        super().request(*args, **kwargs)
+
+
+class _Pool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _Connection
+
+
+class _TLSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _TLSConnection
+
+
 class RecordingHttpClient(HttpClient):
     """twilio's HTTP client on urllib3 alone (a kept-alive connection per thread and provider), with requests'
     exceptions, so that what went wrong is told as before; it keeps the provider's answer to the last request,
     to check it is a call resource before storing it. Redirects are never followed, nor a request ever retried
     (a create sent twice may call twice): credentials and requests go to the configured URL and nowhere else.
     requests' session, which twilio's own client uses, costs a third of the dialer's CPU at 200 calls/s.
-    `on_time`, when set, is asked right before a request is handed to urllib3 (see CallProvider.create_call)."""
+    `on_time`, when set, is asked by the connection right before it sends the request, once connected (see
+    CallProvider.create_call)."""
 
     answer: Response | None = None
     on_time: Callable[[], bool] | None = None
@@ -57,6 +94,7 @@ class RecordingHttpClient(HttpClient):
         super().__init__(_twilio_log, False, timeout)
         self.pools = urllib3.PoolManager(num_pools=4, maxsize=1, retries=False, cert_reqs="CERT_REQUIRED",
                                          ca_certs=certifi.where())
+        self.pools.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
 
     def request(self, method: str, url: str, params: Any = None, data: Any = None, headers: Any = None,
                 auth: Any = None, timeout: float | None = None, allow_redirects: bool = False) -> Response:
@@ -73,8 +111,7 @@ class RecordingHttpClient(HttpClient):
         if params and (query := _form(params)):
             url += ("&" if "?" in url else "?") + query
         seconds, url = timeout or self.timeout, _checked(url)
-        if self.on_time is not None and not self.on_time():
-            raise SlotMissed("the request would have left too late for its slot")
+        _sending.on_time = self.on_time
         try:
             answer = self.pools.request(method.upper(), url, body=body, headers=headers, redirect=False,
                                         retries=False, timeout=urllib3.Timeout(connect=seconds, read=seconds))
@@ -90,6 +127,8 @@ class RecordingHttpClient(HttpClient):
             raise requests.exceptions.InvalidURL(error) from None
         except (urllib3.exceptions.HTTPError, OSError) as error:  # reset or cut off: the request may have landed
             raise requests.ConnectionError(error) from None
+        finally:
+            _sending.on_time = None
         charset = answer.headers.get("Content-Type", "").partition("charset=")[2].split(";")[0].strip() or "utf-8"
         try:
             text = answer.data.decode(charset, "replace")

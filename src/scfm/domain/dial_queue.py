@@ -206,7 +206,8 @@ class Unknown:
 
 @dataclass(frozen=True)
 class TooLate:
-    """The slot came too late after the claim: put back unsent (a reconciliation may be asking already)."""
+    """The slot came too late after the claim (a reconciliation may be asking already), or the dialing stopped
+    while the call waited for another slot: put back unsent."""
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ NO_CREDENTIALS = (
 )
 DUPLICATE_SID = "The provider answered with the sid of a call that another phone call already holds"
 # A request that would leave more than this after its slot (a busy CPU) is not sent: its call takes the next
-# slot. Asked at the last moment before the request is handed to the HTTP client, so that the way from there to
+# slot. Asked by the connection right before it sends the request, once connected, so that the way from there to
 # the provider's edge is all that is not counted. Slots are spaced by SPACING_MARGIN / rate, so a 1-second window
 # at the provider holds the requests of slots from at most 1 + lateness seconds: below 40 ms of lateness, at the
 # provider, no second ever holds more than the rate, at any rate. 25 ms leaves 15 ms for the way.
@@ -360,8 +360,10 @@ class Dispatcher:
             else:
                 try:
                     outcome = self._dial(dialing, call, slot)
-                except SlotMissed:
-                    continue  # nothing was sent: the call takes the next slot
+                except SlotMissed:  # nothing was sent: the call takes the next slot, unless the dialing stopped
+                    if not dialing.stop.is_set():
+                        continue
+                    outcome = TooLate()
             return self._record(dialing, call_id, outcome)
 
     def _slot(self, dialing: AccountDialing, call_id: int) -> float | None:
