@@ -68,7 +68,7 @@ def test_pages_need_a_signed_in_token_and_sign_in_sets_a_safe_cookie(app, api):
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie  # PUBLIC_URL is http
     value = cookie.split(";")[0].split("=", 1)[1]
     stored = app.session_interface.get_signing_serializer(app).loads(value)
-    assert set(stored) == {"session_key", "token_digest", "csrf"} and api.token not in repr(stored)
+    assert set(stored) == {"session_key", "csrf"} and api.token not in repr(stored)
     assert client.get("/contacts").status_code == 200
 
 
@@ -193,6 +193,28 @@ def test_a_copied_cookie_does_not_survive_sign_out(app, browser, api, deps):
     assert browser.get("/callouts").status_code == 302
     browser.sign_in(api.token)  # a new session; the old one stays ended
     assert browser.get("/callouts").status_code == 200 and copy.get("/callouts").status_code == 302
+
+    signed_in = browser.client.get_cookie(app.config["SESSION_COOKIE_NAME"]).value
+    browser.sign_in(api.token)  # over a session still going: that one ends
+    copy.client.set_cookie(app.config["SESSION_COOKIE_NAME"], signed_in)
+    assert copy.get("/callouts").status_code == 302 and browser.get("/callouts").status_code == 200
+
+
+def test_a_token_keeps_its_latest_sessions_only(app, browser, api, deps):
+    from sqlalchemy import text as sql
+
+    from scfm.domain.model import MAX_SESSIONS_PER_TOKEN
+
+    name = app.config["SESSION_COOKIE_NAME"]
+    first = browser.client.get_cookie(name).value
+    others = [Browser(app.test_client()) for _ in range(MAX_SESSIONS_PER_TOKEN)]
+    for other in others:
+        other.sign_in(api.token)
+    with deps.engine.connect() as conn:
+        assert conn.execute(sql("SELECT count(*) FROM dashboard_sessions")).scalar_one() == MAX_SESSIONS_PER_TOKEN
+    assert browser.get("/callouts").status_code == 302  # the oldest ended
+    assert all(other.get("/callouts").status_code == 200 for other in others)
+    assert first != others[0].client.get_cookie(name).value
 
 
 def test_a_new_access_token_is_shown_once_and_secrets_are_never_shown(browser, api):

@@ -151,14 +151,18 @@ class AccessTokens(InMemoryRepository):
         if token is None:
             return False
         sessions[session_digest] = (token.id, now)
+        mine = [digest for digest, (token_id, _at) in sessions.items() if token_id == token.id]
+        for digest in mine[:-model.MAX_SESSIONS_PER_TOKEN]:  # in the order they started
+            del sessions[digest]
         return True
 
-    def account_for_session(self, session_digest: str, max_age_seconds: float) -> model.Account | None:
+    def account_for_session(self, session_digest: str, max_age_seconds: float) -> tuple[model.Account, int] | None:
         token_id, at = self._sessions.get(session_digest, (None, None))
         token = self.rows.get(token_id) if token_id is not None else None
         if token is None or at is None or (self.uow.db.clock() - at).total_seconds() > max_age_seconds:
             return None
-        return Accounts(self.uow).find(token.account_id)
+        account = Accounts(self.uow).find(token.account_id)
+        return (account, token.id) if account is not None else None
 
     def end_session(self, session_digest: str) -> None:
         self._sessions.pop(session_digest, None)

@@ -1,5 +1,5 @@
 """The dashboard's sessions, kept on the server: signing out, deleting the token or age ends one."""
-from scfm.domain.model import AccessToken, Account
+from scfm.domain.model import MAX_SESSIONS_PER_TOKEN, AccessToken, Account
 from scfm.services import accounts
 from tests.unit.fakes import UnitsOfWork
 
@@ -16,16 +16,27 @@ def test_a_session_lasts_until_it_is_signed_out_its_token_is_deleted_or_it_is_to
 
     first, second = (accounts.start_dashboard_session(uows(), token.token, DAY) for _ in range(2))
     assert first and second and first != second and token.token not in (first, second)
-    assert accounts.dashboard_account(uows(), first, DAY).id == account.id
-    assert accounts.dashboard_account(uows(), "another key", DAY) is None
+    found, token_id = accounts.dashboard_session(uows(), first, DAY)
+    assert found.id == account.id and token_id == stored.id
+    assert accounts.dashboard_session(uows(), "another key", DAY) is None
 
     accounts.end_dashboard_session(uows(), first)
-    assert accounts.dashboard_account(uows(), first, DAY) is None
-    assert accounts.dashboard_account(uows(), second, DAY).id == account.id  # the other session goes on
+    assert accounts.dashboard_session(uows(), first, DAY) is None
+    assert accounts.dashboard_session(uows(), second, DAY)[0].id == account.id  # the other session goes on
 
     uows.clock.advance(DAY + 1)
-    assert accounts.dashboard_account(uows(), second, DAY) is None
+    assert accounts.dashboard_session(uows(), second, DAY) is None
 
     third = accounts.start_dashboard_session(uows(), token.token, DAY)
     del uows.db.tables["access_tokens"][stored.id]
-    assert accounts.dashboard_account(uows(), third, DAY) is None
+    assert accounts.dashboard_session(uows(), third, DAY) is None
+
+
+def test_a_token_keeps_its_latest_sessions_and_a_sign_in_beyond_ends_the_oldest():
+    uows = UnitsOfWork()
+    account = uows.db.insert("accounts", Account())
+    token = AccessToken.issue(account.id)
+    uows.db.insert("access_tokens", token)
+    keys = [accounts.start_dashboard_session(uows(), token.token, DAY) for _ in range(MAX_SESSIONS_PER_TOKEN + 1)]
+    assert accounts.dashboard_session(uows(), keys[0], DAY) is None
+    assert all(accounts.dashboard_session(uows(), key, DAY) is not None for key in keys[1:])

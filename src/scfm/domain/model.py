@@ -91,6 +91,9 @@ class Account(Entity):
         return SUPER_ADMIN in self.permissions
 
 
+MAX_SESSIONS_PER_TOKEN = 20  # a token's dashboard sessions at once: a sign-in beyond ends the oldest
+
+
 @dataclass
 class AccessToken(Entity):
     account_id: int | None = None

@@ -163,10 +163,11 @@ class AccessTokenRepository(Repository[model.AccessToken], Protocol):
     def account_for_digest(self, digest: str) -> model.Account | None: ...
 
     def start_session(self, token_digest: str, session_digest: str, max_age_seconds: float) -> bool:
-        """A dashboard session of the token (False: no such token); sessions older than max_age are removed."""
+        """A dashboard session of the token (False: no such token). Sessions older than max_age are removed, and
+        the token's oldest beyond model.MAX_SESSIONS_PER_TOKEN."""
 
-    def account_for_session(self, session_digest: str, max_age_seconds: float) -> model.Account | None:
-        """The account of a session younger than max_age that was not ended, or None."""
+    def account_for_session(self, session_digest: str, max_age_seconds: float) -> tuple[model.Account, int] | None:
+        """The account of a session younger than max_age that was not ended, and its token's id; or None."""
 
     def end_session(self, session_digest: str) -> None: ...
 

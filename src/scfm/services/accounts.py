@@ -119,8 +119,9 @@ def start_dashboard_session(uow: UnitOfWork, token: str, max_age_seconds: float)
     return key
 
 
-def dashboard_account(uow: UnitOfWork, key: str, max_age_seconds: float) -> Account | None:
-    """The account of a dashboard session still going (not signed out, its token not deleted, not too old)."""
+def dashboard_session(uow: UnitOfWork, key: str, max_age_seconds: float) -> tuple[Account, int] | None:
+    """The account of a dashboard session still going (not signed out, its token not deleted, not too old), and
+    its token's id."""
     if not key:
         return None
     with uow:

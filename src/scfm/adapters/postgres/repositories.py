@@ -243,24 +243,34 @@ class AccessTokenRepository(Repository):
 
     def start_session(self, token_digest: str, session_digest: str, max_age_seconds: float) -> bool:
         sessions = t.dashboard_sessions
-        self.conn.execute(delete(sessions).where(sessions.c.created_at < _ago(max_age_seconds)))
-        token_id = select(t.access_tokens.c.id).where(t.access_tokens.c.token_digest == token_digest)
+        token = select(t.access_tokens.c.id).where(t.access_tokens.c.token_digest == token_digest)
         started = self.conn.execute(insert(sessions).from_select(
-            ["access_token_id", "session_digest"], token_id.add_columns(literal(session_digest))))
-        return started.rowcount == 1
+            ["access_token_id", "session_digest"], token.add_columns(literal(session_digest)))
+            .returning(sessions.c.access_token_id)).first()
+        if started is None:
+            return False
+        kept = (select(sessions.c.id).where(sessions.c.access_token_id == started.access_token_id)
+                .order_by(sessions.c.id.desc()).limit(model.MAX_SESSIONS_PER_TOKEN))
+        self.conn.execute(delete(sessions).where(
+            (sessions.c.created_at < _ago(max_age_seconds))
+            | ((sessions.c.access_token_id == started.access_token_id) & sessions.c.id.not_in(kept))))
+        return True
 
-    def account_for_session(self, session_digest: str, max_age_seconds: float) -> model.Account | None:
+    def account_for_session(self, session_digest: str, max_age_seconds: float) -> tuple[model.Account, int] | None:
         sessions = t.dashboard_sessions
         row = self.conn.execute(
             select(t.accounts).join(t.access_tokens, t.access_tokens.c.account_id == t.accounts.c.id)
             .join(sessions, sessions.c.access_token_id == t.access_tokens.c.id)
             .where(sessions.c.session_digest == session_digest, sessions.c.created_at >= _ago(max_age_seconds))
+            .add_columns(sessions.c.access_token_id.label("session_access_token_id"))
         ).first()
         if row is None:
             return None
-        account = model.Account(**{k: v for k, v in row._mapping.items()})
+        fields = dict(row._mapping)
+        token_id = fields.pop("session_access_token_id")
+        account = model.Account(**fields)
         account.mark_clean()
-        return account
+        return account, token_id
 
     def end_session(self, session_digest: str) -> None:
         sessions = t.dashboard_sessions

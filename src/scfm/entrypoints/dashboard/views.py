@@ -20,7 +20,7 @@ from scfm.domain import batch_operation as bo
 from scfm.domain.errors import NotFound, ValidationFailed
 from scfm.domain.call_plan import DAYS, RETRYABLE_OUTCOMES
 from scfm.domain.filters import PHONE_CALL_STATUSES
-from scfm.domain.model import AccessToken, stored
+from scfm.domain.model import stored
 from scfm.domain.state_machines import (
     CALLOUT_TRANSITIONS, BatchOperationStatus, CalloutStatus, ContactImportStatus, PhoneCallStatus,
 )
@@ -120,12 +120,11 @@ def check_session():
                                    errors=[_("Reload the page and try again.")]), 400
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
-    account = _signed_in_account()
-    if account is None:
+    signed_in = _signed_in()
+    if signed_in is None:
         session.pop("session_key", None)
-        session.pop("token_digest", None)
         return redirect(url_for("dashboard.sign_in", next=request.full_path.rstrip("?") if request.method == "GET" else None))
-    g.account = account
+    g.account, g.access_token_id = signed_in
     return None
 
 
@@ -170,14 +169,14 @@ def backing_service(error):
     return render_template("error.html", title=title, errors=[message]), status
 
 
-def _signed_in_account():
-    """The account of the session, kept on the server: the cookie holds a random key (never the token, so a cookie
-    that leaks is not an API credential), and signing out, or deleting the token, ends the session for every copy
-    of the cookie."""
+def _signed_in():
+    """The account of the session and the id of its token. The session is kept on the server: the cookie holds a
+    random key (never the token, nor anything the API or an older release takes), and signing out, or deleting
+    the token, ends the session for every copy of the cookie."""
     key = session.get("session_key")
     if not isinstance(key, str) or not key:
         return None
-    return account_services.dashboard_account(deps().uow(None), key, _session_seconds())
+    return account_services.dashboard_session(deps().uow(None), key, _session_seconds())
 
 
 def _session_seconds() -> float:
@@ -201,21 +200,25 @@ def sign_in():
         token = request.form.get("access_token", "").strip()
         key = account_services.start_dashboard_session(deps().uow(None), token, _session_seconds())
         if key is not None:
-            session.clear()
+            _end_session()  # signing in over another session ends it
             session["session_key"] = key
-            session["token_digest"] = AccessToken.digest(token)  # to tell this session's token on the account page
             session["csrf"] = secrets.token_urlsafe(32)
             return redirect(_safe_next(request.args.get("next")))
         error = _("That access token is not valid.")
     return render_template("sign_in.html", error=error), 401 if error else 200
 
 
-@blp.route("/sign_out", methods=["POST"])
-def sign_out():
+def _end_session() -> None:
+    """The session ends on the server, for every copy of its cookie, and the cookie is emptied."""
     key = session.get("session_key")
-    if isinstance(key, str):
+    if isinstance(key, str) and key:
         account_services.end_dashboard_session(deps().uow(None), key)
     session.clear()
+
+
+@blp.route("/sign_out", methods=["POST"])
+def sign_out():
+    _end_session()
     return redirect(url_for("dashboard.sign_in"))
 
 
@@ -585,8 +588,7 @@ def _account_page(new_token=None, status=200):
 
 
 def _current_token_id(tokens) -> int | None:
-    digest = session.get("token_digest")
-    return next((token.id for token in tokens if token.token_digest == digest), None)
+    return next((token.id for token in tokens if token.id == g.access_token_id), None)
 
 
 @blp.route("/account")
