@@ -166,7 +166,8 @@ class BatchOperationQueries:
                  "msisdn", "remote_request_params", "created_at", "updated_at"],
                 select(literal(operation.account_id), candidates.c.id, candidates.c.contact_id, literal(operation.id),
                        literal(CREATED), candidates.c.msisdn,
-                       type_coerce(plan.remote_request_params, JSONB), now, now),
+                       type_coerce(plan.remote_request_params, JSONB), now, now)
+                .order_by(candidates.c.id),  # calls made (and so dialed) in the order of their participations
             ))
             return []
         pc = t.phone_calls
