@@ -245,55 +245,11 @@ class GatheringClock:
         assert self.gathered.wait(10)
 
 
-@pytest.mark.parametrize("sids, recorded", [
-    (["CA1", "CA2", "CA3", "CA4"], [True, True, True, True]),
-    (["CA1", "CA2", "CA2", "CA4"], [True, True, False, True]),  # one sid answered twice: one call refused
-])
-def test_calls_recorded_together_are_written_at_once_and_a_taken_sid_refuses_only_its_call(world, sids, recorded):
-    world.account(1)
-    calls = [world.queue.queue(1, f"+25266234567{n}") for n in range(len(sids))]
-    world.queue.claim_due(1, world.clock.now(), len(calls))
+def _recorded_at_once(world, calls, sids) -> dict[int, object]:
+    """Each call recorded with its sid by a thread of its own, all in one group: what each thread got (True,
+    False, or the error it raised)."""
     clock = GatheringClock()
     recorder = Recorder(lambda: FakeUnitOfWork(world.accounts, world.queue), clock)
-    results: dict[int, bool] = {}
-
-    def record(call, sid):
-        results[call.id] = recorder.record(call.id, RemoteCall(sid=sid, status="queued", direction="outbound-api",
-                                                               duration=None))
-
-    threads = [threading.Thread(target=record, args=(call, sid)) for call, sid in zip(calls, sids)]
-    for thread in threads:
-        thread.start()
-    for _ in range(1000):
-        if len(recorder.pending) == len(calls):
-            break
-        threading.Event().wait(0.005)
-    clock.gathered.set()
-    for thread in threads:
-        thread.join(10)
-    # which of two calls answered with one sid came first is the threads' race
-    assert sorted(results[call.id] for call in calls) == sorted(recorded)
-    assert world.queue.recorded_at_once == ([4] if all(recorded) else [])  # else one at a time
-    assert sorted(filter(None, (call.remote_call_id for call in calls))) == sorted(set(sids))
-    assert all((call.remote_call_id is not None) == results[call.id] for call in calls)
-
-
-def test_the_database_failing_while_a_group_is_recorded_one_at_a_time_fails_only_the_calls_not_recorded(world):
-    world.account(1)
-    sids = ["CA1", "CA2", "CA2", "CA4"]  # the group fails on the taken sid, then goes one call at a time
-    calls = [world.queue.queue(1, f"+25266234567{n}") for n in range(len(sids))]
-    world.queue.claim_due(1, world.clock.now(), len(calls))
-    clock = GatheringClock()
-    recorder = Recorder(lambda: FakeUnitOfWork(world.accounts, world.queue), clock)
-    one_at_a_time, asked = world.queue.record_remotely_queued, []
-
-    def the_last_one_fails(phone_call_id, remote):
-        asked.append(phone_call_id)
-        if len(asked) == len(sids):  # the last of the group's calls, one at a time
-            raise ConnectionError("the database is away")
-        one_at_a_time(phone_call_id, remote)
-
-    world.queue.record_remotely_queued = the_last_one_fails
     results: dict[int, object] = {}
 
     def record(call, sid):
@@ -313,6 +269,40 @@ def test_the_database_failing_while_a_group_is_recorded_one_at_a_time_fails_only
     clock.gathered.set()
     for thread in threads:
         thread.join(10)
+    return results
+
+
+@pytest.mark.parametrize("sids, recorded", [
+    (["CA1", "CA2", "CA3", "CA4"], [True, True, True, True]),
+    (["CA1", "CA2", "CA2", "CA4"], [True, True, False, True]),  # one sid answered twice: one call refused
+])
+def test_calls_recorded_together_are_written_at_once_and_a_taken_sid_refuses_only_its_call(world, sids, recorded):
+    world.account(1)
+    calls = [world.queue.queue(1, f"+25266234567{n}") for n in range(len(sids))]
+    world.queue.claim_due(1, world.clock.now(), len(calls))
+    results = _recorded_at_once(world, calls, sids)
+    # which of two calls answered with one sid came first is the threads' race
+    assert sorted(results[call.id] for call in calls) == sorted(recorded)
+    assert world.queue.recorded_at_once == ([4] if all(recorded) else [])  # else one at a time
+    assert sorted(filter(None, (call.remote_call_id for call in calls))) == sorted(set(sids))
+    assert all((call.remote_call_id is not None) == results[call.id] for call in calls)
+
+
+def test_the_database_failing_while_a_group_is_recorded_one_at_a_time_fails_only_the_calls_not_recorded(world):
+    world.account(1)
+    sids = ["CA1", "CA2", "CA2", "CA4"]  # the group fails on the taken sid, then goes one call at a time
+    calls = [world.queue.queue(1, f"+25266234567{n}") for n in range(len(sids))]
+    world.queue.claim_due(1, world.clock.now(), len(calls))
+    one_at_a_time, asked = world.queue.record_remotely_queued, []
+
+    def the_last_one_fails(phone_call_id, remote):
+        asked.append(phone_call_id)
+        if len(asked) == len(sids):  # the last of the group's calls, one at a time
+            raise ConnectionError("the database is away")
+        one_at_a_time(phone_call_id, remote)
+
+    world.queue.record_remotely_queued = the_last_one_fails
+    results = _recorded_at_once(world, calls, sids)
     assert all(results[call.id] is True for call in calls if call.remote_call_id is not None)  # records stand
     assert sum(isinstance(result, ConnectionError) for result in results.values()) == 1
 
